@@ -1,0 +1,5 @@
+"""``python -m bitvert`` runs the command line."""
+
+from bitvert.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""The ``bitvert`` command line.
+
+This module is the only place in bitvert that configures logging. Each
+subcommand lives in its own module of this package and is registered in
+:data:`_SUBCOMMANDS` as ``"module:attribute"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from bitvert import __version__
+from bitvert.errors import BitvertError
+
+_SUBCOMMANDS: list[str] = [
+]
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("bitvert")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class _Group(click.Group):
+    """Turns bitvert's own errors into a one-line message and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BitvertError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bitvert")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def main(verbose: int, quiet: bool) -> None:
+    """bitvert: BBS binary pruning, the BBS weight format and the BitVert accelerator model."""
+    _configure_logging(verbose, quiet)
+
+
+def _register() -> None:
+    for spec in _SUBCOMMANDS:
+        module_name, attr = spec.split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        main.add_command(command)
+
+
+_register()
+
+__all__ = ["main"]

@@ -1,0 +1,272 @@
+"""The pruned checkpoint: ``pruned.safetensors`` (no pickle anywhere).
+
+Tensors, for the ``i``-th quantized layer (its module name is in the header):
+
+* ``layer.{i}.q`` -- integer weights in the module's own weight layout (``int8`` when every
+  value fits, else ``int16``: zero-point shifting can move a weight just outside INT8);
+* ``layer.{i}.scale`` -- ``float32[K]`` per-output-channel scale, ``weight = q * scale``;
+* ``layer.{i}.channel_bits`` -- ``uint8[K]`` stored bits per channel (8 sensitive, 8 - N normal);
+* ``layer.{i}.sensitive`` -- ``uint8[K]`` (1 = sensitive, kept at full precision);
+* ``layer.{i}.meta.{redundant,constant,free_columns,pruned}`` -- per-group pruning metadata
+  (present for BBS and bit-flip layers);
+* ``state.{key}`` -- every other entry of the model's ``state_dict`` (biases, norms,
+  embeddings, FP32 layers, buffers) so the file restores the full model.
+
+Header metadata (safetensors string metadata): ``format = "bitvert-pruned"``,
+``format_version = "1"`` and ``bitvert`` = JSON with the model description, the preset,
+the per-layer descriptions (name, kind, shape, out_axis, role, layout), the calibrated
+activation ranges, ``weight_int_range`` and the report summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bitvert.errors import FormatError, InputError, UnsupportedLayerError
+from bitvert.pipeline.global_prune import ModelPruneReport
+from bitvert.pipeline.presets import PipelinePreset
+from bitvert.pipeline.quantize import (
+    ActivationQuantizer,
+    ActivationRange,
+    LayerRole,
+    QuantLayer,
+    _untie_shared_weights,
+    dequantize_weight,
+    get_weight,
+    layer_kind,
+    set_weight_,
+)
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint", "save_pruned", "load_pruned",
+           "apply_checkpoint_"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "bitvert-pruned"
+FORMAT_VERSION = 1
+_META_KEYS = ("redundant", "constant", "free_columns", "pruned")
+
+
+@dataclass
+class CheckpointLayer:
+    """One quantized layer read back from a checkpoint."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    out_axis: int
+    role: str
+    q: torch.Tensor
+    scale: torch.Tensor
+    channel_bits: torch.Tensor
+    sensitive: torch.Tensor
+    metadata: dict[str, torch.Tensor] = field(default_factory=dict)
+    layout: dict[str, Any] | None = None
+
+    def dequantized(self) -> torch.Tensor:
+        """``q * scale`` as ``float32`` in the module's weight layout."""
+        return dequantize_weight(self.q, self.scale, self.out_axis)
+
+
+@dataclass
+class PrunedCheckpoint:
+    """Contents of a ``pruned.safetensors`` file."""
+
+    header: dict[str, Any]
+    layers: list[CheckpointLayer]
+    state: dict[str, torch.Tensor]
+
+    @property
+    def preset(self) -> PipelinePreset:
+        return PipelinePreset.from_dict(self.header["preset"])
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        return dict(self.header.get("model", {}))
+
+    @property
+    def activation_ranges(self) -> dict[str, ActivationRange]:
+        return {k: ActivationRange(**v) for k, v in self.header.get("activation_ranges", {}).items()}
+
+    @property
+    def effective_bits(self) -> float:
+        return float(self.header["summary"]["effective_bits"])
+
+
+def _int_tensor(a: np.ndarray) -> torch.Tensor:
+    a = np.ascontiguousarray(a)
+    if a.size and a.min() >= -128 and a.max() <= 127:
+        return torch.from_numpy(a.astype(np.int8))
+    return torch.from_numpy(a.astype(np.int16))
+
+
+def save_pruned(
+    path: str | Path,
+    model: nn.Module,
+    report: ModelPruneReport,
+    model_info: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` pruned by ``report`` to ``path`` (a ``.safetensors`` file).
+
+    Args:
+        path: output file; its folder must exist.
+        model: the model :func:`prune_model_` rewrote (its non-quantized tensors are saved too).
+        report: the :class:`ModelPruneReport` of that run (integer weights, scales, metadata).
+        model_info: JSON-friendly description of the base model (e.g. ``{"name": "mnist-cnn"}``),
+            used by ``bitvert eval`` to rebuild the architecture.
+
+    Returns:
+        The path written.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"output folder {str(path.parent)!r} does not exist; create it first")
+    tensors: dict[str, torch.Tensor] = {}
+    layers_meta = []
+    skip_keys = set()
+    for i, rec in enumerate(report.quantized_layers):
+        assert rec.q is not None and rec.scale is not None and rec.channel_bits is not None
+        tensors[f"layer.{i}.q"] = _int_tensor(rec.q)
+        tensors[f"layer.{i}.scale"] = torch.from_numpy(np.ascontiguousarray(rec.scale, dtype=np.float32))
+        tensors[f"layer.{i}.channel_bits"] = torch.from_numpy(np.ascontiguousarray(rec.channel_bits))
+        sens = rec.sensitive if rec.sensitive is not None else np.zeros(rec.n_channels, dtype=bool)
+        tensors[f"layer.{i}.sensitive"] = torch.from_numpy(sens.astype(np.uint8))
+        if rec.metadata is not None:
+            for key in _META_KEYS:
+                arr = rec.metadata[key]
+                arr = arr.astype(np.uint8) if arr.dtype == np.bool_ else arr
+                tensors[f"layer.{i}.meta.{key}"] = torch.from_numpy(np.ascontiguousarray(arr))
+        layers_meta.append({
+            "index": i, "name": rec.name, "kind": rec.kind, "shape": list(rec.shape), "out_axis": rec.out_axis,
+            "role": rec.role, "layout": rec.layout, "has_metadata": rec.metadata is not None,
+        })
+        skip_keys.add(f"{rec.name}.weight" if rec.name else "weight")
+    for key, value in model.state_dict().items():
+        if key in skip_keys or not isinstance(value, torch.Tensor):
+            continue
+        tensors[f"state.{key}"] = value.detach().cpu().contiguous().clone()
+    summary = report.to_dict()
+    summary.pop("layers")
+    summary.pop("preset")
+    header = {
+        "model": dict(model_info or {}),
+        "preset": report.preset.to_dict(),
+        "layers": layers_meta,
+        "activation_ranges": report.activation_ranges,
+        "weight_int_range": summary["weight_int_range"],
+        "summary": summary,
+        "layer_summary": [l.to_dict() for l in report.layers],
+    }
+    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "bitvert": json.dumps(header)}
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def load_pruned(path: str | Path) -> PrunedCheckpoint:
+    """Read a checkpoint written by :func:`save_pruned`.
+
+    Raises:
+        InputError: the file does not exist.
+        FormatError: not a safetensors file, not a bitvert checkpoint, an unknown format
+            version, or missing tensors.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint {str(path)!r} does not exist; pass the pruned.safetensors written by "
+                         "`bitvert prune`")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise FormatError(f"{str(path)!r} is not a readable safetensors file: {exc}") from None
+    if meta.get("format") != FORMAT_NAME or "bitvert" not in meta:
+        raise FormatError(f"{str(path)!r} is not a bitvert pruned checkpoint (format={meta.get('format')!r}); "
+                          "write one with `bitvert prune`")
+    if meta.get("format_version") != str(FORMAT_VERSION):
+        raise FormatError(f"{str(path)!r} has format version {meta.get('format_version')!r}; this bitvert reads "
+                          f"version {FORMAT_VERSION} (upgrade bitvert or re-run `bitvert prune`)")
+    try:
+        header = json.loads(meta["bitvert"])
+        layers = []
+        for d in header["layers"]:
+            i = d["index"]
+            md = {k: tensors[f"layer.{i}.meta.{k}"] for k in _META_KEYS} if d.get("has_metadata") else {}
+            layers.append(CheckpointLayer(
+                name=d["name"], kind=d["kind"], shape=tuple(d["shape"]), out_axis=int(d["out_axis"]),
+                role=d["role"], q=tensors[f"layer.{i}.q"].to(torch.int16), scale=tensors[f"layer.{i}.scale"],
+                channel_bits=tensors[f"layer.{i}.channel_bits"], sensitive=tensors[f"layer.{i}.sensitive"].bool(),
+                metadata=md, layout=d.get("layout"),
+            ))
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{str(path)!r}: malformed bitvert checkpoint ({type(exc).__name__}: {exc})") from None
+    for layer in layers:
+        if tuple(layer.q.shape) != layer.shape or layer.scale.shape != (layer.shape[layer.out_axis],):
+            raise FormatError(f"{str(path)!r}: layer {layer.name!r} has inconsistent tensor shapes")
+    state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
+    return PrunedCheckpoint(header=header, layers=layers, state=state)
+
+
+def apply_checkpoint_(model: nn.Module, checkpoint: PrunedCheckpoint | str | Path) -> ActivationQuantizer | None:
+    """Load a pruned checkpoint into a model of the same architecture, in place.
+
+    Weights of the quantized layers become ``q * scale``; every other tensor is loaded from
+    the checkpoint's state; activation fake-quantization is re-attached with the stored
+    ranges (returned, or ``None`` when the checkpoint quantizes no activations).
+
+    Raises:
+        UnsupportedLayerError: a checkpoint layer is missing from ``model`` or has another
+            shape or type (the checkpoint was made from a different model).
+    """
+    ckpt = checkpoint if isinstance(checkpoint, PrunedCheckpoint) else load_pruned(checkpoint)
+    model_name = ckpt.model_info.get("name", "?")
+    targets: list[QuantLayer] = []
+    preset = ckpt.preset
+    for layer in ckpt.layers:
+        try:
+            module = model.get_submodule(layer.name)
+        except AttributeError:
+            raise UnsupportedLayerError(
+                f"checkpoint layer {layer.name!r} does not exist in {type(model).__name__}; the checkpoint was "
+                f"made from model {model_name!r}: load that model (e.g. `bitvert eval --model {model_name}`)"
+            ) from None
+        kind = layer_kind(module)
+        if kind is None or kind[0] != layer.kind or tuple(get_weight(module).shape) != layer.shape:
+            raise UnsupportedLayerError(
+                f"checkpoint layer {layer.name!r} ({layer.kind}, shape {layer.shape}) does not match the model's "
+                f"{type(module).__name__} with weight {tuple(get_weight(module).shape) if kind else '-'}; "
+                f"the checkpoint was made from model {model_name!r}"
+            )
+        targets.append(QuantLayer(name=layer.name, module=module, kind=kind[0], out_axis=kind[1],
+                                  role=LayerRole(layer.role), config=preset.quant))
+    _untie_shared_weights(model, targets)
+    for layer, target in zip(ckpt.layers, targets):
+        set_weight_(target.module, layer.dequantized())
+    weight_keys = {f"{t.name}.weight" if t.name else "weight" for t in targets}
+    missing, unexpected = model.load_state_dict(ckpt.state, strict=False)
+    unexpected = [k for k in unexpected]
+    missing = [k for k in missing if k not in weight_keys]
+    if unexpected or missing:
+        raise UnsupportedLayerError(
+            f"checkpoint state does not match {type(model).__name__} (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}); the checkpoint was made from model {model_name!r}"
+        )
+    ranges = ckpt.activation_ranges
+    if not ranges:
+        return None
+    aq = ActivationQuantizer([t for t in targets if t.name in ranges])
+    aq.load_ranges(ranges)
+    return aq

@@ -1,0 +1,452 @@
+"""Hardware-aware global binary pruning of a whole model (BBS paper Algorithm 2, BBS.md §7.1).
+
+1. Every layer whose role is ``prune`` is quantized to per-channel INT8 and each of its
+   output channels gets a sensitivity score: its quantization scale (step size), or
+   the standard deviation of its float weights when weights are quantized per tensor.
+2. **One global sort** over all those channels: the top ``ceil(β · n_channels)`` are
+   sensitive (ties: earlier layer, then lower channel index).
+3. Per layer, the sensitive count ``k`` is rounded **up** to a multiple of
+   ``channel_multiple`` (C_H = 32) and capped at the layer's channel count ``K``; the
+   rounded count is filled with that layer's highest-scoring channels (which include
+   the ``k`` globally selected ones). A layer with ``K <= 32`` channels therefore keeps
+   *all or none*: all when at least one of its channels is globally sensitive.
+4. The remaining (normal) channels are binary-pruned by :func:`bitvert.pruning.prune`
+   with ``dense_channels`` set to the sensitive mask (or, for the ``rtn`` baseline,
+   re-quantized to ``8 - N`` bits).
+
+Effective bits (BBS.md §7.3 [D]; decisions in docs/pipeline.md): a sensitive-channel
+weight and an ``int8`` layer's weight cost 8 bits and **carry no metadata** (they are
+stored dense in their own 32-channel chunks, whose precision is implied by the chunk).
+A pruned group of a normal channel costs ``(8 - N) · length + 8`` bits (2-bit
+redundant count + 6-bit constant), so 4.25 bits per weight at N = 4, g = 32. Groups
+the remainder policy keeps dense cost 8 bits per weight. Per-channel scales and the
+channel-index buffer are not counted (the paper does not count them either; the codec
+reports exact bytes). ``rtn`` normal channels cost ``8 - N`` bits per weight. Layers
+left in FP32 are excluded from the model's effective bits and listed separately.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from bitvert.core.grouping import make_layout
+from bitvert.errors import ConfigError, InputError
+from bitvert.pipeline.presets import PipelinePreset, get_preset
+from bitvert.pipeline.quantize import (
+    ActivationQuantizer,
+    LayerRole,
+    QuantLayer,
+    _channel_view,
+    _untie_shared_weights,
+    attach_activation_quant,
+    dequantize_weight,
+    get_weight,
+    quantize_weight,
+    select_layers,
+    set_weight_,
+)
+from bitvert.pruning import PruneConfig, prune
+
+__all__ = ["select_sensitive", "channel_scores", "LayerPruneRecord", "ModelPruneReport", "prune_model_"]
+
+logger = logging.getLogger(__name__)
+
+
+def select_sensitive(
+    scores: Sequence[np.ndarray], fraction: float, multiple: int = 32
+) -> list[np.ndarray]:
+    """Algorithm 2's channel selection: global top-β, rounded up per layer.
+
+    Args:
+        scores: one ``float[K_l]`` array of channel scores per layer (higher = more sensitive).
+        fraction: β in ``[0, 1]``, the fraction of all channels selected globally.
+        multiple: per-layer counts are rounded up to a multiple of this, capped at ``K_l``.
+
+    Returns:
+        One ``bool[K_l]`` mask per layer (True = sensitive, kept at full precision).
+
+    Example (β = 0.25 of 8 channels = 2; layer 0 gets one, rounded up to 2)::
+
+        >>> [m.tolist() for m in select_sensitive([np.array([5., 1., 2.]), np.array([9., 0, 0, 0, 3.])], 0.25, 2)]
+        [[True, False, True], [True, False, False, False, True]]
+    """
+    if not 0.0 <= float(fraction) <= 1.0:
+        raise ConfigError(f"sensitive fraction must be in [0, 1], got {fraction}")
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ConfigError(f"channel multiple must be a positive integer, got {multiple!r}")
+    arrays = [np.asarray(s, dtype=np.float64).reshape(-1) for s in scores]
+    if not arrays:
+        return []
+    sizes = np.array([a.size for a in arrays], dtype=np.int64)
+    if (sizes == 0).any():
+        raise InputError("every layer needs at least one channel score")
+    flat = np.concatenate(arrays)
+    if not np.isfinite(flat).all():
+        raise InputError("channel scores contain NaN or inf")
+    n_total = flat.size
+    n_keep = min(n_total, math.ceil(round(float(fraction) * n_total, 9)))
+    order = np.argsort(-flat, kind="stable")  # the one global sort
+    rank = np.empty(n_total, dtype=np.int64)
+    rank[order] = np.arange(n_total)
+    top = rank < n_keep
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    layer_of = np.repeat(np.arange(len(arrays)), sizes)
+    k = np.bincount(layer_of, weights=top, minlength=len(arrays)).astype(np.int64)
+    k_rounded = np.minimum(-(-k // multiple) * multiple, sizes)
+    masks = []
+    for i in range(len(arrays)):
+        r = rank[offsets[i]:offsets[i + 1]]
+        local = np.argsort(r, kind="stable")  # this layer's channels, best first
+        m = np.zeros(sizes[i], dtype=bool)
+        m[local[: k_rounded[i]]] = True
+        masks.append(m)
+    return masks
+
+
+def channel_scores(weight: torch.Tensor, scale: torch.Tensor, out_axis: int, kind: str) -> np.ndarray:
+    """Sensitivity score per output channel: ``scale`` (``kind="scale"``) or channel std (``"std"``)."""
+    if kind == "scale":
+        return scale.detach().to(torch.float64).cpu().numpy()
+    if kind == "std":
+        rows = _channel_view(weight.detach().to(torch.float64), out_axis)
+        if rows.shape[1] < 2:
+            return rows.abs().reshape(-1).cpu().numpy()
+        return rows.std(dim=1).cpu().numpy()
+    raise ConfigError(f"sensitivity must be 'scale' or 'std', got {kind!r}")
+
+
+@dataclass
+class LayerPruneRecord:
+    """What happened to one layer; also carries the integer data the checkpoint stores.
+
+    Attributes:
+        name, kind, shape, out_axis: the module and its weight layout.
+        role: ``prune``, ``int8`` or ``fp32``; ``reason`` says why.
+        n_weights, n_channels, n_sensitive: sizes (``n_sensitive`` after rounding).
+        n_sensitive_global: channels picked by the global sort before rounding.
+        weight_bits_total: bits of weight storage by the effective-bits rule (0 for fp32 layers).
+        int_sse: squared integer error introduced by pruning, vs the INT8 weights.
+        float_sse, float_energy: ``Σ(w_new - w_fp32)²`` and ``Σ w_fp32²`` of the float weights.
+        q: final integer weights (``int16``, the module's weight layout); ``None`` for fp32 layers.
+        scale: ``float32[K]`` per-channel scale (``weight = q * scale`` along ``out_axis``).
+        channel_bits: ``uint8[K]`` stored bits per channel (8 sensitive / ``8 - N`` normal).
+        sensitive: ``bool[K]``.
+        metadata: per-group arrays of the pruning (``redundant``, ``constant``, ``free_columns``,
+            ``pruned``) or ``None``; ``layout``: the grouping layout as a dict.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    out_axis: int
+    role: str
+    reason: str
+    n_weights: int
+    n_channels: int
+    n_sensitive: int = 0
+    n_sensitive_global: int = 0
+    weight_bits_total: int = 0
+    int_sse: int = 0
+    float_sse: float = 0.0
+    float_energy: float = 0.0
+    q: np.ndarray | None = field(default=None, repr=False)
+    scale: np.ndarray | None = field(default=None, repr=False)
+    channel_bits: np.ndarray | None = field(default=None, repr=False)
+    sensitive: np.ndarray | None = field(default=None, repr=False)
+    metadata: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    layout: dict[str, Any] | None = None
+
+    @property
+    def effective_bits(self) -> float | None:
+        """Weight bits per weight of this layer (``None`` for fp32 layers)."""
+        return None if self.role == LayerRole.FP32.value else self.weight_bits_total / self.n_weights
+
+    @property
+    def rel_error(self) -> float:
+        """``‖w_new - w_fp32‖ / ‖w_fp32‖`` of this layer's float weights."""
+        return math.sqrt(self.float_sse / self.float_energy) if self.float_energy > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Scalar summary (JSON-friendly)."""
+        return {
+            "name": self.name, "kind": self.kind, "shape": list(self.shape), "role": self.role,
+            "reason": self.reason, "n_weights": self.n_weights, "n_channels": self.n_channels,
+            "n_sensitive": self.n_sensitive, "n_sensitive_global": self.n_sensitive_global,
+            "effective_bits": self.effective_bits, "int_mse": self.int_sse / self.n_weights,
+            "rel_error": self.rel_error, "layout": self.layout,
+        }
+
+
+@dataclass
+class ModelPruneReport:
+    """Result of :func:`prune_model_`.
+
+    Attributes:
+        preset: the preset applied.
+        layers: one record per quantizable layer, in registration order.
+        activation_ranges: calibrated input range per layer (empty without activation quantization).
+        activation_quantizer: the live hooks on the model (``None`` without activation quantization).
+        prune_seconds: wall time of quantization + selection + pruning (no calibration).
+        calibration_seconds: wall time of activation calibration.
+    """
+
+    preset: PipelinePreset
+    layers: list[LayerPruneRecord]
+    activation_ranges: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    activation_quantizer: ActivationQuantizer | None = field(default=None, repr=False)
+    prune_seconds: float = 0.0
+    calibration_seconds: float = 0.0
+
+    @property
+    def quantized_layers(self) -> list[LayerPruneRecord]:
+        return [l for l in self.layers if l.role != LayerRole.FP32.value]
+
+    @property
+    def n_weights(self) -> int:
+        """Weights of the quantized layers."""
+        return sum(l.n_weights for l in self.quantized_layers)
+
+    @property
+    def effective_bits(self) -> float:
+        """Model effective weight bits: total weight bits / weights, over quantized layers."""
+        n = self.n_weights
+        return sum(l.weight_bits_total for l in self.quantized_layers) / n if n else 0.0
+
+    @property
+    def compression_vs_int8(self) -> float:
+        """``8 / effective_bits``: footprint reduction of the quantized layers vs INT8."""
+        eb = self.effective_bits
+        return self.preset.quant.weight_bits / eb if eb else 0.0
+
+    @property
+    def sensitive_channel_fraction(self) -> float:
+        """Sensitive channels / channels, over pruned layers (after rounding)."""
+        pr = [l for l in self.layers if l.role == LayerRole.PRUNE.value]
+        n = sum(l.n_channels for l in pr)
+        return sum(l.n_sensitive for l in pr) / n if n else 0.0
+
+    @property
+    def weight_sqnr_db(self) -> float:
+        """``10 log10(Σw² / Σ(w_new - w)²)`` over the quantized layers' float weights."""
+        e = sum(l.float_sse for l in self.quantized_layers)
+        s = sum(l.float_energy for l in self.quantized_layers)
+        return float("inf") if e == 0 else 10.0 * math.log10(s / e)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary (no tensors)."""
+        sq = self.weight_sqnr_db
+        return {
+            "preset": self.preset.to_dict(),
+            "effective_bits": self.effective_bits,
+            "compression_vs_int8": self.compression_vs_int8,
+            "n_weights_quantized": self.n_weights,
+            "n_weights_fp32": sum(l.n_weights for l in self.layers if l.role == LayerRole.FP32.value),
+            "sensitive_channel_fraction": self.sensitive_channel_fraction,
+            "weight_sqnr_db": sq if math.isfinite(sq) else None,
+            "weight_int_range": [-(2 ** (self.preset.quant.weight_bits - 1) - 1),
+                                 2 ** (self.preset.quant.weight_bits - 1) - 1],
+            "prune_seconds": self.prune_seconds,
+            "calibration_seconds": self.calibration_seconds,
+            "layers": [l.to_dict() for l in self.layers],
+        }
+
+    def table(self) -> str:
+        """Readable per-layer table plus the model total."""
+        head = f"{'layer':<48} {'role':<6} {'shape':<20} {'sens':>9} {'bits':>6} {'rel.err':>8}"
+        lines = [head, "-" * len(head)]
+        for l in self.layers:
+            eb = "-" if l.effective_bits is None else f"{l.effective_bits:.3f}"
+            sens = f"{l.n_sensitive}/{l.n_channels}"
+            shape = "x".join(str(s) for s in l.shape)
+            lines.append(f"{l.name[-48:]:<48} {l.role:<6} {shape:<20} {sens:>9} {eb:>6} {l.rel_error:>8.4f}")
+        lines.append("-" * len(head))
+        lines.append(f"{'model (' + self.preset.name + ')':<48} {'':<6} {self.n_weights:<20,} "
+                     f"{self.sensitive_channel_fraction:>9.1%} {self.effective_bits:>6.3f}")
+        return "\n".join(lines)
+
+
+def _prune_config(preset: PipelinePreset, weight_bits: int) -> PruneConfig:
+    return PruneConfig(
+        method=preset.method, semantics=preset.semantics, weight_bits=weight_bits,
+        group_size=preset.group_size, columns=preset.columns, constant_bits=preset.constant_bits,
+        mean_rounding=preset.mean_rounding, remainder=preset.remainder, neg_min="reject",
+    )
+
+
+def _group_bits(layout: Any, active: np.ndarray, stored_bits: int, full_bits: int, meta_bits: int) -> int:
+    lengths = layout.lengths().astype(np.int64)
+    return int(np.where(active, lengths * stored_bits + meta_bits, lengths * full_bits).sum())
+
+
+def prune_model_(
+    model: nn.Module,
+    preset: PipelinePreset | str,
+    calibration: Iterable[Any] | None = None,
+    rules: Mapping[str, LayerRole | str | None] | None = None,
+    progress: bool = False,
+) -> ModelPruneReport:
+    """Quantize and globally binary-prune ``model`` in place (Algorithm 2).
+
+    The module weights are overwritten with the dequantized pruned values (so the model
+    runs as before, in floating point); the integer weights, scales and per-group
+    metadata stay in the returned report for :func:`bitvert.pipeline.save_pruned`.
+
+    Args:
+        model: a PyTorch model (any architecture with Linear / Conv / HF Conv1D layers).
+        preset: a :class:`PipelinePreset` or a preset name (``moderate``, ``rtn-moderate``, ...).
+        calibration: iterable of model inputs for activation calibration; required when the
+            preset quantizes activations (``preset.quant.act_bits`` is not ``None``).
+        rules: extra regex -> role rules, applied before ``preset.rules``.
+        progress: show a progress bar over layers (stderr).
+
+    Raises:
+        ConfigError: unknown preset, or activation quantization without calibration batches.
+        UnsupportedLayerError: the model has no quantizable layer.
+    """
+    preset = get_preset(preset)
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if preset.quant.act_bits is not None and calibration is None:
+        raise ConfigError(
+            f"preset {preset.name!r} quantizes activations to {preset.quant.act_bits} bits but no calibration "
+            "batches were given; pass calibration=<iterable of model inputs>, or use "
+            f"get_preset({preset.name!r}, quant={{'act_bits': None}}) for weight-only pruning"
+        )
+    t0 = time.perf_counter()
+    all_rules: dict[str, Any] = {**(rules or {}), **preset.rules}
+    layers = select_layers(model, preset.quant, all_rules, preset.first_layer, preset.last_layer)
+    _untie_shared_weights(model, layers)
+    if preset.method != "none":
+        _keep_unprofitable_dense(layers, preset)
+    sens_kind = preset.sensitivity
+    if sens_kind == "auto":
+        sens_kind = "scale" if preset.quant.weight_granularity == "per_channel" else "std"
+
+    quantized: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for layer in layers:
+        if layer.role is not LayerRole.FP32:
+            w = get_weight(layer.module)
+            quantized[layer.name] = quantize_weight(
+                w, layer.config.weight_bits, layer.out_axis, layer.config.weight_granularity
+            )
+    pruned_layers = [l for l in layers if l.role is LayerRole.PRUNE and preset.method != "none"]
+    scores = [
+        channel_scores(get_weight(l.module), quantized[l.name][1], l.out_axis, sens_kind) for l in pruned_layers
+    ]
+    masks = select_sensitive(scores, preset.sensitive_fraction, preset.channel_multiple)
+    global_counts = _global_counts(scores, preset.sensitive_fraction)
+    mask_of = {l.name: m for l, m in zip(pruned_layers, masks)}
+    count_of = {l.name: c for l, c in zip(pruned_layers, global_counts)}
+
+    records: list[LayerPruneRecord] = []
+    bar = tqdm(layers, desc=f"prune ({preset.name})", unit="layer", disable=not progress, leave=False)
+    for layer in bar:
+        records.append(_process_layer(layer, preset, quantized.get(layer.name), mask_of.get(layer.name),
+                                      count_of.get(layer.name, 0)))
+    prune_s = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    aq = attach_activation_quant(model, layers, calibration)
+    ranges = {k: r.to_dict() for k, r in aq.ranges.items()} if aq is not None else {}
+    report = ModelPruneReport(
+        preset=preset, layers=records, activation_ranges=ranges, activation_quantizer=aq,
+        prune_seconds=prune_s, calibration_seconds=time.perf_counter() - t1,
+    )
+    logger.info("%s: %d layers, effective bits %.3f (%.2fx vs INT8), %.2f s", preset.name, len(records),
+                report.effective_bits, report.compression_vs_int8, prune_s)
+    return report
+
+
+def _keep_unprofitable_dense(layers: list[QuantLayer], preset: PipelinePreset) -> None:
+    """Give role ``int8`` to ``prune`` layers whose groups are too short for pruning to save bits.
+
+    A group of ``w`` weights costs ``(b - N)·w + metadata`` bits pruned and ``b·w`` dense; when
+    ``N·w <= metadata`` (e.g. the RGB input convolution, groups of 3, at N = 2) pruning would
+    make the layer *larger*, so it stays at INT8 (recorded as the layer's reason). The ``rtn`` and
+    ``bitwave`` baselines apply the same rule, so they see the same layers and sensitive channels.
+    """
+    for layer in layers:
+        if layer.role is not LayerRole.PRUNE:
+            continue
+        layout = make_layout(tuple(get_weight(layer.module).shape), layer.kind, preset.group_size,
+                             preset.remainder)
+        if preset.columns * layout.width <= preset.metadata_bits_per_group:
+            layer.role, layer.reason = LayerRole.INT8, f"groups of {layout.width} too short to save bits"
+
+
+def _global_counts(scores: Sequence[np.ndarray], fraction: float) -> list[int]:
+    """Per-layer sensitive counts before rounding (for the report)."""
+    if not scores:
+        return []
+    masks = select_sensitive(scores, fraction, 1)
+    return [int(m.sum()) for m in masks]
+
+
+def _process_layer(
+    layer: QuantLayer,
+    preset: PipelinePreset,
+    qs: tuple[torch.Tensor, torch.Tensor] | None,
+    sensitive: np.ndarray | None,
+    n_global: int,
+) -> LayerPruneRecord:
+    w = get_weight(layer.module)
+    rec = LayerPruneRecord(
+        name=layer.name, kind=layer.kind, shape=tuple(w.shape), out_axis=layer.out_axis, role=layer.role.value,
+        reason=layer.reason, n_weights=int(w.numel()), n_channels=int(w.shape[layer.out_axis]),
+    )
+    if qs is None:  # fp32: untouched
+        return rec
+    bits = layer.config.weight_bits
+    q, scale = qs
+    w_fp = w.detach().to(torch.float32).clone()
+    q_np = q.numpy()
+    k = rec.n_channels
+    per_channel = rec.n_weights // k
+    channel_bits = np.full(k, bits, dtype=np.uint8)
+    rec.weight_bits_total = rec.n_weights * bits
+    scale_out = scale.clone()
+    if sensitive is not None:
+        rec.sensitive = sensitive
+        rec.n_sensitive = int(sensitive.sum())
+        rec.n_sensitive_global = n_global
+        normal = ~sensitive
+        stored = bits - preset.columns
+        if preset.method == "rtn":
+            q_low, s_low = quantize_weight(w_fp, stored, layer.out_axis, layer.config.weight_granularity)
+            shape = [1] * w.ndim
+            shape[layer.out_axis] = -1
+            nm = torch.from_numpy(normal).view(shape)
+            q = torch.where(nm, q_low, q)
+            scale_out = torch.where(torch.from_numpy(normal), s_low, scale)
+            channel_bits[normal] = stored
+            rec.weight_bits_total = int(per_channel * (rec.n_sensitive * bits + int(normal.sum()) * stored))
+        else:
+            res = prune(q_np, _prune_config(preset, bits), kind=layer.kind, dense_channels=sensitive)
+            q_new = res.weights
+            rec.int_sse = res.sse
+            md = res.metadata
+            rec.metadata = {"redundant": md.redundant, "constant": md.constant,
+                            "free_columns": md.free_columns, "pruned": md.pruned}
+            rec.layout = res.layout.to_dict()
+            channel_bits[normal] = stored
+            rec.weight_bits_total = _group_bits(res.layout, md.pruned, stored, bits,
+                                                preset.metadata_bits_per_group)
+            q = torch.from_numpy(np.ascontiguousarray(q_new))
+    deq = dequantize_weight(q, scale_out, layer.out_axis)
+    set_weight_(layer.module, deq)
+    rec.float_sse = float(((deq - w_fp) ** 2).sum())
+    rec.float_energy = float((w_fp ** 2).sum())
+    rec.q = q.numpy().astype(np.int16, copy=False)
+    rec.scale = scale_out.to(torch.float32).numpy()
+    rec.channel_bits = channel_bits
+    return rec

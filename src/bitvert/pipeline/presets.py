@@ -1,0 +1,204 @@
+"""Named, validated pipeline presets (BBS.md §7.3) and the baselines the paper compares with.
+
+========================  ====  ==================  ===  =================  =====================
+preset                    β     normal channels     N    first/last layer   effective bits
+========================  ====  ==================  ===  =================  =====================
+``int8``                  --    per-channel INT8    0    int8               8
+``conservative``          10 %  rounded averaging   2    int8 (not pruned)  per model
+``moderate``              20 %  zero-point shift    4    int8 (not pruned)  per model
+``llm-conservative``      0     rounded averaging   2    pruned             6.25
+``llm-moderate``          0     zero-point shift    4    pruned             4.25
+``bitwave-<preset>``      same  BitWave bit flip    same same               same as ``<preset>``
+``rtn-<preset>``          same  (8-N)-bit RTN       same same               ``<preset>`` - 8/g on normal channels
+========================  ====  ==================  ===  =================  =====================
+
+``bitwave-*`` applies the BitWave bit-flip baseline (BBS.md §6.5) with the same
+sensitive channels and the same N; its per-group column mask is counted as 8
+metadata bits per group, like BBS's metadata, so its effective bits equal the
+preset's. ``rtn-*`` re-quantizes the *normal* channels from the float weights
+with plain per-channel round-to-nearest at ``8 - N`` bits (same sensitive
+channels at 8 bits); it needs no per-group metadata, so it uses 8/g = 0.25
+fewer bits per normal weight than BBS.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bitvert.errors import ConfigError
+from bitvert.pipeline.quantize import LayerRole, QuantConfig
+
+__all__ = ["PipelinePreset", "PRESETS", "BASELINES", "get_preset", "list_presets", "baseline_of"]
+
+Method = Literal["none", "rounded_avg", "zero_point", "bitflip", "rtn"]
+
+
+class PipelinePreset(BaseModel):
+    """Everything the model-level pipeline needs to turn an FP32 model into a pruned INT8 one.
+
+    Attributes:
+        name: preset name (recorded in every output).
+        description: one line for humans.
+        method: pruning of normal channels: ``none`` (INT8 baseline), ``rounded_avg``,
+            ``zero_point``, ``bitflip`` (BitWave baseline) or ``rtn`` (fewer-bit round-to-nearest).
+        sensitive_fraction: β, the global fraction of output channels (of all pruned layers)
+            kept at full precision.
+        columns: N, the free bit columns every group of a normal channel gets.
+        group_size: g, weights per metadata group.
+        channel_multiple: per-layer sensitive counts are rounded **up** to a multiple of this
+            (C_H = 32, the weight channels BitVert processes in parallel); 1 disables rounding.
+        semantics: ``paper`` or ``code`` (published-code) pruning rules (BBS.md §6.3).
+        constant_bits: width of the zero-point constant; ``None`` = the semantics' default.
+        mean_rounding: tie rule of the rounded average.
+        remainder: grouping policy when a reduction length is not a multiple of g.
+        first_layer / last_layer: role of the first / last quantizable module.
+        sensitivity: channel score: ``scale`` (per-channel quantization step), ``std`` (standard
+            deviation of the channel's float weights) or ``auto`` (``scale`` for per-channel
+            weights, ``std`` for per-tensor, as the paper's footnote 1 suggests).
+        metadata_bits_per_group: metadata stored per pruned group (2-bit redundant count +
+            6-bit constant in BBS).
+        quant: weight/activation quantization.
+        rules: regex over module names -> ``prune`` / ``int8`` / ``fp32`` (or ``None`` = fp32);
+            the first full match wins and overrides ``first_layer`` / ``last_layer``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    method: Method
+    sensitive_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    columns: int = Field(0, ge=0, le=6)
+    group_size: int = Field(32, ge=2)
+    channel_multiple: int = Field(32, ge=1)
+    semantics: Literal["paper", "code"] = "paper"
+    constant_bits: int | None = Field(None, ge=1, le=7)
+    mean_rounding: Literal["half_even", "half_up"] = "half_even"
+    remainder: Literal["short", "dense", "error"] = "short"
+    first_layer: LayerRole = LayerRole.INT8
+    last_layer: LayerRole = LayerRole.INT8
+    sensitivity: Literal["auto", "scale", "std"] = "auto"
+    metadata_bits_per_group: int = Field(8, ge=0, le=32)
+    quant: QuantConfig = QuantConfig()
+    rules: dict[str, LayerRole | None] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "PipelinePreset":
+        if self.method == "none" and self.columns != 0:
+            raise ValueError("method 'none' (INT8 baseline) prunes nothing; set columns=0")
+        if self.method != "none" and self.columns == 0:
+            raise ValueError(f"method {self.method!r} needs columns >= 1 (N, the bit columns to free)")
+        if self.method != "none" and self.columns >= self.quant.weight_bits:
+            raise ValueError(
+                f"columns={self.columns} leaves no stored bit at weight_bits={self.quant.weight_bits}"
+            )
+        if self.method == "rtn" and self.quant.weight_bits - self.columns < 2:
+            raise ValueError("rtn needs at least 2 bits for normal channels (weight_bits - columns >= 2)")
+        return self
+
+    @property
+    def stored_bits(self) -> int:
+        """Bit columns stored per weight of a normal channel (``weight_bits - N``)."""
+        return self.quant.weight_bits - self.columns
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly, round-trippable through :meth:`from_dict`."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PipelinePreset":
+        """Validate a dict (e.g. from ``summary.json``); raises :class:`ConfigError` on bad input."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid pipeline preset: {exc}") from None
+
+
+def _make(**kw: Any) -> PipelinePreset:
+    return PipelinePreset(**kw)
+
+
+PRESETS: dict[str, PipelinePreset] = {
+    p.name: p
+    for p in (
+        _make(name="int8", description="per-channel symmetric INT8 weights, 8-bit activations (baseline)",
+              method="none"),
+        _make(name="conservative", description="BBS cons: beta 10 %, rounded averaging, N = 2, g = 32",
+              method="rounded_avg", sensitive_fraction=0.10, columns=2),
+        _make(name="moderate", description="BBS mod: beta 20 %, zero-point shifting, N = 4, g = 32",
+              method="zero_point", sensitive_fraction=0.20, columns=4),
+        _make(name="llm-conservative", description="BBS LLM cons: no sensitive channels, rounded averaging, "
+              "N = 2 (6.25 bits)", method="rounded_avg", columns=2,
+              first_layer=LayerRole.PRUNE, last_layer=LayerRole.PRUNE),
+        _make(name="llm-moderate", description="BBS LLM mod: no sensitive channels, zero-point shifting, "
+              "N = 4 (4.25 bits)", method="zero_point", columns=4,
+              first_layer=LayerRole.PRUNE, last_layer=LayerRole.PRUNE),
+    )
+}
+"""The named presets of the paper (BBS.md §7.3) plus the INT8 baseline."""
+
+BASELINES: tuple[str, ...] = ("bitwave", "rtn")
+"""Baselines derivable from every pruning preset: ``bitwave-<preset>`` and ``rtn-<preset>``."""
+
+
+def baseline_of(preset: PipelinePreset, baseline: str) -> PipelinePreset:
+    """The ``bitwave`` or ``rtn`` baseline at the same β, N, g and layer rules as ``preset``."""
+    if baseline not in BASELINES:
+        raise ConfigError(f"baseline must be one of {list(BASELINES)}, got {baseline!r}")
+    if preset.method in ("none", "bitflip", "rtn"):
+        raise ConfigError(f"preset {preset.name!r} is not a BBS pruning preset; baselines derive from one")
+    if baseline == "bitwave":
+        return preset.model_copy(update={
+            "name": f"bitwave-{preset.name}", "method": "bitflip",
+            "description": f"BitWave bit flip at the beta and N of {preset.name}",
+        })
+    return preset.model_copy(update={
+        "name": f"rtn-{preset.name}", "method": "rtn",
+        "description": f"per-channel round-to-nearest at {preset.stored_bits} bits on the normal channels "
+                       f"of {preset.name}",
+    })
+
+
+def list_presets() -> list[str]:
+    """Every name :func:`get_preset` accepts."""
+    names = list(PRESETS)
+    names += [f"{b}-{n}" for n, p in PRESETS.items() if p.method not in ("none",) for b in BASELINES]
+    return names
+
+
+def get_preset(name: str | PipelinePreset, **overrides: Any) -> PipelinePreset:
+    """Look up a preset by name (``moderate``, ``bitwave-moderate``, ``rtn-conservative``, ...).
+
+    Keyword overrides replace fields after lookup (validated), e.g.
+    ``get_preset("moderate", sensitive_fraction=0.3)``.
+
+    Raises:
+        ConfigError: unknown name (with the closest valid names) or an invalid override.
+    """
+    if isinstance(name, PipelinePreset):
+        preset = name
+    else:
+        if not isinstance(name, str):
+            raise ConfigError(f"preset must be a name or a PipelinePreset, got {type(name).__name__}")
+        key = name.strip().lower().replace("_", "-")
+        if key in PRESETS:
+            preset = PRESETS[key]
+        else:
+            base = None
+            for b in BASELINES:
+                if key.startswith(b + "-") and key[len(b) + 1:] in PRESETS:
+                    base = baseline_of(PRESETS[key[len(b) + 1:]], b)
+            if base is None:
+                close = difflib.get_close_matches(key, list_presets(), n=3, cutoff=0.5)
+                hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+                raise ConfigError(f"unknown preset {name!r}; {hint}valid presets: {', '.join(list_presets())}")
+            preset = base
+    if overrides:
+        try:
+            preset = PipelinePreset.model_validate({**preset.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise ConfigError(f"invalid override of preset {preset.name!r}: {exc}") from None
+    return preset

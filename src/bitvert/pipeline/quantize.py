@@ -1,0 +1,565 @@
+"""INT8 post-training quantization of PyTorch models (the paper's baseline).
+
+Weights: per-output-channel (default) or per-tensor **symmetric** quantization
+to ``[-(2**(b-1) - 1), 2**(b-1) - 1]``, i.e. ``[-127, 127]`` at 8 bits. The
+value ``-128`` therefore never occurs (BBS.md §3 [OPEN], option (a)); every
+output records this as ``weight_int_range``. The scale of a channel is
+``max|w| / 127`` (a channel of zeros gets scale 1 so it stays exactly 0).
+
+Activations: the *input* of every quantized layer (the operand BitVert
+multiplies with the weights) is fake-quantized per tensor with a range
+calibrated on a few batches (:class:`ActivationQuantizer`).
+
+Layer selection (:func:`select_layers`): ``nn.Linear``, ``nn.Conv1d/2d/3d``
+(grouped and depthwise included) and HuggingFace-style ``Conv1D`` (a module
+named ``Conv1D`` with an ``nf`` attribute and an ``(in, out)`` weight,
+detected without importing ``transformers``). A mapping from regular
+expressions over fully-qualified module names to a role (``"prune"``,
+``"int8"``, ``"fp32"``/``None`` = skip) or to a :class:`QuantConfig`
+overrides the defaults; the first and last quantizable modules (in
+registration order) get the explicit ``first_layer`` / ``last_layer`` rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+from bitvert.errors import ConfigError, InputError, UnsupportedLayerError
+
+__all__ = [
+    "QuantConfig",
+    "LayerRole",
+    "LayerRule",
+    "QuantLayer",
+    "quantize_weight",
+    "dequantize_weight",
+    "weight_int_range",
+    "select_layers",
+    "get_weight",
+    "set_weight_",
+    "ActivationQuantizer",
+    "ActivationRange",
+    "run_batches",
+    "quantize_model_",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class QuantConfig(BaseModel):
+    """Post-training quantization settings of one layer (or of a whole model).
+
+    Attributes:
+        weight_bits: weight bit width ``b``; weights are quantized to ``[-(2**(b-1)-1), 2**(b-1)-1]``.
+        weight_granularity: ``per_channel`` (one scale per output channel, the paper's baseline)
+            or ``per_tensor``.
+        act_bits: activation bit width, or ``None`` to leave activations in floating point.
+        act_symmetric: symmetric signed activation range (``[-m, m]``) instead of an affine
+            unsigned one (``[min, max]`` with a zero point).
+        act_observer: ``minmax`` (running min/max over the calibration batches) or
+            ``percentile`` (mean over batches of the ``act_percentile``-th percentiles).
+        act_percentile: percentile for the ``percentile`` observer, in ``(50, 100]``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weight_bits: int = Field(8, ge=2, le=8)
+    weight_granularity: Literal["per_channel", "per_tensor"] = "per_channel"
+    act_bits: int | None = Field(8, ge=2, le=16)
+    act_symmetric: bool = False
+    act_observer: Literal["minmax", "percentile"] = "minmax"
+    act_percentile: float = Field(99.99, gt=50.0, le=100.0)
+
+
+class LayerRole(str, Enum):
+    """What the pipeline does with a quantizable layer."""
+
+    PRUNE = "prune"
+    """Quantize, then binary-prune its normal channels (sensitive channels stay at 8 bits)."""
+    INT8 = "int8"
+    """Quantize, never prune: every channel stays at the full weight bit width."""
+    FP32 = "fp32"
+    """Leave the layer untouched in floating point (weights and input activations)."""
+
+
+LayerRule = LayerRole | QuantConfig | str | None
+"""A value of the per-module regex mapping: a role, a role's name, ``None`` (= ``fp32``, skip),
+or a :class:`QuantConfig` (quantize the layer with that config and treat it as ``prune``)."""
+
+
+@dataclass
+class QuantLayer:
+    """One selected layer.
+
+    Attributes:
+        name: fully-qualified module name.
+        module: the module itself.
+        kind: grouping layout of its weight (``linear``, ``linear_in_out`` or ``conv``).
+        out_axis: axis of the weight holding output channels (1 for ``Conv1D``, else 0).
+        role: what the pipeline does with it.
+        config: its quantization config.
+        reason: why it got this role (``default``, ``first_layer``, ``last_layer`` or the matching regex).
+    """
+
+    name: str
+    module: nn.Module
+    kind: str
+    out_axis: int
+    role: LayerRole
+    config: QuantConfig
+    reason: str = "default"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_channels(self) -> int:
+        return int(get_weight(self.module).shape[self.out_axis])
+
+
+def weight_int_range(bits: int) -> tuple[int, int]:
+    """Integer range of symmetric weights: ``(-(2**(bits-1)-1), 2**(bits-1)-1)``; -128 never occurs at 8 bits."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+        raise InputError(f"weight bits must be an integer in 2..8, got {bits!r}")
+    q = (1 << (bits - 1)) - 1
+    return -q, q
+
+
+def _channel_view(w: torch.Tensor, axis: int) -> torch.Tensor:
+    """``[K, rest]`` view with output channels first."""
+    return w.movedim(axis, 0).reshape(w.shape[axis], -1)
+
+
+def quantize_weight(
+    w: torch.Tensor,
+    bits: int = 8,
+    axis: int = 0,
+    granularity: Literal["per_channel", "per_tensor"] = "per_channel",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric round-to-nearest quantization of a float weight tensor.
+
+    Args:
+        w: float weights, output channels along ``axis``.
+        bits: bit width ``b``; integers lie in ``[-(2**(b-1)-1), 2**(b-1)-1]``.
+        axis: output-channel axis (0 for ``nn.Linear``/convolutions, 1 for HF ``Conv1D``).
+        granularity: one scale per output channel or one for the whole tensor.
+
+    Returns:
+        ``(q, scale)``: ``q`` is ``int16`` with ``w``'s shape; ``scale`` is ``float32[K]``
+        (per-tensor scales are repeated per channel) with ``w ≈ q * scale`` along ``axis``.
+
+    Example::
+
+        >>> q, s = quantize_weight(torch.tensor([[0.5, -1.27], [0.0, 0.0]]))
+        >>> q.tolist(), [round(x, 4) for x in s.tolist()]
+        ([[50, -127], [0, 0]], [0.01, 1.0])
+    """
+    if not isinstance(w, torch.Tensor):
+        raise InputError(f"weights must be a torch.Tensor, got {type(w).__name__}")
+    if not w.is_floating_point():
+        raise InputError(f"weights must be floating point to quantize, got dtype {w.dtype}")
+    if w.numel() == 0 or w.ndim == 0:
+        raise InputError(f"weights are empty or scalar (shape {tuple(w.shape)})")
+    if not -w.ndim <= axis < w.ndim:
+        raise InputError(f"axis {axis} is out of range for a weight of shape {tuple(w.shape)}")
+    axis = axis % w.ndim
+    if granularity not in ("per_channel", "per_tensor"):
+        raise InputError(f"granularity must be 'per_channel' or 'per_tensor', got {granularity!r}")
+    wf = w.detach().to(torch.float32)
+    if not torch.isfinite(wf).all():
+        raise InputError(f"weights of shape {tuple(w.shape)} contain NaN or inf; fix the model before quantizing")
+    _, qmax = weight_int_range(bits)
+    rows = _channel_view(wf, axis)
+    if granularity == "per_channel":
+        amax = rows.abs().amax(dim=1)
+    else:
+        amax = rows.abs().amax().expand(rows.shape[0]).clone()
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = torch.clamp(torch.round(wf / scale.view(shape)), -qmax, qmax).to(torch.int16)
+    return q, scale
+
+
+def dequantize_weight(q: torch.Tensor | np.ndarray, scale: torch.Tensor | np.ndarray, axis: int = 0) -> torch.Tensor:
+    """``q * scale`` broadcast along ``axis``, as ``float32``."""
+    qt = torch.as_tensor(q).to(torch.float32)
+    st = torch.as_tensor(scale).to(torch.float32)
+    if st.ndim != 1 or st.shape[0] != qt.shape[axis]:
+        raise InputError(
+            f"scale has shape {tuple(st.shape)}, expected ({qt.shape[axis]},) for weights {tuple(qt.shape)}"
+        )
+    shape = [1] * qt.ndim
+    shape[axis] = -1
+    return qt * st.view(shape)
+
+
+# --------------------------------------------------------------------------- layer selection
+
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _is_hf_conv1d(module: nn.Module) -> bool:
+    w = getattr(module, "weight", None)
+    return (
+        type(module).__name__ == "Conv1D"
+        and hasattr(module, "nf")
+        and isinstance(w, torch.Tensor)
+        and w.ndim == 2
+        and w.shape[1] == module.nf
+    )
+
+
+def layer_kind(module: nn.Module) -> tuple[str, int] | None:
+    """``(grouping kind, output axis)`` of a quantizable module, or ``None`` for other modules."""
+    if isinstance(module, nn.Linear):
+        return "linear", 0
+    if isinstance(module, _CONV_TYPES):
+        return "conv", 0
+    if _is_hf_conv1d(module):
+        return "linear_in_out", 1
+    return None
+
+
+def get_weight(module: nn.Module) -> torch.Tensor:
+    """The module's ``weight`` parameter."""
+    w = getattr(module, "weight", None)
+    if not isinstance(w, torch.Tensor):
+        raise UnsupportedLayerError(f"module {type(module).__name__} has no weight tensor")
+    return w
+
+
+def set_weight_(module: nn.Module, value: torch.Tensor) -> None:
+    """Overwrite ``module.weight`` in place (keeps the Parameter object, dtype and device)."""
+    w = get_weight(module)
+    if tuple(value.shape) != tuple(w.shape):
+        raise InputError(f"new weight has shape {tuple(value.shape)}, module expects {tuple(w.shape)}")
+    with torch.no_grad():
+        w.copy_(value.to(dtype=w.dtype, device=w.device))
+
+
+def _parse_rule(rule: LayerRule, default: QuantConfig, pattern: str) -> tuple[LayerRole, QuantConfig]:
+    if rule is None:
+        return LayerRole.FP32, default
+    if isinstance(rule, QuantConfig):
+        return LayerRole.PRUNE, rule
+    if isinstance(rule, LayerRole):
+        return rule, default
+    if isinstance(rule, str):
+        try:
+            return LayerRole(rule), default
+        except ValueError:
+            pass
+    raise ConfigError(
+        f"layer rule for pattern {pattern!r} must be None, 'prune', 'int8', 'fp32' or a QuantConfig, got {rule!r}"
+    )
+
+
+def _untie_shared_weights(model: nn.Module, layers: list[QuantLayer]) -> None:
+    """Give every selected layer its own weight Parameter when it shares one (e.g. a tied LM head)."""
+    owners: dict[int, int] = {}
+    for _, mod in model.named_modules(remove_duplicate=False):
+        for pname, p in mod.named_parameters(recurse=False):
+            owners[id(p)] = owners.get(id(p), 0) + 1
+    for layer in layers:
+        w = get_weight(layer.module)
+        if owners.get(id(w), 0) > 1:
+            logger.info("untying weight of %s (shared with another module) before quantizing it", layer.name)
+            layer.module.weight = nn.Parameter(w.detach().clone(), requires_grad=w.requires_grad)
+            layer.extra["untied"] = True
+
+
+def select_layers(
+    model: nn.Module,
+    config: QuantConfig | None = None,
+    rules: Mapping[str, LayerRule] | None = None,
+    first_layer: LayerRole | str = LayerRole.INT8,
+    last_layer: LayerRole | str = LayerRole.INT8,
+) -> list[QuantLayer]:
+    """List the quantizable layers of ``model`` with the role each gets.
+
+    Args:
+        model: any PyTorch module.
+        config: default :class:`QuantConfig` (INT8 weights and activations when ``None``).
+        rules: regex (``re.fullmatch`` on the fully-qualified module name) -> rule; the first
+            matching pattern in insertion order wins and beats the first/last-layer rule. A
+            pattern may match non-quantizable modules too; it is then ignored.
+        first_layer: role of the first quantizable module in registration order.
+        last_layer: role of the last quantizable module in registration order.
+
+    Raises:
+        UnsupportedLayerError: the model has no Linear, Conv or ``Conv1D`` layer.
+        ConfigError: a pattern is not a valid regular expression or a rule is malformed.
+    """
+    config = QuantConfig() if config is None else config
+    if not isinstance(config, QuantConfig):
+        raise ConfigError(f"config must be a QuantConfig, got {type(config).__name__}")
+    try:
+        first_role, last_role = LayerRole(first_layer), LayerRole(last_layer)
+    except ValueError as exc:
+        raise ConfigError(f"first_layer/last_layer must be one of {[r.value for r in LayerRole]}: {exc}") from None
+    compiled: list[tuple[re.Pattern[str], str, LayerRole, QuantConfig]] = []
+    for pattern, rule in (rules or {}).items():
+        try:
+            rx = re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"layer pattern {pattern!r} is not a valid regular expression: {exc}") from None
+        role, cfg = _parse_rule(rule, config, pattern)
+        compiled.append((rx, pattern, role, cfg))
+
+    layers: list[QuantLayer] = []
+    for name, module in model.named_modules():
+        kind = layer_kind(module)
+        if kind is None:
+            continue
+        layers.append(QuantLayer(name=name, module=module, kind=kind[0], out_axis=kind[1], role=LayerRole.PRUNE,
+                                 config=config))
+    if not layers:
+        raise UnsupportedLayerError(
+            f"model {type(model).__name__} has no nn.Linear, nn.Conv1d/2d/3d or HuggingFace Conv1D layer to quantize"
+        )
+    layers[0].role, layers[0].reason = first_role, "first_layer"
+    if len(layers) > 1:
+        layers[-1].role, layers[-1].reason = last_role, "last_layer"
+    for layer in layers:
+        for rx, pattern, role, cfg in compiled:
+            if rx.fullmatch(layer.name):
+                layer.role, layer.config, layer.reason = role, cfg, f"rule {pattern!r}"
+                break
+    unused = [p for rx, p, _, _ in compiled if not any(rx.fullmatch(l.name) for l in layers)]
+    if unused:
+        logger.warning("layer patterns matched no quantizable module: %s", unused)
+    return layers
+
+
+# --------------------------------------------------------------------------- activations
+
+@dataclass
+class ActivationRange:
+    """Calibrated range of one layer's input: ``x_q = (clamp(round(x/scale) + zero_point, qmin, qmax) - zp) * scale``."""
+
+    scale: float
+    zero_point: int
+    qmin: int
+    qmax: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"scale": self.scale, "zero_point": self.zero_point, "qmin": self.qmin, "qmax": self.qmax}
+
+
+def _range_from(lo: float, hi: float, bits: int, symmetric: bool) -> ActivationRange:
+    if symmetric:
+        qmax = (1 << (bits - 1)) - 1
+        m = max(abs(lo), abs(hi))
+        scale = m / qmax if m > 0 else 1.0
+        return ActivationRange(scale=float(scale), zero_point=0, qmin=-qmax, qmax=qmax)
+    lo, hi = min(lo, 0.0), max(hi, 0.0)  # zero must be exactly representable
+    qmax = (1 << bits) - 1
+    scale = (hi - lo) / qmax if hi > lo else 1.0
+    zp = int(np.clip(round(-lo / scale), 0, qmax))
+    return ActivationRange(scale=float(scale), zero_point=zp, qmin=0, qmax=qmax)
+
+
+def fake_quantize(x: torch.Tensor, r: ActivationRange) -> torch.Tensor:
+    """Quantize-dequantize ``x`` with the calibrated range ``r``."""
+    q = torch.clamp(torch.round(x / r.scale) + r.zero_point, r.qmin, r.qmax)
+    return (q - r.zero_point) * r.scale
+
+
+_MAX_PERCENTILE_SAMPLES = 1 << 20
+
+
+class ActivationQuantizer:
+    """Observes and then fake-quantizes the inputs of selected layers through forward pre-hooks.
+
+    Usage: ``aq = ActivationQuantizer(layers)``; ``aq.calibrate(model, batches)``; the hooks then
+    quantize every forward pass until :meth:`remove`. Layers whose config has ``act_bits=None``
+    or whose role is ``fp32`` are not touched. The model structure and ``state_dict`` keys are
+    left unchanged.
+    """
+
+    def __init__(self, layers: Iterable[QuantLayer]) -> None:
+        self.layers = [l for l in layers if l.role is not LayerRole.FP32 and l.config.act_bits is not None]
+        self.ranges: dict[str, ActivationRange] = {}
+        self._stats: dict[str, list[float]] = {}
+        self._mode: Literal["observe", "quantize", "off"] = "off"
+        self._handles = [l.module.register_forward_pre_hook(self._make_hook(l)) for l in self.layers]
+
+    def _make_hook(self, layer: QuantLayer) -> Callable[..., Any]:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> Any:
+            if not args or not isinstance(args[0], torch.Tensor) or not args[0].is_floating_point():
+                return None
+            x = args[0]
+            if self._mode == "observe":
+                self._observe(layer, x.detach())
+                return None
+            if self._mode == "quantize":
+                r = self.ranges.get(layer.name)
+                if r is None:
+                    return None
+                return (fake_quantize(x, r),) + tuple(args[1:])
+            return None
+
+        return hook
+
+    def _observe(self, layer: QuantLayer, x: torch.Tensor) -> None:
+        cfg = layer.config
+        xf = x.float().reshape(-1)
+        if cfg.act_observer == "minmax":
+            lo, hi = float(xf.min()), float(xf.max())
+            st = self._stats.setdefault(layer.name, [lo, hi, 1.0])
+            st[0], st[1] = min(st[0], lo), max(st[1], hi)
+            return
+        if xf.numel() > _MAX_PERCENTILE_SAMPLES:
+            idx = torch.linspace(0, xf.numel() - 1, _MAX_PERCENTILE_SAMPLES).long()
+            xf = xf[idx]
+        q = cfg.act_percentile / 100.0
+        lo, hi = float(torch.quantile(xf, 1.0 - q)), float(torch.quantile(xf, q))
+        st = self._stats.setdefault(layer.name, [0.0, 0.0, 0.0])
+        st[0] += lo
+        st[1] += hi
+        st[2] += 1.0
+
+    def calibrate(self, model: nn.Module, batches: Iterable[Any]) -> dict[str, ActivationRange]:
+        """Run ``batches`` through ``model`` (no grad, eval mode) and fix the activation ranges.
+
+        Raises:
+            InputError: no batch was given, or a quantized layer saw no floating-point input.
+        """
+        self._stats.clear()
+        self._mode = "observe"
+        try:
+            n = run_batches(model, batches)
+        finally:
+            self._mode = "off"
+        if n == 0:
+            raise InputError("calibration got no batches; pass at least one batch of model inputs")
+        missing = [l.name for l in self.layers if l.name not in self._stats]
+        if missing:
+            logger.info("layers never executed during calibration keep float inputs: %s", missing[:10])
+        for layer in self.layers:
+            st = self._stats.get(layer.name)
+            if st is None:
+                continue
+            lo, hi = (st[0], st[1]) if layer.config.act_observer == "minmax" else (st[0] / st[2], st[1] / st[2])
+            bits = int(layer.config.act_bits)  # type: ignore[arg-type]
+            self.ranges[layer.name] = _range_from(lo, hi, bits, layer.config.act_symmetric)
+        self._mode = "quantize"
+        return dict(self.ranges)
+
+    def load_ranges(self, ranges: Mapping[str, ActivationRange]) -> None:
+        """Use previously calibrated ranges (e.g. from a checkpoint) and start quantizing."""
+        self.ranges = dict(ranges)
+        self._mode = "quantize"
+
+    def enable(self, on: bool = True) -> None:
+        """Switch fake quantization on or off (ranges are kept)."""
+        self._mode = "quantize" if on else "off"
+
+    def remove(self) -> None:
+        """Detach every hook; the model is back to float activations."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._mode = "off"
+
+
+def run_batches(model: nn.Module, batches: Iterable[Any]) -> int:
+    """Feed ``batches`` to ``model`` in eval mode without gradients; returns the number of batches.
+
+    A batch may be a tensor (``model(x)``), a tuple/list (``model(*b)``) or a mapping
+    (``model(**b)``, e.g. HuggingFace tokenizer output).
+    """
+    was_training = model.training
+    model.eval()
+    n = 0
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                if isinstance(batch, Mapping):
+                    model(**batch)
+                elif isinstance(batch, (tuple, list)):
+                    model(*batch)
+                else:
+                    model(batch)
+                n += 1
+    finally:
+        model.train(was_training)
+    return n
+
+
+# --------------------------------------------------------------------------- INT8 baseline
+
+@dataclass
+class QuantizedLayerState:
+    """Integer weights of one quantized layer: ``weight ≈ q * scale`` along ``out_axis``."""
+
+    layer: QuantLayer
+    q: torch.Tensor
+    scale: torch.Tensor
+
+
+def quantize_layers_(layers: Iterable[QuantLayer]) -> list[QuantizedLayerState]:
+    """Quantize the weights of every non-``fp32`` layer and write the dequantized floats back."""
+    out = []
+    for layer in layers:
+        if layer.role is LayerRole.FP32:
+            continue
+        w = get_weight(layer.module)
+        q, scale = quantize_weight(w, layer.config.weight_bits, layer.out_axis, layer.config.weight_granularity)
+        set_weight_(layer.module, dequantize_weight(q, scale, layer.out_axis))
+        out.append(QuantizedLayerState(layer=layer, q=q, scale=scale))
+    return out
+
+
+def quantize_model_(
+    model: nn.Module,
+    config: QuantConfig | None = None,
+    calibration: Iterable[Any] | None = None,
+    rules: Mapping[str, LayerRule] | None = None,
+    first_layer: LayerRole | str = LayerRole.INT8,
+    last_layer: LayerRole | str = LayerRole.INT8,
+) -> tuple[list[QuantizedLayerState], ActivationQuantizer | None]:
+    """INT8 post-training quantization in place: the paper's baseline.
+
+    Weights of every selected layer are replaced by their dequantized per-channel INT8
+    values; if the config quantizes activations, hooks fake-quantize layer inputs with
+    ranges calibrated on ``calibration``.
+
+    Returns:
+        The per-layer integer weights and the attached :class:`ActivationQuantizer`
+        (``None`` when no layer quantizes activations).
+
+    Raises:
+        ConfigError: activations are quantized but no calibration batches were given.
+    """
+    layers = select_layers(model, config, rules, first_layer, last_layer)
+    _untie_shared_weights(model, layers)
+    states = quantize_layers_(layers)
+    aq = attach_activation_quant(model, layers, calibration)
+    return states, aq
+
+
+def attach_activation_quant(
+    model: nn.Module, layers: list[QuantLayer], calibration: Iterable[Any] | None
+) -> ActivationQuantizer | None:
+    """Calibrate and attach activation fake quantization for ``layers`` (``None`` if none needs it)."""
+    needs = [l for l in layers if l.role is not LayerRole.FP32 and l.config.act_bits is not None]
+    if not needs:
+        return None
+    if calibration is None:
+        raise ConfigError(
+            f"{len(needs)} layers quantize activations but no calibration batches were given; pass "
+            "calibration=<iterable of model inputs>, or set act_bits=None for weight-only quantization"
+        )
+    aq = ActivationQuantizer(needs)
+    aq.calibrate(model, calibration)
+    return aq

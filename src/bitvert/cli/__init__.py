@@ -17,6 +17,8 @@ from bitvert import __version__
 from bitvert.errors import BitvertError
 
 _SUBCOMMANDS: list[str] = [
+    "bitvert.cli.prune:prune_cmd",
+    "bitvert.cli.eval:eval_cmd",
 ]
 
 

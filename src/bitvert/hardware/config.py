@@ -1,0 +1,273 @@
+"""Validated accelerator configurations and their YAML presets.
+
+Every accelerator is a pydantic v2 model with ``extra="forbid"`` and units in
+field names. Presets live in ``bitvert/data/hardware/accelerators/*.yaml``
+(loaded through :mod:`importlib.resources`), each with ``version: 1``.
+Loading rejects duplicate YAML keys, unknown keys and wrong values with a
+:class:`~bitvert.errors.ConfigError` naming the key path.
+
+Array sizes follow the spec's iso-lane table (BBS.md §10.4).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from bitvert.errors import ConfigError
+
+__all__ = [
+    "AcceleratorConfig",
+    "AntConfig",
+    "BitParallelConfig",
+    "BitVertConfig",
+    "BitWaveConfig",
+    "BitletConfig",
+    "PragmaticConfig",
+    "SparTenConfig",
+    "StripesConfig",
+    "DEFAULT_ACCELERATORS",
+    "available_presets",
+    "load_accelerator",
+    "parse_accelerator",
+    "resolve_accelerators",
+]
+
+CONFIG_VERSION = 1
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = Field(1, description="config schema version")
+    name: str = Field(..., min_length=1, description="accelerator name used in reports")
+    array_rows: int = Field(..., gt=0, description="PE rows (output channels in parallel)")
+    array_cols: int = Field(..., gt=0, description="PE columns (pixels/tokens in parallel)")
+    lanes_per_pe: int = Field(..., gt=0, description="weights reduced per PE pass (g)")
+    weight_sram_kib: float = Field(256.0, gt=0, description="weight buffer size")
+    input_sram_kib: float = Field(256.0, gt=0, description="activation buffer size (holds outputs too)")
+    dram_bits_per_cycle: float = Field(128.0, gt=0, description="DRAM bandwidth")
+    freq_mhz: float = Field(800.0, gt=0)
+    activation_bits: float = Field(8.0, gt=0, le=16)
+    energy_key: str = Field(..., min_length=1, description="entry of the energy/area table")
+
+    @property
+    def n_pes(self) -> int:
+        return self.array_rows * self.array_cols
+
+
+class StripesConfig(_Base):
+    """Dense bit-serial reference: cycles per tile = weight precision."""
+
+    design: Literal["stripes"] = "stripes"
+    weight_precision_bits: int = Field(8, ge=1, le=16)
+
+
+class BitParallelConfig(_Base):
+    """Bit-parallel INT8 MAC array: one tile per cycle."""
+
+    design: Literal["bit-parallel"] = "bit-parallel"
+
+
+class BitVertConfig(_Base):
+    """BitVert: cycles from the BBS-pruned weights (BBS.md §9-§10)."""
+
+    design: Literal["bitvert"] = "bitvert"
+    method: Literal["zero_point", "rounded_avg"] = "zero_point"
+    pruned_columns: int = Field(4, ge=0, le=6, description="N, target free columns per normal group")
+    group_size: int = Field(32, gt=1, description="weights per metadata group")
+    sensitive_fraction: float = Field(0.2, ge=0.0, le=1.0, description="beta: output channels kept at 8 bits")
+    sensitive_round_multiple: int = Field(32, gt=0, description="per-layer sensitive count rounded up to this")
+    metadata_bits_per_group: int = Field(8, ge=0)
+    min_cycles_per_tile: int = Field(
+        2, ge=1, description="floor: the 6-bit BBS constant is multiplied 3 bits per cycle"
+    )
+    fluid_low_precision_bits: float = Field(4.0, gt=0, le=8, description="p_l of the published fluid model")
+
+
+class PragmaticConfig(_Base):
+    """Pragmatic: lock-step essential-bit skipping (magnitude one-bits)."""
+
+    design: Literal["pragmatic"] = "pragmatic"
+    min_cycles_per_tile: int = Field(1, ge=1, description="floor for an all-zero tile")
+
+
+class BitletConfig(_Base):
+    """Bitlet: one lane per bit significance; the busiest significance sets the time."""
+
+    design: Literal["bitlet"] = "bitlet"
+    min_cycles_per_tile: int = Field(1, ge=1, description="floor for an all-zero tile")
+
+
+class BitWaveConfig(_Base):
+    """BitWave: bit-flip pruned sign-magnitude weights, zero-column skipping."""
+
+    design: Literal["bitwave"] = "bitwave"
+    group_size: int = Field(32, gt=1, description="bit-flip group size")
+    weight_precision_bits: int = Field(5, ge=2, le=8, description="w_prec when the workload is not listed")
+    weight_precision_bits_by_workload: dict[str, int] = Field(default_factory=dict)
+    metadata_bits_per_group: int = Field(8, ge=0, description="column bitmask per group")
+    min_cycles_per_tile: int = Field(1, ge=1, description="floor for an all-zero tile")
+
+    def precision_for(self, workload: str) -> int:
+        return int(self.weight_precision_bits_by_workload.get(workload, self.weight_precision_bits))
+
+
+class AntConfig(_Base):
+    """ANT: Stripes-style PE at a fractional adaptive-type precision for weights and activations."""
+
+    design: Literal["ant"] = "ant"
+    precision_bits: float = Field(6.1, gt=0, le=8, description="b_ant when the workload is not listed")
+    precision_bits_by_workload: dict[str, float] = Field(default_factory=dict)
+
+    def precision_for(self, workload: str) -> float:
+        return float(self.precision_bits_by_workload.get(workload, self.precision_bits))
+
+
+class SparTenConfig(_Base):
+    """SparTen: bit-parallel value-sparse MACs over 128-long chunks."""
+
+    design: Literal["sparten"] = "sparten"
+    chunk_size: int = Field(128, gt=0)
+    min_cycles_per_chunk: float = Field(16.0, ge=0, description="buffer-load floor per chunk")
+    min_cycles_per_chunk_depthwise: float = Field(8.0, ge=0)
+    mask_bits_per_element: int = Field(1, ge=0)
+
+
+AcceleratorConfig = Annotated[
+    Union[
+        StripesConfig,
+        BitParallelConfig,
+        BitVertConfig,
+        PragmaticConfig,
+        BitletConfig,
+        BitWaveConfig,
+        AntConfig,
+        SparTenConfig,
+    ],
+    Field(discriminator="design"),
+]
+
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(AcceleratorConfig)
+
+DEFAULT_ACCELERATORS: tuple[str, ...] = (
+    "bitvert-moderate",
+    "bitvert-conservative",
+    "stripes",
+    "pragmatic",
+    "bitlet",
+    "bitwave",
+    "ant",
+    "sparten",
+    "bit-parallel",
+)
+"""The accelerators ``--accelerators all`` runs, in report order."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML text, rejecting duplicate keys; errors name ``source``."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+
+
+def _format_validation(exc: ValidationError, source: str, data: Any) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err["loc"]]
+        if loc and isinstance(data, dict) and loc[0] == data.get("design"):
+            loc = loc[1:]
+        key = ".".join(loc) or "<root>"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling and units, e.g. weight_sram_kib)"
+        parts.append(f"key {key!r}: {msg} (got {err.get('input')!r})")
+    return f"{source}: invalid accelerator config: " + "; ".join(parts)
+
+
+def parse_accelerator(data: dict[str, Any], source: str = "<dict>") -> Any:
+    """Validate a config mapping and return the matching config model."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: an accelerator config must be a mapping, got {type(data).__name__}")
+    if "design" not in data:
+        raise ConfigError(
+            f"{source}: key 'design' is missing; choose one of "
+            "stripes, bit-parallel, bitvert, pragmatic, bitlet, bitwave, ant, sparten"
+        )
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source, data)) from None
+
+
+def _preset_dir() -> Any:
+    return resources.files("bitvert") / "data" / "hardware" / "accelerators"
+
+
+def available_presets() -> list[str]:
+    """Names of the shipped accelerator presets."""
+    return sorted(p.name[: -len(".yaml")] for p in _preset_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def load_accelerator(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Any:
+    """Load a shipped preset by name or a YAML file by path, with optional key overrides."""
+    path = Path(name_or_path)
+    if str(name_or_path).endswith((".yaml", ".yml")):
+        if not path.is_file():
+            raise ConfigError(f"accelerator config file {str(path)!r} does not exist")
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    else:
+        entry = _preset_dir() / f"{name_or_path}.yaml"
+        if not entry.is_file():
+            raise ConfigError(
+                f"unknown accelerator {str(name_or_path)!r}; choose one of {available_presets()} or pass a .yaml path"
+            )
+        text, source = entry.read_text(encoding="utf-8"), f"preset {name_or_path}"
+    data = load_yaml(text, source)
+    if overrides:
+        data = {**data, **overrides}
+    return parse_accelerator(data, source)
+
+
+def resolve_accelerators(spec: str | list[str]) -> list[Any]:
+    """``"all"``, a comma list or a list of names/paths -> validated configs (unique names)."""
+    names: list[str]
+    if isinstance(spec, str):
+        names = list(DEFAULT_ACCELERATORS) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    else:
+        names = []
+        for item in spec:
+            names.extend(DEFAULT_ACCELERATORS if item == "all" else [item])
+    if not names:
+        raise ConfigError("no accelerator given; pass 'all' or names such as 'stripes,bitvert-moderate'")
+    configs = [load_accelerator(n) for n in names]
+    seen: set[str] = set()
+    for c in configs:
+        if c.name in seen:
+            raise ConfigError(f"accelerator name {c.name!r} appears twice")
+        seen.add(c.name)
+    return configs

@@ -8,7 +8,7 @@ import pytest
 from bitvert.hardware.accelerators import model_for
 from bitvert.hardware.config import load_accelerator
 from bitvert.hardware.tiling import map_layer
-from conftest import conv, linear, workload
+from hw_helpers import conv, linear, workload
 
 
 def run(name: str, *layers, wl_name: str = "tiny", **overrides):

@@ -1,0 +1,216 @@
+"""Import a workload from a PyTorch model and an example input (forward hooks).
+
+Layers are identified by **module type** (``nn.Conv2d``, ``nn.Linear`` and
+HuggingFace ``Conv1D``, whose ``(in, out)`` weight is transposed) and by
+their **exact qualified names** from ``named_modules()`` -- no substring or
+suffix matching. ``include`` / ``exclude`` take exact names; a name that does
+not exist, or names a module of an unsupported type, raises
+:class:`~bitvert.errors.UnsupportedLayerError`.
+
+Weights are quantized per output channel, symmetric INT8 to ``[-127, 127]``
+(the per-channel scale is kept for sensitive-channel selection) unless
+``int_weights`` supplies the integer tensors (e.g. from ``bitvert.pipeline``).
+The input density of every layer (SparTen) is measured on the example input
+after per-tensor symmetric INT8 quantization of the activation.
+
+A layer's input counts as the previous layer's output (on-chip residency)
+when it has as many elements as that output; branches of residual networks
+are thereby approximated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from bitvert.errors import InputError, UnsupportedLayerError
+from bitvert.hardware.workload import LayerType, LayerWorkload, Workload
+
+__all__ = ["import_workload", "quantize_per_channel"]
+
+log = logging.getLogger(__name__)
+
+
+def quantize_per_channel(w: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Float weights ``(out, ...)`` -> (int16 in ``[-127, 127]``, per-channel scale)."""
+    arr = np.asarray(w, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise InputError("weights contain NaN or infinity; cannot quantize")
+    flat = arr.reshape(arr.shape[0], -1)
+    scale = np.abs(flat).max(axis=1) / 127.0
+    scale = np.where(scale > 0, scale, 1.0)
+    q = np.clip(np.rint(flat / scale[:, None]), -127, 127).astype(np.int16)
+    return q.reshape(arr.shape), scale
+
+
+def _activation_density(x: Any) -> float:
+    import torch
+
+    t = x.detach().float()
+    amax = float(t.abs().max()) if t.numel() else 0.0
+    if amax == 0.0:
+        return 1.0 / max(t.numel(), 1)  # an all-zero input; keep the density strictly positive
+    q = torch.round(t / (amax / 127.0))
+    return max(float((q != 0).float().mean()), 1.0 / t.numel())
+
+
+def _supported(module: Any) -> str | None:
+    import torch.nn as nn
+
+    if isinstance(module, nn.Conv2d):
+        return "conv2d"
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "weight"):
+        return "hf_conv1d"
+    return None
+
+
+def import_workload(
+    model: Any,
+    example_input: Any,
+    name: str = "model",
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+    int_weights: Mapping[str, Any] | None = None,
+    seq_len: int | None = None,
+) -> Workload:
+    """Run ``model(example_input)`` once and record every supported layer it calls.
+
+    Args:
+        model: a ``torch.nn.Module``.
+        example_input: a tensor, or a tuple/dict of model arguments (batch size taken from it).
+        name: workload name (selects per-workload settings such as BitWave's precision).
+        include: exact qualified names to keep (default: every supported layer).
+        exclude: exact qualified names to drop.
+        int_weights: optional ``{qualified name: integer weight tensor}`` replacing the
+            built-in per-channel INT8 quantization (PyTorch layout).
+        seq_len: recorded in the workload description.
+
+    Returns:
+        A :class:`~bitvert.hardware.workload.Workload` with ``synthetic_weights=False``.
+    """
+    import torch
+    import torch.nn as nn
+
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    modules = dict(model.named_modules())
+    exclude = set(exclude)
+    for n in exclude | set(include or ()):
+        if n not in modules:
+            raise UnsupportedLayerError(
+                f"layer name {n!r} is not a module of the model; use exact qualified names from named_modules()"
+            )
+        if _supported(modules[n]) is None:
+            raise UnsupportedLayerError(
+                f"layer {n!r} is a {type(modules[n]).__name__}, which bitvert cannot simulate; "
+                "supported: nn.Conv2d, nn.Linear, HuggingFace Conv1D"
+            )
+    wanted = set(include) if include is not None else {n for n, m in modules.items() if _supported(m)}
+    wanted -= exclude
+    if not wanted:
+        raise UnsupportedLayerError("the model has no nn.Conv2d / nn.Linear / Conv1D layer to simulate")
+    records: list[dict[str, Any]] = []
+    calls: dict[str, int] = {}
+
+    def make_hook(qname: str, module: nn.Module):
+        def hook(mod: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if not args or not torch.is_tensor(args[0]):
+                raise UnsupportedLayerError(f"layer {qname!r} was called without a tensor input")
+            x = args[0]
+            k = calls.get(qname, 0)
+            calls[qname] = k + 1
+            records.append(
+                {
+                    "name": qname if k == 0 else f"{qname}#{k}",
+                    "module": qname,
+                    "in_shape": tuple(x.shape),
+                    "out_shape": tuple(output.shape),
+                    "density": _activation_density(x),
+                }
+            )
+
+        return hook
+
+    handles = [modules[n].register_forward_hook(make_hook(n, modules[n])) for n in sorted(wanted)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if isinstance(example_input, dict):
+                model(**example_input)
+            elif isinstance(example_input, (tuple, list)):
+                model(*example_input)
+            else:
+                model(example_input)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if not records:
+        raise UnsupportedLayerError("none of the selected layers was called by the forward pass")
+    missing = sorted(wanted - set(calls))
+    if missing:
+        log.warning("%d selected layer(s) were never called and are not simulated: %s", len(missing), missing[:5])
+    layers: list[LayerWorkload] = []
+    prev_out = None
+    for rec in records:
+        mod = modules[rec["module"]]
+        kind_name = _supported(mod)
+        w_float = mod.weight.detach().cpu().float().numpy()
+        if kind_name == "hf_conv1d":
+            w_float = w_float.T
+        scale = None
+        if int_weights is not None and rec["module"] in int_weights:
+            w_int = np.asarray(
+                int_weights[rec["module"]].detach().cpu().numpy()
+                if hasattr(int_weights[rec["module"]], "detach") else int_weights[rec["module"]]
+            )
+            if kind_name == "hf_conv1d":
+                w_int = w_int.T
+            if w_int.shape != w_float.shape:
+                raise InputError(
+                    f"int_weights[{rec['module']!r}] has shape {w_int.shape}, expected {w_float.shape}"
+                )
+        else:
+            w_int, scale = quantize_per_channel(w_float)
+        in_shape, out_shape = rec["in_shape"], rec["out_shape"]
+        n_in = int(np.prod(in_shape))
+        from_prev = prev_out is not None and n_in == prev_out
+        prev_out = int(np.prod(out_shape))
+        if kind_name == "conv2d":
+            groups = int(mod.groups)
+            kind = LayerType.DEPTHWISE if groups > 1 and w_int.shape[1] == 1 else LayerType.CONV
+            layers.append(
+                LayerWorkload(
+                    name=rec["name"], kind=kind, weights=w_int, batch=int(in_shape[0]),
+                    input_hw=(int(in_shape[-2]), int(in_shape[-1])),
+                    output_hw=(int(out_shape[-2]), int(out_shape[-1])),
+                    stride=tuple(mod.stride), padding=tuple(mod.padding) if not isinstance(mod.padding, str) else (0, 0),
+                    groups=groups, input_density=rec["density"], input_from_previous=from_prev,
+                    channel_scale=scale,
+                )
+            )
+        else:
+            batch = int(in_shape[0]) if len(in_shape) >= 2 else 1
+            tokens = max(1, n_in // (batch * w_int.shape[1]))
+            layers.append(
+                LayerWorkload(
+                    name=rec["name"], kind=LayerType.LINEAR, weights=w_int, batch=batch, tokens=tokens,
+                    input_density=rec["density"], input_from_previous=from_prev, channel_scale=scale,
+                )
+            )
+    batch = layers[0].batch
+    return Workload(
+        name=name,
+        layers=tuple(layers),
+        batch=batch,
+        seq_len=seq_len,
+        synthetic_weights=False,
+        notes={"source": f"torch model {type(model).__name__} via forward hooks",
+               "quantization": "per-channel symmetric INT8 [-127, 127]" if int_weights is None else "given"},
+    )

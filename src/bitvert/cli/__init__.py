@@ -19,6 +19,7 @@ from bitvert.errors import BitvertError
 _SUBCOMMANDS: list[str] = [
     "bitvert.cli.prune:prune_cmd",
     "bitvert.cli.eval:eval_cmd",
+    "bitvert.cli.simulate:simulate_cmd",
 ]
 
 

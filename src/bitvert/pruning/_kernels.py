@@ -54,86 +54,11 @@ def rounded_avg(vals, lengths, active, bits, ncols, cap, half_even):  # type: ig
 
 
 @njit(cache=True, inline="always")
-def _zp_twos_bounds(tmn, tmx, c, bits, ncols, cap):  # type: ignore[no-untyped-def]
-    """Redundancy r, shift k and the representable [lo, hi] for one candidate constant."""
-    r = redundancy_from_range(tmn, tmx, bits, cap)
-    k = ncols - r
-    if k <= 0:
-        return r, 0, 0, 0
-    step = np.int64(1) << k
-    lo = -(np.int64(1) << (bits - 1 - r))
-    hi = (np.int64(1) << (bits - 1 - r)) - step
-    # keep the decoded weight (rounded value - c) inside the b-bit range
-    b_lo = -(np.int64(1) << (bits - 1))
-    b_hi = (np.int64(1) << (bits - 1)) - 1
-    lo2 = ((b_lo + c + step - 1) >> k) << k
-    hi2 = ((b_hi + c) >> k) << k
-    if lo2 > lo:
-        lo = lo2
-    if hi2 < hi:
-        hi = hi2
-    return r, k, lo, hi
-
-
-@njit(cache=True, inline="always")
 def _round_twos(t, k, lo, hi):  # type: ignore[no-untyped-def]
-    """Nearest multiple of 2**k (ties toward zero), clamped to [lo, hi]."""
+    """Nearest multiple of 2**k to ``t`` (ties toward zero), clamped to [lo, hi]."""
     half = (np.int64(1) << k) >> 1
     q = ((t + half - (1 if t >= 0 else 0)) >> k) << k
     return lo if q < lo else (hi if q > hi else q)
-
-
-@njit(cache=True, parallel=True)
-def zero_point_twos(vals, lengths, active, bits, ncols, cap, cmin, cmax):  # type: ignore[no-untyped-def]
-    """Paper semantics (Algorithm 1): two's complement, search c in [cmin, cmax], keep min SSE."""
-    n, width = vals.shape
-    out = np.zeros((n, width), dtype=np.int16)
-    red = np.zeros(n, dtype=np.uint8)
-    const = np.zeros(n, dtype=np.int16)
-    b_lo = -(np.int64(1) << (bits - 1))
-    b_hi = (np.int64(1) << (bits - 1)) - 1
-    for i in prange(n):
-        length = lengths[i]
-        mn, mx = group_min_max(vals, i, length)
-        if not active[i]:
-            red[i] = redundancy_from_range(mn, mx, bits, cap)
-            for j in range(length):
-                out[i, j] = vals[i, j]
-            continue
-        best = np.int64(1) << 62
-        best_c = cmin
-        for c in range(cmin, cmax + 1):
-            tmn = _clip(mn + c, b_lo, b_hi)
-            tmx = _clip(mx + c, b_lo, b_hi)
-            r, k, lo, hi = _zp_twos_bounds(tmn, tmx, c, bits, ncols, cap)
-            sse = np.int64(0)
-            if k <= 0:
-                for j in range(length):
-                    v = np.int64(vals[i, j])
-                    d = _clip(v + c, b_lo, b_hi) - c - v
-                    sse += d * d
-            else:
-                if lo > hi:
-                    continue
-                for j in range(length):
-                    v = np.int64(vals[i, j])
-                    d = _round_twos(_clip(v + c, b_lo, b_hi), k, lo, hi) - c - v
-                    sse += d * d
-            if sse < best:
-                best = sse
-                best_c = c
-        c = best_c
-        tmn = _clip(mn + c, b_lo, b_hi)
-        tmx = _clip(mx + c, b_lo, b_hi)
-        r, k, lo, hi = _zp_twos_bounds(tmn, tmx, c, bits, ncols, cap)
-        red[i] = r
-        const[i] = c
-        for j in range(length):
-            t = _clip(np.int64(vals[i, j]) + c, b_lo, b_hi)
-            if k > 0:
-                t = _round_twos(t, k, lo, hi)
-            out[i, j] = t - c
-    return out, red, const
 
 
 @njit(cache=True, inline="always")
@@ -153,61 +78,149 @@ def _round_magnitude(a, s, amax):  # type: ignore[no-untyped-def]
     return amax if q > amax else q
 
 
+@njit(cache=True, inline="always")
+def _value_twos(v, c, r, bits, ncols):  # type: ignore[no-untyped-def]
+    """Paper zero-point shifting of one weight: constant ``c``, ``r`` redundant columns.
+
+    T = clip(v + c) to the b-bit range; the N - r low columns are zeroed by rounding
+    T to the nearest multiple of 2**(N-r) that keeps r redundant columns and keeps
+    the decoded weight T' - c inside the b-bit range; returns T' - c.
+    """
+    b_lo = -(np.int64(1) << (bits - 1))
+    b_hi = (np.int64(1) << (bits - 1)) - 1
+    t = _clip(v + c, b_lo, b_hi)
+    k = ncols - r
+    if k > 0:
+        step = np.int64(1) << k
+        lo = max(-(np.int64(1) << (bits - 1 - r)), ((b_lo + c + step - 1) >> k) << k)
+        hi = min((np.int64(1) << (bits - 1 - r)) - step, ((b_hi + c) >> k) << k)
+        t = _round_twos(t, k, lo, hi)
+    return t - c
+
+
+@njit(cache=True, inline="always")
+def _value_sign_magnitude(v, o, z, bits, ncols):  # type: ignore[no-untyped-def]
+    """Published zero-point shifting of one weight: offset ``o``, ``z`` leading zero magnitude planes.
+
+    T = clip(v + o, +-(2**(b-1)-1)); with p = b - N + z < b the magnitude is rounded
+    to the nearest multiple of 2**(b-p) (ties to the smaller, saturating at
+    (2**(b-N-1) - 1) * 2**(b-p)); returns T' - o.
+    """
+    m = (np.int64(1) << (bits - 1)) - 1
+    t = _clip(v + o, -m, m)
+    p = bits - ncols + z
+    if p < bits:
+        s = bits - p
+        amax = ((np.int64(1) << (p - 1 - z)) - 1) << s
+        q = _round_magnitude(t if t >= 0 else -t, s, amax)
+        t = q if t >= 0 else -q
+    return t - o
+
+
+@njit(cache=True)
+def _sq_error_twos(v, c, r, bits, ncols):  # type: ignore[no-untyped-def]
+    d = _value_twos(v, c, r, bits, ncols) - v
+    return d * d
+
+
+@njit(cache=True)
+def _sq_error_sign_magnitude(v, o, z, bits, ncols):  # type: ignore[no-untyped-def]
+    d = _value_sign_magnitude(v, o, z, bits, ncols) - v
+    return d * d
+
+
+@njit(cache=True)
+def error_table(bits, ncols, n_levels, cmin, cmax, sign_magnitude):  # type: ignore[no-untyped-def]
+    """``table[level, v - v_min, c - cmin]``: squared error of every weight value for every constant and level."""
+    ncand = cmax - cmin + 1
+    nv = np.int64(1) << bits
+    v_min = -(np.int64(1) << (bits - 1))
+    table = np.zeros((n_levels, nv, ncand), dtype=np.int32)
+    for lev in range(n_levels):
+        for vi in range(nv):
+            v = v_min + vi
+            for ci in range(ncand):
+                c = cmin + ci
+                if sign_magnitude:
+                    table[lev, vi, ci] = _sq_error_sign_magnitude(v, c, lev, bits, ncols)
+                else:
+                    table[lev, vi, ci] = _sq_error_twos(v, c, lev, bits, ncols)
+    return table
+
+
+@njit(cache=True, inline="always")
+def _level(mn, mx, c, bits, cap, sign_magnitude):  # type: ignore[no-untyped-def]
+    """Level of a group for constant ``c``: redundant columns (two's complement) or leading zero planes."""
+    if sign_magnitude:
+        m = (np.int64(1) << (bits - 1)) - 1
+        a = max(abs(_clip(mn + c, -m, m)), abs(_clip(mx + c, -m, m)))
+        return (bits - 1) - _bit_length(a)
+    b_lo = -(np.int64(1) << (bits - 1))
+    b_hi = (np.int64(1) << (bits - 1)) - 1
+    return redundancy_from_range(_clip(mn + c, b_lo, b_hi), _clip(mx + c, b_lo, b_hi), bits, cap)
+
+
 @njit(cache=True, parallel=True)
-def zero_point_sign_magnitude(vals, lengths, active, bits, ncols, cmin, cmax):  # type: ignore[no-untyped-def]
-    """Published-code semantics: sign-magnitude, clip to +-(2**(b-1)-1), uncapped leading zero planes."""
+def zero_point(vals, lengths, active, table, bits, ncols, cap, cmin, cmax, sign_magnitude):  # type: ignore[no-untyped-def]
+    """Zero-point shifting: per group, the constant of least squared error, then the rounded weights.
+
+    The search adds, for every weight, the row ``table[level, v]`` of squared errors
+    over all candidate constants, for each level the group can take; the constant's
+    own level then picks its total. Ties go to the first (most negative) constant.
+    ``sign_magnitude`` selects the published-code semantics, else the paper's.
+    """
     n, width = vals.shape
+    ncand = cmax - cmin + 1
+    n_levels = table.shape[0]
     out = np.zeros((n, width), dtype=np.int16)
     red = np.zeros(n, dtype=np.uint8)
     const = np.zeros(n, dtype=np.int16)
-    m = (np.int64(1) << (bits - 1)) - 1
-    for i in prange(n):
-        length = lengths[i]
-        mn, mx = group_min_max(vals, i, length)
-        if not active[i]:
-            a = max(abs(mn), abs(mx))
-            red[i] = (bits - 1) - _bit_length(a)
+    v_min = -(np.int64(1) << (bits - 1))
+    chunk = 256
+    n_chunks = (n + chunk - 1) // chunk
+    for ch in prange(n_chunks):
+        acc = np.empty((n_levels, ncand), dtype=np.int32)
+        lev = np.empty(ncand, dtype=np.int64)
+        for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
+            length = lengths[i]
+            mn, mx = group_min_max(vals, i, length)
+            if not active[i]:
+                red[i] = _level(mn, mx, 0, bits, cap, sign_magnitude)
+                for j in range(length):
+                    out[i, j] = vals[i, j]
+                continue
+            lmin = n_levels
+            lmax = 0
+            for ci in range(ncand):
+                lv = _level(mn, mx, cmin + ci, bits, cap, sign_magnitude)
+                lev[ci] = lv
+                lmin = min(lmin, lv)
+                lmax = max(lmax, lv)
+            for lv in range(lmin, lmax + 1):
+                for ci in range(ncand):
+                    acc[lv, ci] = 0
             for j in range(length):
-                out[i, j] = vals[i, j]
-            continue
-        best = np.int64(1) << 62
-        best_o = cmin
-        for o in range(cmin, cmax + 1):
-            amax_in = max(abs(_clip(mn + o, -m, m)), abs(_clip(mx + o, -m, m)))
-            z = (bits - 1) - _bit_length(amax_in)
-            p = bits - ncols + z
-            sse = np.int64(0)
-            if p >= bits:
-                for j in range(length):
-                    v = np.int64(vals[i, j])
-                    d = _clip(v + o, -m, m) - o - v
-                    sse += d * d
-            else:
-                s = bits - p
-                amax = ((np.int64(1) << (p - 1 - z)) - 1) << s
-                for j in range(length):
-                    v = np.int64(vals[i, j])
-                    t = _clip(v + o, -m, m)
-                    q = _round_magnitude(t if t >= 0 else -t, s, amax)
-                    d = (q if t >= 0 else -q) - o - v
-                    sse += d * d
-            if sse < best:
-                best = sse
-                best_o = o
-        o = best_o
-        amax_in = max(abs(_clip(mn + o, -m, m)), abs(_clip(mx + o, -m, m)))
-        z = (bits - 1) - _bit_length(amax_in)
-        p = bits - ncols + z
-        red[i] = z
-        const[i] = o
-        for j in range(length):
-            t = _clip(np.int64(vals[i, j]) + o, -m, m)
-            if p < bits:
-                s = bits - p
-                amax = ((np.int64(1) << (p - 1 - z)) - 1) << s
-                q = _round_magnitude(t if t >= 0 else -t, s, amax)
-                t = q if t >= 0 else -q
-            out[i, j] = t - o
+                vi = np.int64(vals[i, j]) - v_min
+                for lv in range(lmin, lmax + 1):
+                    for ci in range(ncand):
+                        acc[lv, ci] += table[lv, vi, ci]
+            best = acc[lev[0], 0]
+            best_ci = 0
+            for ci in range(1, ncand):
+                sse = acc[lev[ci], ci]
+                if sse < best:
+                    best = sse
+                    best_ci = ci
+            c = cmin + best_ci
+            lv = lev[best_ci]
+            red[i] = lv
+            const[i] = c
+            for j in range(length):
+                v = np.int64(vals[i, j])
+                if sign_magnitude:
+                    out[i, j] = _value_sign_magnitude(v, c, lv, bits, ncols)
+                else:
+                    out[i, j] = _value_twos(v, c, lv, bits, ncols)
     return out, red, const
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +121,13 @@ class PruneResult:
         }
 
 
+@functools.lru_cache(maxsize=32)
+def _error_table(bits: int, n_cols: int, n_levels: int, cmin: int, cmax: int, sign_magnitude: bool) -> np.ndarray:
+    table = _kernels.error_table(bits, n_cols, n_levels, cmin, cmax, sign_magnitude)
+    table.setflags(write=False)
+    return table
+
+
 def prune_groups(
     values: np.ndarray,
     lengths: np.ndarray,
@@ -141,12 +149,13 @@ def prune_groups(
     if method is PruneMethod.ROUNDED_AVG:
         half_even = config.mean_rounding is MeanRounding.HALF_EVEN
         out, red, const = _kernels.rounded_avg(values, lengths, active, b, n_cols, config.redundant_cap, half_even)
-    elif method is PruneMethod.ZERO_POINT and semantics is Semantics.PAPER:
-        out, red, const = _kernels.zero_point_twos(
-            values, lengths, active, b, n_cols, config.redundant_cap, cmin, cmax
-        )
     elif method is PruneMethod.ZERO_POINT:
-        out, red, const = _kernels.zero_point_sign_magnitude(values, lengths, active, b, n_cols, cmin, cmax)
+        sign_magnitude = semantics is Semantics.CODE
+        n_levels = b if sign_magnitude else config.redundant_cap + 1
+        table = _error_table(b, n_cols, n_levels, cmin, cmax, sign_magnitude)
+        out, red, const = _kernels.zero_point(
+            values, lengths, active, table, b, n_cols, config.redundant_cap, cmin, cmax, sign_magnitude
+        )
     else:
         out, red, const = _kernels.bitflip(values, lengths, active, b, n_cols)
 

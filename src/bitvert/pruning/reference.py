@@ -9,6 +9,7 @@ read, not run on large tensors: the tests check the compiled kernels of
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
 
 import numpy as np
@@ -56,6 +57,12 @@ def rounded_avg_group(
     return from_bitplanes(new_planes, NumberFormat.TWOS_COMPLEMENT), r, c
 
 
+def _candidates(constant_bits: int, constants: Iterable[int] | None) -> list[int]:
+    if constants is not None:
+        return list(constants)
+    return list(range(-(1 << (constant_bits - 1)), 1 << (constant_bits - 1)))
+
+
 def _nearest_multiple(x: int, step: int, lo: int, hi: int, toward_zero_ties: bool = True) -> int:
     """Nearest multiple of ``step`` in [lo, hi]; ties resolved toward zero."""
     candidates = [m for m in range(lo - lo % step, hi + 1, step) if lo <= m <= hi]
@@ -65,7 +72,12 @@ def _nearest_multiple(x: int, step: int, lo: int, hi: int, toward_zero_ties: boo
 
 
 def zero_point_paper_group(
-    w: np.ndarray, bits: int, columns: int, constant_bits: int = 6, cap: int = 3
+    w: np.ndarray,
+    bits: int,
+    columns: int,
+    constant_bits: int = 6,
+    cap: int = 3,
+    constants: Iterable[int] | None = None,
 ) -> tuple[np.ndarray, int, int]:
     """Algorithm 1 of the paper (two's complement), bitvert's reading of its [OPEN] points.
 
@@ -73,10 +85,11 @@ def zero_point_paper_group(
     T (capped); round each T to the nearest multiple of 2**(N-r) that keeps r
     redundant columns and keeps T - c inside the b-bit range (ties toward zero);
     W' = T' - c. Keep the c with the least squared error (ties: most negative c).
+    ``constants`` overrides the candidate list (default: every ``constant_bits`` value).
     """
     lo_b, hi_b = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     best: tuple[int, np.ndarray, int, int] | None = None
-    for c in range(-(1 << (constant_bits - 1)), 1 << (constant_bits - 1)):
+    for c in _candidates(constant_bits, constants):
         t = np.clip(w.astype(np.int64) + c, lo_b, hi_b)
         r = _redundant_planes(to_bitplanes(t, bits), cap)
         k = columns - r
@@ -94,12 +107,16 @@ def zero_point_paper_group(
 
 
 def zero_point_code_group(
-    w: np.ndarray, bits: int, columns: int, constant_bits: int = 5
+    w: np.ndarray,
+    bits: int,
+    columns: int,
+    constant_bits: int = 5,
+    constants: Iterable[int] | None = None,
 ) -> tuple[np.ndarray, int, int]:
     """Published zero-point shifting (sign-magnitude), BBS.md §6.2 steps 1-6."""
     m = (1 << (bits - 1)) - 1
     best: tuple[int, np.ndarray, int, int] | None = None
-    for o in range(-(1 << (constant_bits - 1)), 1 << (constant_bits - 1)):
+    for o in _candidates(constant_bits, constants):
         t = np.clip(w.astype(np.int64) + o, -m, m)
         planes = to_bitplanes(t, bits, NumberFormat.SIGN_MAGNITUDE)
         z = 0

@@ -65,16 +65,17 @@ def as_int_array(x: Any, name: str = "weights", bits: int | None = None, allow_e
         raise InputError(f"{name} must hold integers, got dtype {arr.dtype}")
     if arr.size == 0 and not allow_empty:
         raise InputError(f"{name} is empty (shape {tuple(arr.shape)}); pass at least one weight")
-    if bits is not None and arr.size:
-        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    info = np.iinfo(arr.dtype)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if bits is not None else (-32768, 32767)
+    if arr.size and (info.min < lo or info.max > hi):  # the dtype alone does not guarantee the range
         amin, amax = int(arr.min()), int(arr.max())
         if amin < lo or amax > hi:
+            if bits is None:
+                raise InputError(f"{name} holds values outside int16; bitvert handles at most 8-bit weights")
             raise InputError(
                 f"{name} holds values in [{amin}, {amax}], outside the signed {bits}-bit range [{lo}, {hi}]; "
                 "quantize to that range or raise weight_bits"
             )
     if arr.dtype != np.int16:
-        if arr.size and (int(arr.min()) < -32768 or int(arr.max()) > 32767):
-            raise InputError(f"{name} holds values outside int16; bitvert handles at most 8-bit weights")
         arr = arr.astype(np.int16)
     return arr

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
-from pipeline_models import TinyBlock, TinyCNN
+
+# The test modules import the helper modules next to this file by name.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pipeline_models import TinyBlock, TinyCNN  # noqa: E402
 
 
 @pytest.fixture

@@ -135,7 +135,7 @@ class LayerPruneRecord:
         n_weights, n_channels, n_sensitive: sizes (``n_sensitive`` after rounding).
         n_sensitive_global: channels picked by the global sort before rounding.
         weight_bits_total: bits of weight storage by the effective-bits rule (0 for fp32 layers).
-        int_sse: squared integer error introduced by pruning, vs the INT8 weights.
+        int_sse: squared integer error introduced by binary pruning, vs the INT8 weights (0 for ``rtn``).
         float_sse, float_energy: ``Σ(w_new - w_fp32)²`` and ``Σ w_fp32²`` of the float weights.
         q: final integer weights (``int16``, the module's weight layout); ``None`` for fp32 layers.
         scale: ``float32[K]`` per-channel scale (``weight = q * scale`` along ``out_axis``).
@@ -283,6 +283,15 @@ def _prune_config(preset: PipelinePreset, weight_bits: int) -> PruneConfig:
     )
 
 
+def _sq_norm(a: torch.Tensor) -> float:
+    v = a.reshape(-1).to(torch.float64) if a.numel() < (1 << 16) else a.reshape(-1)
+    return float(torch.dot(v, v))
+
+
+def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> float:
+    return _sq_norm(a - b)
+
+
 def _group_bits(layout: Any, active: np.ndarray, stored_bits: int, full_bits: int, meta_bits: int) -> int:
     lengths = layout.lengths().astype(np.int64)
     return int(np.where(active, lengths * stored_bits + meta_bits, lengths * full_bits).sum())
@@ -408,8 +417,9 @@ def _process_layer(
         return rec
     bits = layer.config.weight_bits
     q, scale = qs
-    w_fp = w.detach().to(torch.float32).clone()
+    w_fp = w.detach().to(torch.float32)  # a view of the parameter: read it before it is overwritten
     q_np = q.numpy()
+    q_int8 = q
     k = rec.n_channels
     per_channel = rec.n_weights // k
     channel_bits = np.full(k, bits, dtype=np.uint8)
@@ -433,7 +443,6 @@ def _process_layer(
         else:
             res = prune(q_np, _prune_config(preset, bits), kind=layer.kind, dense_channels=sensitive)
             q_new = res.weights
-            rec.int_sse = res.sse
             md = res.metadata
             rec.metadata = {"redundant": md.redundant, "constant": md.constant,
                             "free_columns": md.free_columns, "pruned": md.pruned}
@@ -443,9 +452,11 @@ def _process_layer(
                                                 preset.metadata_bits_per_group)
             q = torch.from_numpy(np.ascontiguousarray(q_new))
     deq = dequantize_weight(q, scale_out, layer.out_axis)
+    rec.float_sse = _sq_dist(deq, w_fp)
+    rec.float_energy = _sq_norm(w_fp)
+    if sensitive is not None and preset.method != "rtn":  # rtn integers live on another scale
+        rec.int_sse = int(round(_sq_norm((q - q_int8).to(torch.float32))))  # |diff| < 2**15: int16 is exact
     set_weight_(layer.module, deq)
-    rec.float_sse = float(((deq - w_fp) ** 2).sum())
-    rec.float_energy = float((w_fp ** 2).sum())
     rec.q = q.numpy().astype(np.int16, copy=False)
     rec.scale = scale_out.to(torch.float32).numpy()
     rec.channel_bits = channel_bits

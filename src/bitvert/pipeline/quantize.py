@@ -174,14 +174,13 @@ def quantize_weight(
     if granularity not in ("per_channel", "per_tensor"):
         raise InputError(f"granularity must be 'per_channel' or 'per_tensor', got {granularity!r}")
     wf = w.detach().to(torch.float32)
-    if not torch.isfinite(wf).all():
-        raise InputError(f"weights of shape {tuple(w.shape)} contain NaN or inf; fix the model before quantizing")
     _, qmax = weight_int_range(bits)
     rows = _channel_view(wf, axis)
-    if granularity == "per_channel":
-        amax = rows.abs().amax(dim=1)
-    else:
-        amax = rows.abs().amax().expand(rows.shape[0]).clone()
+    amax = torch.maximum(rows.amax(dim=1), -rows.amin(dim=1))
+    if not torch.isfinite(amax).all():  # NaN and inf propagate through the extrema: no extra pass
+        raise InputError(f"weights of shape {tuple(w.shape)} contain NaN or inf; fix the model before quantizing")
+    if granularity == "per_tensor":
+        amax = amax.amax().expand(rows.shape[0]).clone()
     scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
     shape = [1] * w.ndim
     shape[axis] = -1

@@ -33,7 +33,7 @@ def _load(name: str) -> SimpleNamespace:
                            calibration_batches=batches)
 
 
-def _evaluate(model, task, reference=None, limit=None):
+def _evaluate(loaded, model, task, reference=None, limit=None):
     x = _X[: limit or 16]
     with torch.no_grad():
         out = model(x)

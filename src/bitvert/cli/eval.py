@@ -43,7 +43,7 @@ def run_eval(target: str, model_name: str | None = None, task: str | None = None
         model = copy.deepcopy(reference)
         apply_checkpoint_(model, ckpt)
         task = task or ckpt.model_info.get("default_task") or loaded.default_task
-        metrics = _prune_cli.evaluate(model, task, reference=reference, limit=limit)
+        metrics = _prune_cli.evaluate(loaded, model, task, reference=reference, limit=limit)
         return {"target": str(path), "model": loaded.name, "variant": ckpt.preset.name,
                 "effective_bits": ckpt.effective_bits, "task": task, "metrics": metrics}
     if Path(target).suffix == ".safetensors" and not Path(target).exists():
@@ -51,7 +51,7 @@ def run_eval(target: str, model_name: str | None = None, task: str | None = None
                          "`bitvert prune` or a model name (see `bitvert models`)")
     loaded = _prune_cli.load_model(model_name or target)
     task = task or loaded.default_task
-    metrics = _prune_cli.evaluate(loaded.model.eval(), task, reference=None, limit=limit)
+    metrics = _prune_cli.evaluate(loaded, loaded.model.eval(), task, reference=None, limit=limit)
     return {"target": target, "model": loaded.name, "variant": "fp32", "effective_bits": 32.0, "task": task,
             "metrics": metrics}
 

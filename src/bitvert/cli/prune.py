@@ -12,6 +12,7 @@ Writes into ``--out``:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import json
 import logging
@@ -43,15 +44,22 @@ def load_model(name: str) -> Any:
     return _load(name)
 
 
-def evaluate(model: Any, task: str, reference: Any = None, limit: int | None = None) -> dict[str, float]:
-    """``bitvert.evaluation.evaluate`` (imported lazily)."""
+def evaluate(loaded: Any, module: Any, task: str, reference: Any = None, limit: int | None = None
+             ) -> dict[str, float]:
+    """Evaluate ``module`` (a copy of ``loaded.model`` with rewritten weights) with ``bitvert.evaluation``.
+
+    ``loaded`` supplies the tokenizer / preprocessing; ``reference`` is the FP32 module the fidelity
+    metrics compare against (``None``: task metrics only, used for the FP32 model itself).
+    """
     try:
         from bitvert.evaluation import evaluate as _evaluate
     except ImportError as exc:  # pragma: no cover - only without the evaluation package
         raise MissingDependencyError(
             f"bitvert.evaluation could not be imported ({exc}); reinstall bitvert"
         ) from None
-    return dict(_evaluate(model, task, reference=reference, limit=limit))
+    target = loaded if module is loaded.model else dataclasses.replace(loaded, model=module)
+    result = _evaluate(target, task, reference=reference, limit=limit, fidelity=reference is not None)
+    return {k: float(v) for k, v in result.items()}
 
 
 def parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
@@ -157,7 +165,7 @@ def run_prune(
     timings: dict[str, float] = {"load_seconds": load_s}
     if evaluate_variants:
         t = time.perf_counter()
-        metrics["fp32"] = evaluate(fp32, task, reference=None, limit=limit)
+        metrics["fp32"] = evaluate(loaded, fp32, task, reference=None, limit=limit)
         timings["eval_fp32_seconds"] = time.perf_counter() - t
     main_report = None
     bar = tqdm(variants, desc="variants", unit="variant", disable=not progress)
@@ -171,7 +179,7 @@ def run_prune(
         timings[f"calibrate_{variant.name}_seconds"] = report.calibration_seconds
         if evaluate_variants:
             t = time.perf_counter()
-            metrics[variant.name] = evaluate(model, task, reference=fp32, limit=limit)
+            metrics[variant.name] = evaluate(loaded, model, task, reference=fp32, limit=limit)
             timings[f"eval_{variant.name}_seconds"] = time.perf_counter() - t
         if variant.name == preset.name:
             main_report = report

@@ -35,6 +35,8 @@ def _model_workload(name: str, batch_size: int) -> Any:
 @click.option("--workload", "workloads", multiple=True,
               help="Paper workload by name (repeatable; 'paper' = the seven of Figs. 12-13).")
 @click.option("--model", "models", multiple=True, help="A model of bitvert's zoo (bitvert.models), imported with real weights.")
+@click.option("--llama-config", "llama_config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="YAML/JSON file of a Llama-style decoder (LlamaConfig fields); adds workload 'llama'.")
 @click.option("--accelerators", default="all", show_default=True,
               help="'all', or a comma list of presets / YAML files.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -45,7 +47,7 @@ def _model_workload(name: str, batch_size: int) -> Any:
               help="Also cost the attention matmuls (QK^T, AV) of transformer workloads.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write speedup.png and energy.png.")
 def simulate_cmd(
-    workloads: tuple[str, ...], models: tuple[str, ...], accelerators: str, out_dir: Path, batch: int, seed: int,
+    workloads: tuple[str, ...], models: tuple[str, ...], llama_config: Path | None, accelerators: str, out_dir: Path, batch: int, seed: int,
     include_attention: bool, plots: bool,
 ) -> None:
     """Simulate accelerators on workloads (synthetic-weight workloads say so in every output)."""
@@ -53,8 +55,10 @@ def simulate_cmd(
     from bitvert.hardware.simulate import simulate
     from bitvert.hardware.workloads_zoo import PAPER_WORKLOADS, build_workload
 
-    if not workloads and not models:
-        raise InputError("give at least one --workload NAME or --model NAME (e.g. --workload resnet50)")
+    if not workloads and not models and llama_config is None:
+        raise InputError(
+            "give at least one --workload NAME, --model NAME or --llama-config FILE (e.g. --workload resnet50)"
+        )
     if batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {batch}")
     configs = resolve_accelerators(accelerators)
@@ -65,6 +69,13 @@ def simulate_cmd(
     for n in names:
         logger.info("building workload %s (synthetic weights, seed %d)", n, seed)
         wls.append(build_workload(n, batch=batch, seed=seed, include_attention=include_attention))
+    if llama_config is not None:
+        from bitvert.hardware.config import load_yaml
+
+        data = load_yaml(llama_config.read_text(encoding="utf-8"), str(llama_config))
+        if not isinstance(data, dict):
+            raise ConfigError(f"{llama_config}: a Llama config must be a mapping of LlamaConfig fields")
+        wls.append(build_workload("llama", batch=batch, seed=seed, include_attention=include_attention, llama=data))
     for m in models:
         logger.info("importing model %s", m)
         wls.append(_model_workload(m, batch))

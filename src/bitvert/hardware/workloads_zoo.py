@@ -383,7 +383,10 @@ def build_workload(
     if key == "llama":
         if llama is None:
             raise InputError("workload 'llama' needs a config: build_workload('llama', llama={...})")
-        cfg = llama if isinstance(llama, LlamaConfig) else LlamaConfig(**llama)
+        try:
+            cfg = llama if isinstance(llama, LlamaConfig) else LlamaConfig(**llama)
+        except Exception as exc:
+            raise ConfigError(f"invalid Llama config: {exc}") from None
         specs, seq = llama_specs(cfg, include_attention), cfg.seq_len
     elif key in _ZOO:
         fn, seq = _ZOO[key]

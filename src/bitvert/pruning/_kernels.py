@@ -129,13 +129,22 @@ def _sq_error_sign_magnitude(v, o, z, bits, ncols):  # type: ignore[no-untyped-d
     return d * d
 
 
+BLOCK = 64
+"""Candidate constants are processed in blocks of this many (a compile-time trip count vectorizes)."""
+
+
 @njit(cache=True)
 def error_table(bits, ncols, n_levels, cmin, cmax, sign_magnitude):  # type: ignore[no-untyped-def]
-    """``table[level, v - v_min, c - cmin]``: squared error of every weight value for every constant and level."""
+    """``table[level, v - v_min, c - cmin]``: squared error of every weight value for every constant and level.
+
+    The candidate axis is padded to a multiple of :data:`BLOCK`; padding entries are never read
+    by the search's argmin.
+    """
     ncand = cmax - cmin + 1
+    padded = -(-ncand // BLOCK) * BLOCK
     nv = np.int64(1) << bits
     v_min = -(np.int64(1) << (bits - 1))
-    table = np.zeros((n_levels, nv, ncand), dtype=np.int32)
+    table = np.zeros((n_levels, nv, padded), dtype=np.int32)
     for lev in range(n_levels):
         for vi in range(nv):
             v = v_min + vi
@@ -172,6 +181,7 @@ def zero_point(vals, lengths, active, table, bits, ncols, cap, cmin, cmax, sign_
     n, width = vals.shape
     ncand = cmax - cmin + 1
     n_levels = table.shape[0]
+    n_blocks = table.shape[2] // BLOCK
     out = np.zeros((n, width), dtype=np.int16)
     red = np.zeros(n, dtype=np.uint8)
     const = np.zeros(n, dtype=np.int16)
@@ -179,7 +189,7 @@ def zero_point(vals, lengths, active, table, bits, ncols, cap, cmin, cmax, sign_
     chunk = 256
     n_chunks = (n + chunk - 1) // chunk
     for ch in prange(n_chunks):
-        acc = np.empty((n_levels, ncand), dtype=np.int32)
+        acc = np.empty((n_levels, table.shape[2]), dtype=np.int32)
         lev = np.empty(ncand, dtype=np.int64)
         for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
             length = lengths[i]
@@ -197,13 +207,18 @@ def zero_point(vals, lengths, active, table, bits, ncols, cap, cmin, cmax, sign_
                 lmin = min(lmin, lv)
                 lmax = max(lmax, lv)
             for lv in range(lmin, lmax + 1):
-                for ci in range(ncand):
-                    acc[lv, ci] = 0
+                a = acc[lv]
+                for ci in range(a.shape[0]):
+                    a[ci] = 0
             for j in range(length):
                 vi = np.int64(vals[i, j]) - v_min
                 for lv in range(lmin, lmax + 1):
-                    for ci in range(ncand):
-                        acc[lv, ci] += table[lv, vi, ci]
+                    a = acc[lv]
+                    row = table[lv, vi]
+                    for blk in range(n_blocks):
+                        base = blk * BLOCK
+                        for ci in range(BLOCK):
+                            a[base + ci] += row[base + ci]
             best = acc[lev[0], 0]
             best_ci = 0
             for ci in range(1, ncand):

@@ -225,3 +225,20 @@ def test_bitvert_moderate_normal_groups_store_at_most_four_columns():
     # 96 inputs = 6 slices; sensitive tile <= 8 per slice, normal tile <= 4 per slice
     assert r.compute_cycles <= 6 * 8 + 6 * 4
     assert r.compute_cycles >= 6 * 2 + 6 * 2
+
+
+def test_bitvert_stored_columns_equal_free_columns_of_stored_groups():
+    from bitvert.core.analysis import free_columns
+    from bitvert.hardware.presets import prune_layer
+    from bitvert.pruning import PruneConfig, prune
+
+    rng = np.random.default_rng(3)
+    w = np.clip(np.rint(rng.laplace(0, 20, size=(40, 72))), -127, 127).astype(np.int16)
+    layer = linear("fc", w)
+    sens = np.zeros(40, dtype=bool)
+    sens[:8] = True
+    for method, n in (("zero_point", 4), ("rounded_avg", 2)):
+        d = prune_layer(layer, sens, method, n, 32)
+        res = prune(w, PruneConfig(method=method, columns=n), kind="linear", dense_channels=sens)
+        expect = 8 - free_columns(res.stored_groups(), res.layout.lengths(), bits=8, cap=3).astype(int)
+        assert np.array_equal(d.stored_columns, expect)

@@ -17,7 +17,9 @@ kept small so it can be swapped for it. Steps (paper Algorithm 2, BBS.md §7.1):
    rule: the paper prunes all weight layers; the same rule is used for storage
    and cycles).
 5. Stored columns per group = ``bits - free_columns(stored_groups)``, with
-   :func:`bitvert.core.analysis.free_columns` (natural redundancy included).
+   :func:`bitvert.core.analysis.free_columns` (natural redundancy included; the
+   pruner's metadata already holds exactly this count when its redundant-column
+   cap is 3, and it is reused then).
 """
 
 from __future__ import annotations
@@ -100,7 +102,11 @@ def prune_layer(
     kind = "conv" if layer.is_conv else "linear"
     res = prune(layer.weights, cfg, kind=kind, dense_channels=sensitive)
     lengths = res.layout.lengths()
-    free = free_columns(res.stored_groups(), lengths, bits=8, cap=3)
+    if res.config.redundant_cap == 3:
+        # the pruner already measured free_columns(stored_groups, cap=3) for its metadata
+        free = res.metadata.free_columns
+    else:
+        free = free_columns(res.stored_groups(), lengths, bits=8, cap=3)
     stored = (8 - free.astype(np.int16)).astype(np.uint8)
     return BitVertLayerData(stored, lengths, res.layout, sensitive, float(res.mse))
 

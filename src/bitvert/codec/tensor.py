@@ -1,0 +1,610 @@
+"""One weight tensor in the BBS compressed format: :func:`encode`, :func:`decode`.
+
+An :class:`EncodedTensor` holds three byte sections (docs/format.md):
+
+* the **column stream**: for every group, in stored order, its stored bit columns (MSB
+  plane first), each column holding the group's real weights in order, all packed MSB
+  first into one tight bit stream (:mod:`bitvert.codec.pack`);
+* the **metadata stream**: one byte per metadata group for the BBS layouts
+  (``redundant << 6 | constant & 63``), or a ``b-1``-bit zero-column mask per group for
+  the BitWave layout;
+* the **channel-index table**: the original index of each stored output channel
+  (little-endian ``uint16``, ``uint32`` above 65,536 channels); empty when the stored
+  order is the original order.
+
+Output channels are reordered so that channels of equal precision form contiguous
+:class:`~bitvert.codec.layout.Chunk` s: sensitive channels (full ``b`` bits, no metadata)
+first, then normal channels by decreasing stored width.
+
+Stored width (a project decision, docs/format.md): every group of a normal channel stores
+exactly ``b - N`` columns (fixed width; natural redundancy beyond ``N`` is not exploited,
+as lock-step PE rows gain nothing from it). A channel holding a group that cannot be
+described at ``b - N`` columns with the 8-bit metadata (more than 3 redundant columns
+without enough constant low columns, possible under published-code zero-point shifting,
+or a rounded-average pattern wider than 6 bits) moves to a wider chunk, and
+``EncodedTensor.stats()`` counts it as *escaped*.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bitvert.codec import _kernels as K
+from bitvert.codec.layout import (
+    CONSTANT_FIELD_BITS,
+    METADATA_BITS_BBS,
+    REDUNDANT_FIELD_MAX,
+    Chunk,
+    TensorLayout,
+)
+from bitvert.codec.pack import pack_columns, plane_count, stream_offsets, unpack_columns
+from bitvert.core.grouping import GroupLayout, LayerKind, RemainderPolicy, make_layout
+from bitvert.core.validation import as_int_array, check_bits, check_positive_int
+from bitvert.errors import ConfigError, FormatError, InputError
+from bitvert.pruning import PruneResult
+from bitvert.pruning.config import PruneMethod
+
+__all__ = ["EncodedTensor", "GroupPlan", "encode", "encode_plain", "decode", "plan_groups"]
+
+log = logging.getLogger(__name__)
+
+_FIELD_MASK = (1 << CONSTANT_FIELD_BITS) - 1
+_C_MIN, _C_MAX = -(1 << (CONSTANT_FIELD_BITS - 1)), (1 << (CONSTANT_FIELD_BITS - 1)) - 1
+
+
+@dataclass(frozen=True)
+class EncodedTensor:
+    """A weight tensor in the BBS compressed format.
+
+    Attributes:
+        layout: how groups are stored (:class:`TensorLayout`).
+        shape: the weight's shape in its module's own layout.
+        kind: grouping kind (``linear``, ``linear_in_out``, ``conv``).
+        group_size: ``g``.
+        remainder: remainder policy of the grouping.
+        weight_bits: ``b``.
+        columns: ``N``, free columns of a normal group (0 for ``plain``).
+        chunks: runs of equal-precision channels in stored order.
+        channel_order: ``int32[K]``, original index of each stored channel.
+        payload: ``uint8`` column stream.
+        metadata: ``uint8`` metadata stream.
+        source: JSON-friendly description of how the weights were pruned (informational).
+    """
+
+    layout: TensorLayout
+    shape: tuple[int, ...]
+    kind: LayerKind
+    group_size: int
+    remainder: RemainderPolicy
+    weight_bits: int
+    columns: int
+    chunks: tuple[Chunk, ...]
+    channel_order: np.ndarray = field(repr=False)
+    payload: np.ndarray = field(repr=False)
+    metadata: np.ndarray = field(repr=False)
+    source: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def group_layout(self) -> GroupLayout:
+        """The grouping of the weight tensor."""
+        return make_layout(self.shape, self.kind, self.group_size, self.remainder)
+
+    @property
+    def n_weights(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.channel_order.shape[0])
+
+    @property
+    def identity_order(self) -> bool:
+        """True when channels are stored in their original order (no index table)."""
+        return bool((self.channel_order == np.arange(self.n_channels)).all())
+
+    @property
+    def index_dtype(self) -> np.dtype:
+        """Element type of the channel-index table."""
+        return np.dtype("<u2") if self.n_channels <= 1 << 16 else np.dtype("<u4")
+
+    def index_table(self) -> np.ndarray:
+        """The channel-index table as stored (``uint8`` bytes; empty for the identity order)."""
+        if self.identity_order:
+            return np.zeros(0, dtype=np.uint8)
+        return self.channel_order.astype(self.index_dtype).view(np.uint8)
+
+    def to_bytes(self) -> np.ndarray:
+        """The tensor's bytes as stored in the container: column stream, metadata, index table."""
+        return np.concatenate([self.payload, self.metadata, self.index_table()])
+
+    def header(self) -> dict[str, Any]:
+        """JSON description stored next to the bytes (see docs/format.md)."""
+        return {
+            "layout": self.layout.value,
+            "shape": list(self.shape),
+            "kind": self.kind.value,
+            "group_size": int(self.group_size),
+            "remainder": self.remainder.value,
+            "weight_bits": int(self.weight_bits),
+            "columns": int(self.columns),
+            "chunks": [c.to_list() for c in self.chunks],
+            "payload_bytes": int(self.payload.shape[0]),
+            "metadata_bytes": int(self.metadata.shape[0]),
+            "index_bytes": int(self.index_table().shape[0]),
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_bytes(cls, blob: np.ndarray, header: dict[str, Any], name: str = "tensor") -> "EncodedTensor":
+        """Rebuild from :meth:`to_bytes` + :meth:`header`, validating everything.
+
+        Raises:
+            FormatError: any field is missing or inconsistent, or the byte count is wrong;
+                the message names ``name``.
+        """
+        where = f"tensor {name!r}"
+        try:
+            layout = TensorLayout.parse(header["layout"], where)
+            shape = tuple(int(s) for s in header["shape"])
+            kind = LayerKind(header["kind"])
+            group_size = int(header["group_size"])
+            remainder = RemainderPolicy(header["remainder"])
+            bits = int(header["weight_bits"])
+            columns = int(header["columns"])
+            chunks = tuple(Chunk(int(c), int(n), bool(m)) for c, n, m in header["chunks"])
+            sizes = [int(header[k]) for k in ("payload_bytes", "metadata_bytes", "index_bytes")]
+            source = dict(header.get("source") or {})
+        except FormatError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"{where}: malformed header ({type(exc).__name__}: {exc})") from None
+        try:
+            lay = make_layout(shape, kind, group_size, remainder)
+            check_bits(bits, "weight_bits")
+        except InputError as exc:
+            raise FormatError(f"{where}: header describes an impossible tensor: {exc}") from None
+        if not 0 <= columns < bits:
+            raise FormatError(f"{where}: columns={columns} is outside [0, {bits - 1}]")
+        if any(c.channels < 1 or not 1 <= c.columns <= bits for c in chunks):
+            raise FormatError(f"{where}: chunk table {[c.to_list() for c in chunks]} has an empty chunk or a "
+                              f"width outside [1, {bits}]")
+        if sum(c.channels for c in chunks) != lay.n_channels:
+            raise FormatError(f"{where}: chunks cover {sum(c.channels for c in chunks)} channels, the weight "
+                              f"{shape} has {lay.n_channels}")
+        if layout is TensorLayout.PLAIN and any(c.metadata for c in chunks):
+            raise FormatError(f"{where}: a plain tensor cannot have metadata chunks")
+        blob = np.asarray(blob)
+        if blob.dtype != np.uint8 or blob.ndim != 1:
+            raise FormatError(f"{where}: bytes must be a 1-d uint8 array, got {blob.dtype} {blob.shape}")
+        if min(sizes) < 0 or sum(sizes) != blob.shape[0]:
+            raise FormatError(f"{where}: holds {blob.shape[0]} bytes, the header says {sum(sizes)} "
+                              f"({sizes[0]} columns + {sizes[1]} metadata + {sizes[2]} index); the file is "
+                              "truncated or corrupted")
+        payload = blob[: sizes[0]]
+        metadata = blob[sizes[0]: sizes[0] + sizes[1]]
+        index = blob[sizes[0] + sizes[1]:]
+        k = lay.n_channels
+        idt = np.dtype("<u2") if k <= 1 << 16 else np.dtype("<u4")
+        if index.shape[0] == 0:
+            order = np.arange(k, dtype=np.int32)
+        else:
+            if index.shape[0] != k * idt.itemsize:
+                raise FormatError(f"{where}: channel-index table has {index.shape[0]} bytes, expected "
+                                  f"{k * idt.itemsize} ({k} channels)")
+            order = np.ascontiguousarray(index).view(idt).astype(np.int32)
+            if order.max() >= k or np.bincount(order, minlength=k).max() != 1:
+                raise FormatError(f"{where}: channel-index table is not a permutation of 0..{k - 1}")
+        enc = cls(layout=layout, shape=shape, kind=kind, group_size=group_size, remainder=remainder,
+                  weight_bits=bits, columns=columns, chunks=chunks, channel_order=order,
+                  payload=np.ascontiguousarray(payload), metadata=np.ascontiguousarray(metadata), source=source)
+        plan_groups(enc, name)  # validates metadata and the column-stream length
+        return enc
+
+    # ------------------------------------------------------------------ accounting
+    def stats(self) -> dict[str, Any]:
+        """Exact storage accounting of this tensor (JSON-friendly).
+
+        ``bits_per_weight`` is ``8 * total_bytes / n_weights`` where ``total_bytes`` is the
+        byte count of :meth:`to_bytes` (columns + metadata + channel-index table).
+        """
+        plan = plan_groups(self)
+        lengths = plan.lengths[plan.order].astype(np.int64)
+        column_bits = int((lengths * plane_count(plan.planes)).sum())
+        n_meta = int(plan.has_metadata.sum())
+        meta_bits = n_meta * (METADATA_BITS_BBS if self.layout.is_bbs else
+                              (self.weight_bits - 1 if self.layout is TensorLayout.BITWAVE else 0))
+        total = int(self.payload.shape[0] + self.metadata.shape[0] + self.index_table().shape[0])
+        normal = [c for c in self.chunks if c.metadata]
+        escaped = sum(c.channels for c in normal if c.columns > self.weight_bits - self.columns) \
+            if self.layout.is_bbs else 0
+        return {
+            "layout": self.layout.value,
+            "shape": list(self.shape),
+            "n_weights": self.n_weights,
+            "n_groups": int(plan.order.shape[0]),
+            "metadata_groups": n_meta,
+            "column_bits": column_bits,
+            "metadata_bits": meta_bits,
+            "index_bits": int(self.index_table().shape[0]) * 8,
+            "payload_bytes": int(self.payload.shape[0]),
+            "metadata_bytes": int(self.metadata.shape[0]),
+            "index_bytes": int(self.index_table().shape[0]),
+            "total_bytes": total,
+            "bits_per_weight": 8.0 * total / self.n_weights,
+            "compression_vs_int8": self.n_weights / total,
+            "metadata_overhead_bits_per_weight": (meta_bits + 8 * int(self.index_table().shape[0]))
+            / self.n_weights,
+            "sensitive_channels": sum(c.channels for c in self.chunks if not c.metadata),
+            "normal_channels": sum(c.channels for c in normal),
+            "escaped_channels": escaped,
+            "chunks": [c.to_list() for c in self.chunks],
+        }
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """Per stored group: where its bits are and how to finish its values (internal, documented).
+
+    ``order[s]`` is the original group index (layout order) of the ``s``-th stored group;
+    the other per-group arrays are indexed by ``s``. ``lengths`` is per original group.
+    ``planes`` is the stored-plane mask (bit ``p`` = plane ``p``), ``sign_pos`` the code bit
+    of the first stored plane (``-1``: sign-magnitude), ``add`` the free-column pattern
+    minus the zero-point offset, ``msb_plane`` the first stored plane.
+    """
+
+    order: np.ndarray
+    lengths: np.ndarray
+    planes: np.ndarray
+    sign_pos: np.ndarray
+    add: np.ndarray
+    has_metadata: np.ndarray
+    msb_plane: np.ndarray
+    offsets: np.ndarray
+    total_bits: int
+
+
+def _chunk_arrays(enc: EncodedTensor) -> tuple[np.ndarray, np.ndarray]:
+    cols = np.repeat(np.array([c.columns for c in enc.chunks], dtype=np.int64),
+                     [c.channels for c in enc.chunks])
+    meta = np.repeat(np.array([c.metadata for c in enc.chunks], dtype=bool), [c.channels for c in enc.chunks])
+    return cols, meta
+
+
+def _stored_group_order(perm: np.ndarray, groups_per_channel: int) -> np.ndarray:
+    return (perm.astype(np.int64)[:, None] * groups_per_channel
+            + np.arange(groups_per_channel, dtype=np.int64)[None, :]).ravel()
+
+
+def _low_planes(width: np.ndarray, bits: int) -> np.ndarray:
+    """Plane mask of the ``width`` least significant planes (planes ``b-width .. b-1``)."""
+    w = np.asarray(width, dtype=np.int64)
+    return ((np.left_shift(1, w) - 1) << (bits - w)).astype(np.uint16)
+
+
+def _check_pad(stream: np.ndarray, used_bits: int, where: str, what: str) -> None:
+    spare = stream.shape[0] * 8 - used_bits
+    if spare and int(stream[-1]) & ((1 << spare) - 1):
+        raise FormatError(f"{where}: unused bits at the end of the {what} are not zero; the data is corrupted")
+
+
+def plan_groups(enc: EncodedTensor, name: str = "tensor") -> GroupPlan:
+    """Decode the chunk table and metadata of ``enc`` into a :class:`GroupPlan`.
+
+    Raises:
+        FormatError: inconsistent metadata or a column stream of the wrong length.
+    """
+    where = f"tensor {name!r}"
+    lay = enc.group_layout
+    b = int(enc.weight_bits)
+    gpc = lay.groups_per_channel
+    lengths = lay.lengths()
+    order = _stored_group_order(enc.channel_order, gpc)
+    ch_cols, ch_meta = _chunk_arrays(enc)
+    cols = np.repeat(ch_cols, gpc)
+    meta_chunk = np.repeat(ch_meta, gpc)
+    has_meta = meta_chunk & lay.prunable()[order]
+    n = order.shape[0]
+    raw_width = np.where(meta_chunk, b, cols)
+    planes = _low_planes(raw_width, b)
+    sign_pos = (raw_width - 1).astype(np.int32)
+    add = np.zeros(n, dtype=np.int32)
+    msb = (b - raw_width).astype(np.int32)
+    n_meta = int(has_meta.sum())
+    md = enc.metadata
+    if enc.layout.is_bbs:
+        if md.shape[0] != n_meta:
+            raise FormatError(f"{where}: metadata holds {md.shape[0]} bytes, the chunk table implies {n_meta} "
+                              "metadata groups (one byte each)")
+        r = (md >> 6).astype(np.int64)
+        fld = (md & _FIELD_MASK).astype(np.int32)
+        s_w = cols[has_meta]
+        k = b - s_w - r
+        if (k < 0).any():
+            i = int(np.flatnonzero(k < 0)[0])
+            raise FormatError(f"{where}: metadata group {i} records {int(r[i])} redundant columns, more than the "
+                              f"{b - int(s_w[i])} free columns of its {int(s_w[i])}-column chunk")
+        if enc.layout is TensorLayout.BBS_ROUNDED_AVG:
+            if (fld >= np.left_shift(1, k)).any():
+                i = int(np.flatnonzero(fld >= np.left_shift(1, k))[0])
+                raise FormatError(f"{where}: metadata group {i} has constant {int(fld[i])}, wider than its "
+                                  f"{int(k[i])} free low columns")
+            a = fld
+        else:
+            a = -np.where(fld > _C_MAX, fld - (1 << CONSTANT_FIELD_BITS), fld)
+        planes[has_meta] = ((np.left_shift(1, s_w) - 1) << r).astype(np.uint16)
+        sign_pos[has_meta] = (b - 1 - r).astype(np.int32)
+        add[has_meta] = a
+        msb[has_meta] = r.astype(np.int32)
+    elif enc.layout is TensorLayout.BITWAVE:
+        need = -(-n_meta * (b - 1) // 8)
+        if md.shape[0] != need:
+            raise FormatError(f"{where}: metadata holds {md.shape[0]} bytes, {n_meta} BitWave groups need {need}")
+        _check_pad(md, n_meta * (b - 1), where, "metadata")
+        zero = np.unpackbits(md)[: n_meta * (b - 1)].reshape(n_meta, b - 1).astype(np.int64)
+        kept = 1 + (b - 1 - zero.sum(axis=1))
+        if (kept > cols[has_meta]).any():
+            raise FormatError(f"{where}: a BitWave group stores more columns than its chunk's "
+                              f"{int(cols[has_meta].max())}")
+        mask = np.ones(n_meta, dtype=np.int64)
+        for p in range(1, b):
+            mask |= (1 - zero[:, p - 1]) << p
+        planes[has_meta] = mask.astype(np.uint16)
+        sign_pos[has_meta] = -1
+        msb[has_meta] = 0
+    elif md.shape[0]:
+        raise FormatError(f"{where}: a plain tensor has no metadata, found {md.shape[0]} bytes")
+    offsets, total = stream_offsets(lengths[order], plane_count(planes))
+    if enc.payload.shape[0] != -(-total // 8):
+        raise FormatError(f"{where}: column stream holds {enc.payload.shape[0]} bytes, the groups need "
+                          f"{-(-total // 8)} ({total} bits); the data is truncated or corrupted")
+    _check_pad(enc.payload, total, where, "column stream")
+    return GroupPlan(order=order, lengths=lengths, planes=planes, sign_pos=sign_pos, add=add,
+                     has_metadata=has_meta, msb_plane=msb, offsets=offsets, total_bits=total)
+
+
+def decode(enc: EncodedTensor) -> np.ndarray:
+    """Integer weights of an encoded tensor (``int16``, the original shape and channel order).
+
+    >>> from bitvert.pruning import PruneConfig, prune
+    >>> r = prune([[13, -57, 20, -11]], PruneConfig("rounded_avg", group_size=4, columns=4))
+    >>> decode(encode(r)).tolist()
+    [[13, -59, 21, -11]]
+    """
+    if not isinstance(enc, EncodedTensor):
+        raise InputError(f"decode expects an EncodedTensor, got {type(enc).__name__}")
+    plan = plan_groups(enc)
+    lay = enc.group_layout
+    groups = unpack_columns(enc.payload, plan.order, plan.lengths, plan.planes, enc.weight_bits, lay.width,
+                            plan.sign_pos, plan.add)
+    return lay.ungroup(groups)
+
+
+# ---------------------------------------------------------------------- encoding
+def _method_layout(method: PruneMethod) -> TensorLayout:
+    return {
+        PruneMethod.ROUNDED_AVG: TensorLayout.BBS_ROUNDED_AVG,
+        PruneMethod.ZERO_POINT: TensorLayout.BBS_ZERO_POINT,
+        PruneMethod.BITFLIP: TensorLayout.BITWAVE,
+    }[method]
+
+
+def _first_bad(name: str, lay: GroupLayout, values: np.ndarray, bad: np.ndarray, what: str) -> InputError:
+    g = int(np.flatnonzero(bad >= 0)[0])
+    ch = int(lay.channel_of_group()[g])
+    return InputError(f"{name}: group {g} (output channel {ch}) holds {int(values[g, bad[g]])}, {what}")
+
+
+def _order_channels(width: np.ndarray, metadata: np.ndarray) -> tuple[np.ndarray, tuple[Chunk, ...]]:
+    """Stable order: channels without metadata first, then by decreasing width; run-length chunks."""
+    k = width.shape[0]
+    perm = np.lexsort((np.arange(k), -width, metadata.astype(np.int8))).astype(np.int32)
+    w, m = width[perm], metadata[perm]
+    change = np.flatnonzero((w[1:] != w[:-1]) | (m[1:] != m[:-1])) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [k]])
+    chunks = tuple(Chunk(int(w[s]), int(e - s), bool(m[s])) for s, e in zip(starts, ends))
+    return perm, chunks
+
+
+def _bbs_min_width(redundant: np.ndarray, trailing: np.ndarray, bits: int, field_limit: bool) -> np.ndarray:
+    """Fewest stored columns describing each group with a 2-bit redundant count + trailing columns.
+
+    A group fits ``S`` columns iff its ``k = b - S - min(R, 3)`` low columns are constant
+    (``k <= trailing``; rounded averaging also needs ``k <= 6`` for the pattern field), i.e.
+    ``S >= b - min(R, 3) - trailing``.
+    """
+    t = np.minimum(trailing, CONSTANT_FIELD_BITS) if field_limit else trailing
+    return np.maximum(1, bits - np.minimum(redundant, REDUNDANT_FIELD_MAX) - t)
+
+
+def encode(result: PruneResult, name: str = "tensor") -> EncodedTensor:
+    """Encode a pruned tensor.
+
+    Args:
+        result: the :class:`~bitvert.pruning.PruneResult` of :func:`bitvert.pruning.prune`
+            (any method, semantics, group size, ``N``, bit width and layer kind).
+            Output channels none of whose groups is pruned are *sensitive* and stored at
+            full width without metadata.
+        name: used in error messages.
+
+    Returns:
+        The :class:`EncodedTensor`; ``decode(encode(result))`` equals ``result.weights``.
+
+    Raises:
+        InputError: ``result`` is not a PruneResult, or a group marked pruned does not have
+            the ``N`` free columns its method guarantees (the weights were not pruned with
+            this configuration), or a value has no code.
+        ConfigError: a zero-point constant does not fit the 6-bit field (``constant_bits > 6``).
+    """
+    if not isinstance(result, PruneResult):
+        raise InputError(
+            f"{name}: encode expects a PruneResult from bitvert.pruning.prune, got {type(result).__name__}; "
+            "prune the integer weights first, or store unpruned weights with encode_plain()"
+        )
+    cfg = result.config
+    lay = result.layout
+    b, n_cols = int(cfg.weight_bits), int(cfg.columns)
+    layout = _method_layout(cfg.method)
+    n_groups, kch, gpc = lay.n_groups, lay.n_channels, lay.groups_per_channel
+    md = result.metadata
+    for key in ("redundant", "constant", "free_columns", "pruned"):
+        if np.asarray(getattr(md, key)).shape != (n_groups,):
+            raise InputError(f"{name}: metadata.{key} has shape {np.asarray(getattr(md, key)).shape}, the layout "
+                             f"has {n_groups} groups")
+    if tuple(np.shape(result.weights)) != lay.shape:
+        raise InputError(f"{name}: weights have shape {tuple(np.shape(result.weights))}, the layout expects "
+                         f"{lay.shape}")
+    values = lay.group(np.asarray(result.weights, dtype=np.int16))
+    lengths = lay.lengths()
+    prunable = lay.prunable()
+    pruned = np.asarray(md.pruned, dtype=bool)
+    normal_ch = pruned.reshape(kch, gpc).any(axis=1)
+    meta_group = np.repeat(normal_ch, gpc) & prunable
+    constant = np.asarray(md.constant).astype(np.int16)
+    if layout is TensorLayout.BBS_ZERO_POINT:
+        c = constant[meta_group]
+        if c.size and (c.min() < _C_MIN or c.max() > _C_MAX):
+            raise ConfigError(
+                f"{name}: zero-point constants range over [{int(c.min())}, {int(c.max())}]; the 6-bit BBS "
+                f"constant field holds [{_C_MIN}, {_C_MAX}]; prune with constant_bits <= 6"
+            )
+    mode = np.full(n_groups, K.MODE_RAW, dtype=np.uint8)
+    if layout is TensorLayout.BBS_ZERO_POINT:
+        mode[meta_group] = K.MODE_OFFSET
+    elif layout is TensorLayout.BITWAVE:
+        mode[meta_group] = K.MODE_SIGN_MAGNITUDE
+    scan = K.scan_groups(values, lengths, constant, mode, b)
+    if (scan["bad"] >= 0).any():
+        bad = scan["bad"]
+        g = int(np.flatnonzero(bad >= 0)[0])
+        what = (f"which is outside the signed {b}-bit range" if mode[g] != K.MODE_SIGN_MAGNITUDE
+                else f"which has no {b}-bit sign-magnitude code")
+        if mode[g] == K.MODE_OFFSET:
+            what = f"and its stored value (weight + constant {int(constant[g])}) is outside the signed {b}-bit range"
+        raise _first_bad(name, lay, values, bad, what + "; pass the PruneResult of bitvert.pruning.prune unchanged")
+    red = scan["redundant"].astype(np.int64)
+    if layout is TensorLayout.BITWAVE:
+        zero_planes = np.zeros(n_groups, dtype=np.int64)
+        for q in range(b - 1):
+            zero_planes += ((scan["mag_or"] >> q) & 1) == 0
+        free = zero_planes
+    else:
+        trailing = (scan["trail_const"] if layout is TensorLayout.BBS_ROUNDED_AVG else scan["trail_zero"]).astype(
+            np.int64)
+        rc = np.minimum(red, int(cfg.redundant_cap))
+        free = rc + np.minimum(trailing, b - 1 - rc)
+    short = pruned & meta_group & (free < n_cols)
+    if short.any():
+        g = int(np.flatnonzero(short)[0])
+        raise InputError(
+            f"{name}: group {g} (output channel {int(lay.channel_of_group()[g])}) is marked pruned but has only "
+            f"{int(free[g])} free columns, fewer than N={n_cols}; these weights were not pruned with this "
+            f"configuration (method={cfg.method.value}, columns={n_cols}); pass the unchanged PruneResult"
+        )
+
+    # channel widths and order
+    if layout is TensorLayout.BITWAVE:
+        kept = 1 + (b - 1 - zero_planes)
+        ch_need = np.where(meta_group, kept, 0).reshape(kch, gpc).max(axis=1)
+        width = np.where(normal_ch, ch_need.max() if normal_ch.any() else b, b)
+    else:
+        s_min = _bbs_min_width(red, trailing, b, layout is TensorLayout.BBS_ROUNDED_AVG)
+        ch_need = np.where(meta_group, s_min, 0).reshape(kch, gpc).max(axis=1)
+        width = np.where(normal_ch, np.maximum(b - n_cols, ch_need), b)
+    perm, chunks = _order_channels(width.astype(np.int64), normal_ch)
+    order = _stored_group_order(perm, gpc)
+    cols_s = np.repeat(width[perm], gpc)
+    meta_s = meta_group[order]
+    raw_w = np.where(np.repeat(normal_ch[perm], gpc), b, cols_s)
+    planes = _low_planes(raw_w, b)
+    rows = order[meta_s]
+    if layout.is_bbs:
+        s_w = cols_s[meta_s]
+        r = np.minimum(np.minimum(red[rows], REDUNDANT_FIELD_MAX), b - s_w)
+        k = b - s_w - r
+        planes[meta_s] = ((np.left_shift(1, s_w) - 1) << r).astype(np.uint16)
+        if layout is TensorLayout.BBS_ROUNDED_AVG:
+            fld = scan["first"][rows] & (np.left_shift(1, k) - 1)
+        else:
+            fld = constant[rows].astype(np.int64) & _FIELD_MASK
+        metadata = ((r << 6) | fld).astype(np.uint8)
+    else:
+        mag_or = scan["mag_or"][rows].astype(np.int64)
+        zero = np.stack([((mag_or >> (b - 1 - p)) & 1) == 0 for p in range(1, b)], axis=1) if rows.size else \
+            np.zeros((0, b - 1), dtype=bool)
+        mask = np.ones(rows.shape[0], dtype=np.int64)
+        for p in range(1, b):
+            mask |= (~zero[:, p - 1]).astype(np.int64) << p
+        planes[meta_s] = mask.astype(np.uint16)
+        metadata = np.packbits(zero.ravel()) if zero.size else np.zeros(0, dtype=np.uint8)
+    payload = pack_columns(scan["codes"], order, lengths, planes, b)
+    enc = EncodedTensor(
+        layout=layout, shape=lay.shape, kind=lay.kind, group_size=lay.group_size, remainder=lay.remainder,
+        weight_bits=b, columns=n_cols, chunks=chunks, channel_order=perm, payload=payload,
+        metadata=np.ascontiguousarray(metadata, dtype=np.uint8), source=cfg.to_dict(),
+    )
+    escaped = int((normal_ch & (width > b - n_cols)).sum()) if layout.is_bbs else 0
+    if escaped:
+        log.info("%s: %d normal channel(s) need more than %d columns and are stored wider", name, escaped,
+                 b - n_cols)
+    return enc
+
+
+def encode_plain(
+    weights: Any,
+    kind: LayerKind | str | None = None,
+    group_size: int = 32,
+    channel_bits: Any = None,
+    weight_bits: int = 8,
+    remainder: RemainderPolicy | str = RemainderPolicy.SHORT,
+    name: str = "tensor",
+) -> EncodedTensor:
+    """Encode an unpruned integer tensor (``plain`` layout: no metadata).
+
+    Args:
+        weights: integer weights in the module's layout.
+        kind: grouping kind; ``None`` infers it from the rank.
+        group_size: ``g`` (only the column order inside the stream depends on it).
+        channel_bits: optional ``int[K]`` stored bits per output channel (e.g. fewer-bit RTN
+            channels); every weight must fit its channel's signed width. Default: ``weight_bits``.
+        weight_bits: ``b``.
+        remainder: remainder policy of the grouping.
+        name: used in error messages.
+    """
+    b = check_bits(weight_bits, "weight_bits")
+    group_size = check_positive_int(group_size, "group_size", 2)
+    arr = as_int_array(weights, name, bits=b)
+    from bitvert.core.grouping import infer_kind
+
+    lay = make_layout(arr.shape, infer_kind(arr.shape) if kind is None else kind, group_size, remainder)
+    kch, gpc = lay.n_channels, lay.groups_per_channel
+    if channel_bits is None:
+        width = np.full(kch, b, dtype=np.int64)
+    else:
+        width = np.asarray(channel_bits.numpy() if hasattr(channel_bits, "numpy") else channel_bits)
+        if width.shape != (kch,) or width.dtype.kind not in "iu" or width.min() < 1 or width.max() > b:
+            raise InputError(f"{name}: channel_bits must be {kch} integers in [1, {b}], got dtype {width.dtype} "
+                             f"shape {width.shape}")
+        width = width.astype(np.int64)
+    values = lay.group(arr.astype(np.int16, copy=False))
+    lengths = lay.lengths()
+    scan = K.scan_groups(values, lengths, np.zeros(lay.n_groups, np.int16), np.zeros(lay.n_groups, np.uint8), b)
+    need = (b - scan["redundant"].astype(np.int64)).reshape(kch, gpc).max(axis=1)
+    if (need > width).any():
+        ch = int(np.flatnonzero(need > width)[0])
+        raise InputError(f"{name}: output channel {ch} needs {int(need[ch])} bits but channel_bits gives "
+                         f"{int(width[ch])}")
+    perm, chunks = _order_channels(width, np.zeros(kch, dtype=bool))
+    order = _stored_group_order(perm, gpc)
+    planes = _low_planes(np.repeat(width[perm], gpc), b)
+    payload = pack_columns(scan["codes"], order, lengths, planes, b)
+    return EncodedTensor(
+        layout=TensorLayout.PLAIN, shape=lay.shape, kind=lay.kind, group_size=lay.group_size,
+        remainder=lay.remainder, weight_bits=b, columns=0, chunks=chunks, channel_order=perm, payload=payload,
+        metadata=np.zeros(0, dtype=np.uint8), source={"method": "plain"},
+    )

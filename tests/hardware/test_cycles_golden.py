@@ -225,6 +225,9 @@ def test_bitvert_moderate_normal_groups_store_at_most_four_columns():
     # 96 inputs = 6 slices; sensitive tile <= 8 per slice, normal tile <= 4 per slice
     assert r.compute_cycles <= 6 * 8 + 6 * 4
     assert r.compute_cycles >= 6 * 2 + 6 * 2
+    # fluid model with the unrounded share: 12 tiles x (13/64 x 8 + 51/64 x 4) = 57.75
+    assert r.extra["cycles_fluid"] == pytest.approx(12 * (13 / 64 * 8 + 51 / 64 * 4))
+    assert r.extra["sensitive_channels"] == 32
 
 
 def test_bitvert_stored_columns_equal_free_columns_of_stored_groups():

@@ -24,7 +24,7 @@ kept small so it can be swapped for it. Steps (paper Algorithm 2, BBS.md §7.1):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class BitVertLayerData:
         layout: the grouping layout.
         sensitive: ``bool[out_channels]`` channels kept at 8 bits.
         mse: mean squared integer error of the pruning.
+        sensitive_unrounded: the layer's share of the global top-beta channels before rounding
+            up to the array rows (what the published fluid model uses); ``None`` = ``sensitive.sum()``.
     """
 
     stored_columns: np.ndarray
@@ -51,6 +53,7 @@ class BitVertLayerData:
     layout: GroupLayout
     sensitive: np.ndarray
     mse: float
+    sensitive_unrounded: int | None = None
 
     def per_weight_columns(self) -> np.ndarray:
         """Stored columns of each weight's group, in the weight tensor's shape."""
@@ -67,14 +70,19 @@ def _channel_scores(layer: LayerWorkload) -> np.ndarray:
 
 
 def select_sensitive_channels(
-    layers: list[LayerWorkload], fraction: float, round_multiple: int
+    layers: list[LayerWorkload], fraction: float, round_multiple: int, counts_out: dict[str, int] | None = None
 ) -> dict[str, np.ndarray]:
-    """Global top-``fraction`` channels by score, rounded up per layer to ``round_multiple``."""
+    """Global top-``fraction`` channels by score, rounded up per layer to ``round_multiple``.
+
+    When ``counts_out`` is given it receives each layer's count before rounding.
+    """
     scores = [_channel_scores(layer) for layer in layers]
     total = sum(len(s) for s in scores)
     n_sel = int(round(fraction * total))
     masks: dict[str, np.ndarray] = {}
     if n_sel == 0:
+        if counts_out is not None:
+            counts_out.update({layer.name: 0 for layer in layers})
         return {layer.name: np.zeros(layer.out_channels, dtype=bool) for layer in layers}
     flat = np.concatenate(scores)
     owner = np.concatenate([np.full(len(s), i, dtype=np.int64) for i, s in enumerate(scores)])
@@ -82,6 +90,8 @@ def select_sensitive_channels(
     counts = np.bincount(owner[top], minlength=len(layers))
     for i, layer in enumerate(layers):
         k = int(counts[i])
+        if counts_out is not None:
+            counts_out[layer.name] = k
         if k:
             k = min(layer.out_channels, -(-k // round_multiple) * round_multiple)
         mask = np.zeros(layer.out_channels, dtype=bool)
@@ -122,8 +132,10 @@ def apply_bitvert_preset(
 ) -> dict[str, BitVertLayerData]:
     """Sensitive-channel selection and pruning of every weight layer of ``workload``."""
     layers = [layer for layer in workload.layers if layer.kind is not LayerType.MATMUL]
-    masks = select_sensitive_channels(layers, sensitive_fraction, round_multiple)
-    return {
-        layer.name: prune_layer(layer, masks[layer.name], method, columns, group_size, semantics)
-        for layer in layers
-    }
+    counts: dict[str, int] = {}
+    masks = select_sensitive_channels(layers, sensitive_fraction, round_multiple, counts)
+    out = {}
+    for layer in layers:
+        d = prune_layer(layer, masks[layer.name], method, columns, group_size, semantics)
+        out[layer.name] = replace(d, sensitive_unrounded=counts[layer.name])
+    return out

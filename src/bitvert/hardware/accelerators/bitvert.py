@@ -12,7 +12,9 @@ slowest row: cycles = max over the tile's rows, at least
 ``min_cycles_per_tile`` (the 6-bit BBS constant is multiplied 3 bits per cycle).
 
 The published "fluid" model ``tiles * (r_h * 8 + (1 - r_h) * p_l)`` is
-reported next to it as ``cycles_fluid``.
+reported next to it as ``cycles_fluid``, with ``r_h`` the layer's share of the
+global top-beta channels *before* rounding to 32 (as the published simulator
+read its unrounded channel lists).
 
 Attention matmul operands have no offline encoding: they run at 8 columns.
 """
@@ -76,7 +78,8 @@ class BitVert(AcceleratorModel):
             + c.metadata_bits_per_group * len(d.lengths)
             + layer.out_channels * log2_ceil(layer.out_channels)
         )
-        r_h = n_sens / layer.out_channels
+        n_listed = n_sens if d.sensitive_unrounded is None else d.sensitive_unrounded
+        r_h = n_listed / layer.out_channels
         fluid = m.tiles * (r_h * 8.0 + (1.0 - r_h) * c.fluid_low_precision_bits)
         return self.data_result(
             layer, tiles, wbits, float(c.activation_bits),

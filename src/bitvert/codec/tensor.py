@@ -222,6 +222,11 @@ class EncodedTensor:
         normal = [c for c in self.chunks if c.metadata]
         escaped = sum(c.channels for c in normal if c.columns > self.weight_bits - self.columns) \
             if self.layout.is_bbs else 0
+        if self.layout is TensorLayout.PLAIN:  # sensitive = full width among narrower channels (RTN)
+            narrow = any(c.columns < self.weight_bits for c in self.chunks)
+            sensitive = sum(c.channels for c in self.chunks if c.columns == self.weight_bits) if narrow else 0
+        else:
+            sensitive = sum(c.channels for c in self.chunks if not c.metadata)
         return {
             "layout": self.layout.value,
             "shape": list(self.shape),
@@ -239,8 +244,8 @@ class EncodedTensor:
             "compression_vs_int8": self.n_weights / total,
             "metadata_overhead_bits_per_weight": (meta_bits + 8 * int(self.index_table().shape[0]))
             / self.n_weights,
-            "sensitive_channels": sum(c.channels for c in self.chunks if not c.metadata),
-            "normal_channels": sum(c.channels for c in normal),
+            "sensitive_channels": sensitive,
+            "normal_channels": self.n_channels - sensitive,
             "escaped_channels": escaped,
             "chunks": [c.to_list() for c in self.chunks],
         }

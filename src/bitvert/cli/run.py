@@ -1,0 +1,98 @@
+"""``bitvert run``: the whole BBS study of one model, from FP32 to a report folder.
+
+With no option it studies the embedded all-MiniLM-L6-v2 offline: FP32 -> INT8 -> presets
+``conservative`` and ``moderate`` plus the BitWave and round-to-nearest baselines -> accuracy and
+fidelity -> BBS encoding, decoding and verification -> every accelerator -> ``bitvert-report/``
+(``report.md``, ``report.html``, ``results.json``, ``plots/``, ``encoded/``, ``simulation/``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from bitvert.errors import BitvertError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["run_cmd"]
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in value.split(",") if s.strip())
+
+
+def _limit(value: str) -> int | str:
+    v = value.strip().lower()
+    if v in ("auto", "full"):
+        return v
+    try:
+        n = int(v)
+    except ValueError:
+        raise ConfigError(f"--limit must be a positive integer, 'auto' or 'full', got {value!r}") from None
+    if n < 1:
+        raise ConfigError(f"--limit must be a positive integer, 'auto' or 'full', got {value!r}")
+    return n
+
+
+@click.command("run")
+@click.option("--model", default="minilm-l6", show_default=True,
+              help="Model short name or path (see `bitvert models`).")
+@click.option("--presets", default="conservative,moderate", show_default=True,
+              help="Comma list of pipeline presets studied besides INT8.")
+@click.option("--baselines", default="bitwave,rtn", show_default=True,
+              help="Comma list of baselines derived from each BBS preset ('none' for none).")
+@click.option("--accelerators", default="all", show_default=True,
+              help="'all', or a comma list of accelerator presets / YAML files.")
+@click.option("-o", "--out", "out_dir", default="bitvert-report", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder (created; a previous complete report there is replaced).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every random choice.")
+@click.option("--task", default=None, help="Evaluation task (default: the model's own; NAME:PATH for user data).")
+@click.option("--limit", "limit", default="auto", show_default=True,
+              help="Examples per evaluation: a number, 'auto' (by model family) or 'full'.")
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Samples used to calibrate 8-bit activations.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batch size of the simulated workload.")
+@click.option("--keep-checkpoints", is_flag=True,
+              help="Also keep each variant's pruned.safetensors (checkpoints/) for `bitvert eval`.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars, only warnings and the summary table.")
+def run_cmd(model: str, presets: str, baselines: str, accelerators: str, out_dir: Path, seed: int,
+            task: str | None, limit: str, calibration_samples: int, batch: int, keep_checkpoints: bool,
+            verbose: int, quiet: bool) -> None:
+    """Run the whole BBS study of a model and write a report (default: the embedded MiniLM, offline)."""
+    from bitvert.cli import _configure_logging
+
+    if verbose or quiet:
+        _configure_logging(verbose, quiet)
+    from bitvert.report import StudyConfig, run_study
+    from bitvert.report.render import summary_table
+    from bitvert.report.study import finite
+
+    config = StudyConfig.create(
+        model=model, presets=_split(presets),
+        baselines=() if baselines.strip().lower() == "none" else _split(baselines),
+        accelerators=_split(accelerators), seed=seed, task=task, eval_limit=_limit(limit),
+        calibration_samples=calibration_samples, simulate_batch=batch, keep_checkpoints=keep_checkpoints,
+    )
+    progress = sys.stderr.isatty() and not quiet
+    try:
+        result = run_study(config, out_dir, progress=progress)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: no report was written to {out_dir} (the partial folder was removed)", err=True)
+        raise click.exceptions.Exit(130) from None
+    except BitvertError:
+        click.echo(f"bitvert run failed: no report was written to {out_dir}", err=True)
+        raise
+    results = finite(result.to_dict())
+    click.echo(f"{results['model']['name']} on {results['task']} "
+               f"({'all' if results['eval_limit'] is None else results['eval_limit']} examples per evaluation)")
+    click.echo(summary_table(results))
+    click.echo("stage seconds: " + json.dumps(results["timings_s"]))
+    click.echo(f"report: {result.out_dir / 'report.md'} and {result.out_dir / 'report.html'}")

@@ -1,0 +1,696 @@
+"""The end-to-end BBS study (``bitvert run``): one model, every variant, every accelerator, one report.
+
+Stages (each timed; the times are part of the report):
+
+1. ``load`` -- :func:`bitvert.models.load_model`;
+2. ``evaluate`` -- the FP32 model and every variant with :func:`bitvert.evaluation.evaluate`
+   (variants are compared with the FP32 model: fidelity metrics);
+3. ``prune`` -- INT8 post-training quantization and each preset / baseline with
+   :func:`bitvert.pipeline.prune_model_` on a fresh copy of the FP32 model;
+4. ``encode`` -- each variant's pruned checkpoint (:func:`bitvert.pipeline.save_pruned`) is encoded
+   into the BBS container (:mod:`bitvert.codec`), read back, decoded and compared bit-exactly with the
+   pipeline's integer weights; the file size is the "size on disk";
+5. ``analyze`` -- per-layer bit sparsity and BBS sparsity of the INT8 weights
+   (:func:`bitvert.core.analysis.sparsity_stats`) and per-layer effective bits of every variant;
+6. ``simulate`` -- the model's workload imported with forward hooks on one calibration batch
+   (:func:`bitvert.hardware.import_torch.import_workload`, exactly what ``bitvert simulate --model``
+   does) and :func:`bitvert.hardware.simulate.simulate` on the requested accelerators;
+7. ``write`` -- ``results.json``, plots, ``report.md`` and ``report.html``.
+
+Everything is written into a hidden sibling folder ``.<out>.partial-<pid>`` which is renamed to
+``out`` only when complete (``status.json`` says ``"complete"``); an interrupted or failed run
+removes it, so a half-written report is never presented as complete.
+
+Determinism: every stage that may draw random numbers is preceded by seeding torch, numpy and
+``random`` with ``seed`` (plus a per-variant offset), so a variant's numbers do not depend on which
+other variants ran before it; the same command twice gives identical numbers (timings aside).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from tqdm.auto import tqdm
+
+from bitvert import __version__
+from bitvert.errors import ConfigError, InputError, MissingDependencyError
+
+__all__ = [
+    "AUTO_EVAL_LIMITS",
+    "REPORT_STATUS_FILE",
+    "RESULTS_SCHEMA",
+    "StageTimer",
+    "StudyConfig",
+    "StudyResult",
+    "VariantResult",
+    "is_complete_report",
+    "run_study",
+]
+
+logger = logging.getLogger(__name__)
+
+REPORT_STATUS_FILE = "status.json"
+"""Written last into a report folder; ``{"status": "complete", ...}`` marks a finished report."""
+
+RESULTS_SCHEMA = "bitvert.report.results/1"
+"""``schema`` of ``results.json``."""
+
+AUTO_EVAL_LIMITS: dict[str, int] = {
+    "text-embedding": 120,
+    "vision": 1000,
+    "causal-lm": 8,
+    "text-classifier": 200,
+}
+"""Examples evaluated per variant with ``eval_limit="auto"``, by model family (keeps the default
+study of the embedded MiniLM within a few minutes on two cores; ``"full"`` uses each task's own
+default)."""
+
+_FIDELITY_KEYS = ("embedding_cosine", "top1_agreement", "probe_agreement", "prediction_agreement",
+                  "perplexity_ratio")
+_STAGES = ("load", "prune", "evaluate", "encode", "analyze", "simulate", "write")
+
+
+class StudyConfig(BaseModel):
+    """What :func:`run_study` does (validated; unknown fields are rejected).
+
+    Attributes:
+        model: a model of :func:`bitvert.models.list_models` or a path / hub id that
+            :func:`bitvert.models.load_model` accepts.
+        presets: pipeline presets to study besides INT8 (see :func:`bitvert.pipeline.list_presets`).
+        baselines: baselines derived from every BBS preset at the same β, N and g
+            (``bitwave``: BitWave bit flip; ``rtn``: round-to-nearest at ``8 - N`` bits).
+        accelerators: accelerator presets or YAML files (``all`` = every shipped design).
+        seed: seed of torch / numpy / ``random``.
+        task: evaluation task (``None``: the model's default task; ``name:PATH`` for user data).
+        eval_limit: examples per evaluation: a positive integer, ``"auto"`` (by model family, see
+            :data:`AUTO_EVAL_LIMITS`) or ``"full"`` (the task's own default).
+        calibration_samples: samples used to calibrate 8-bit activations.
+        simulate_batch: batch size of the simulated workload.
+        keep_checkpoints: also keep each variant's ``pruned.safetensors`` (``checkpoints/``) for
+            ``bitvert eval``; the encoded ``*.bbs.safetensors`` files are always kept.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field("minilm-l6", min_length=1)
+    presets: tuple[str, ...] = ("conservative", "moderate")
+    baselines: tuple[str, ...] = ("bitwave", "rtn")
+    accelerators: tuple[str, ...] = ("all",)
+    seed: int = Field(0, ge=0, lt=2**32)
+    task: str | None = None
+    eval_limit: int | Literal["auto", "full"] = "auto"
+    calibration_samples: int = Field(32, ge=1)
+    simulate_batch: int = Field(1, ge=1)
+    keep_checkpoints: bool = False
+
+    @field_validator("presets")
+    @classmethod
+    def _check_presets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from bitvert.pipeline import get_preset
+
+        if not v:
+            raise ValueError("give at least one preset, e.g. ('conservative', 'moderate')")
+        names = []
+        for p in v:
+            try:
+                name = get_preset(p).name
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+            if name == "int8":
+                continue  # always part of the study
+            if name not in names:
+                names.append(name)
+        return tuple(names)
+
+    @field_validator("baselines")
+    @classmethod
+    def _check_baselines(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from bitvert.pipeline import BASELINES
+
+        bad = [b for b in v if b not in BASELINES]
+        if bad:
+            raise ValueError(f"unknown baseline(s) {bad}; choose from {list(BASELINES)} (or none)")
+        return tuple(dict.fromkeys(v))
+
+    @field_validator("accelerators")
+    @classmethod
+    def _check_accelerators(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v or not all(isinstance(a, str) and a.strip() for a in v):
+            raise ValueError("give 'all' or accelerator names such as 'stripes', 'bitvert-moderate'")
+        return tuple(a.strip() for a in v)
+
+    @field_validator("eval_limit")
+    @classmethod
+    def _check_limit(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+            raise ValueError(f"eval_limit must be a positive integer, 'auto' or 'full', got {v}")
+        return v
+
+    @classmethod
+    def create(cls, **kwargs: Any) -> "StudyConfig":
+        """Validate keyword arguments; raises :class:`ConfigError` naming the bad field."""
+        try:
+            return cls(**kwargs)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid study configuration: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly copy."""
+        return self.model_dump(mode="json")
+
+
+@dataclass
+class VariantResult:
+    """One variant of the model (``fp32``, ``int8``, a preset or a baseline).
+
+    Attributes:
+        name, method, description: the preset's identity (``method="fp32"`` for the FP32 model).
+        metrics: evaluation metrics (:func:`bitvert.evaluation.evaluate`).
+        effective_bits: weight bits per weight of the quantized layers (32 for FP32).
+        compression_vs_int8: ``8 / effective_bits``.
+        weight_sqnr_db: ``10 log10(Σw² / Σ(w_q - w)²)`` over the quantized layers (``None`` for FP32).
+        sensitive_channel_fraction: channels kept at 8 bits / channels of pruned layers.
+        encoded_file: the ``*.bbs.safetensors`` file name (in ``encoded/``), ``None`` for FP32.
+        file_bytes: size of that file on disk; weight_bytes: bytes of its encoded weight tensors.
+        file_ratio_vs_int8, weight_ratio_vs_int8: INT8's sizes divided by this variant's.
+        verified: the decoded integers equal the pipeline's bit for bit.
+        accelerator: the simulated accelerator that runs this variant (``None``: none does).
+        speedup_vs_stripes, energy_vs_sparten: that accelerator's simulated ratios.
+        preset: the resolved preset (``None`` for FP32).
+    """
+
+    name: str
+    method: str
+    description: str
+    metrics: dict[str, float]
+    effective_bits: float
+    compression_vs_int8: float
+    weight_sqnr_db: float | None = None
+    sensitive_channel_fraction: float = 0.0
+    encoded_file: str | None = None
+    file_bytes: int | None = None
+    weight_bytes: int | None = None
+    file_ratio_vs_int8: float | None = None
+    weight_ratio_vs_int8: float | None = None
+    verified: bool | None = None
+    accelerator: str | None = None
+    speedup_vs_stripes: float | None = None
+    energy_vs_sparten: float | None = None
+    preset: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly copy."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class StudyResult:
+    """Everything :func:`run_study` measured; ``results.json`` is :meth:`to_dict`.
+
+    Attributes:
+        config: the validated configuration.
+        out_dir: the finished report folder.
+        model: ``name``, ``family``, ``requested``, ``n_parameters``, ``n_weights_quantized``.
+        task, eval_limit: the evaluation task and the per-evaluation example limit used.
+        headline_metric, fidelity_metric: the task's main metric and the FP32-fidelity metric.
+        variants: by name, in study order (``fp32``, ``int8``, then each preset and its baselines).
+        layers: per quantized layer: name, kind, shape, weights, INT8 sparsity statistics and
+            effective bits / role per variant.
+        simulation: the ``summary.json`` document of :func:`bitvert.hardware.simulate.simulate`.
+        workload_check: how the simulated workload's weights compare with the pipeline's INT8 weights.
+        timings_s: wall seconds per stage (and ``total``).
+        environment: versions, platform, seed.
+    """
+
+    config: StudyConfig
+    out_dir: Path
+    model: dict[str, Any]
+    task: str
+    eval_limit: int | None
+    headline_metric: str
+    fidelity_metric: str | None
+    variants: dict[str, VariantResult]
+    layers: list[dict[str, Any]]
+    simulation: dict[str, Any]
+    workload_check: dict[str, Any]
+    timings_s: dict[str, float]
+    environment: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``results.json`` document."""
+        return {
+            "schema": RESULTS_SCHEMA,
+            "config": self.config.to_dict(),
+            "model": self.model,
+            "task": self.task,
+            "eval_limit": self.eval_limit,
+            "headline_metric": self.headline_metric,
+            "fidelity_metric": self.fidelity_metric,
+            "variants": {k: v.to_dict() for k, v in self.variants.items()},
+            "layers": self.layers,
+            "simulation": self.simulation,
+            "workload_check": self.workload_check,
+            "timings_s": self.timings_s,
+            "environment": self.environment,
+        }
+
+    def numbers(self) -> dict[str, Any]:
+        """:meth:`to_dict` without run-dependent entries (timings, simulator wall time): what must be
+        identical between two runs with the same configuration."""
+        d = self.to_dict()
+        d.pop("timings_s")
+        sim = dict(d["simulation"])
+        sim.pop("elapsed_s", None)
+        d["simulation"] = sim
+        return d
+
+
+class StageTimer:
+    """Accumulates wall time per named stage (``with timer.stage("prune"): ...``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the ``with`` block and add it to ``name``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def ordered(self) -> dict[str, float]:
+        """Stage times in pipeline order, plus any other stage, rounded to milliseconds."""
+        keys = [k for k in _STAGES if k in self.seconds] + [k for k in self.seconds if k not in _STAGES]
+        return {k: round(self.seconds[k], 3) for k in keys}
+
+
+def is_complete_report(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a report folder whose ``status.json`` says ``complete``."""
+    status = Path(path) / REPORT_STATUS_FILE
+    try:
+        return json.loads(status.read_text(encoding="utf-8")).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _require(module: str, hint: str) -> None:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(f"`bitvert run` needs {module} ({exc}); install it with: {hint}") from None
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {str(out_dir)!r} is a file; give a folder path for the report")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_complete_report(out_dir):
+        raise InputError(
+            f"--out {str(out_dir)!r} is a non-empty folder that is not a bitvert report; choose a new or "
+            "empty folder (a previous complete report there is replaced)"
+        )
+
+
+def _publish(tmp: Path, out_dir: Path, status: dict[str, Any]) -> None:
+    """Mark ``tmp`` complete and move it to ``out_dir`` (replacing an old report there)."""
+    (tmp / REPORT_STATUS_FILE).write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")
+    old: Path | None = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run_study(config: StudyConfig | None, out_dir: str | os.PathLike[str], progress: bool = False) -> StudyResult:
+    """Run the whole study and write the report folder ``out_dir``.
+
+    Args:
+        config: what to study (``None``: the defaults -- the embedded MiniLM, presets
+            ``conservative`` and ``moderate``, both baselines, every accelerator).
+        out_dir: the report folder; created, or replaced when it holds a previous complete report.
+        progress: show progress bars (stderr).
+
+    Returns:
+        The :class:`StudyResult` (also in ``out_dir/results.json``).
+
+    Raises:
+        ConfigError: invalid configuration (unknown preset, accelerator, task...).
+        InputError: ``out_dir`` is a file or a non-empty folder that is not a bitvert report.
+        MissingDependencyError: an optional dependency (model package, matplotlib) is missing.
+        KeyboardInterrupt: re-raised after removing the partial folder.
+    """
+    if config is None:
+        config = StudyConfig()
+    if not isinstance(config, StudyConfig):
+        raise InputError(f"config must be a StudyConfig, got {type(config).__name__}")
+    out = Path(out_dir).expanduser()
+    _check_out_dir(out)
+    _require("matplotlib", "pip install matplotlib")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        result = _run(config, tmp, progress)
+        _publish(tmp, out, {
+            "status": "complete", "schema": RESULTS_SCHEMA, "bitvert_version": __version__,
+            "model": result.model["name"], "variants": list(result.variants),
+            "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()),
+        })
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        logger.warning("the study did not finish; removed the partial report folder %s", tmp)
+        raise
+    result.out_dir = out
+    return result
+
+
+def _variants(config: StudyConfig) -> list[Any]:
+    from bitvert.pipeline import baseline_of, get_preset
+
+    out = [get_preset("int8")]
+    for name in config.presets:
+        preset = get_preset(name)
+        out.append(preset)
+        if preset.method in ("rounded_avg", "zero_point"):
+            out += [baseline_of(preset, b) for b in config.baselines]
+    seen: set[str] = set()
+    unique = []
+    for p in out:
+        if p.name not in seen:
+            seen.add(p.name)
+            unique.append(p)
+    return unique
+
+
+def _evaluate(loaded: Any, module: Any, task: str, reference: Any, limit: int | None) -> dict[str, float]:
+    from bitvert.evaluation import evaluate
+
+    target = loaded if module is loaded.model else dataclasses.replace(loaded, model=module)
+    res = evaluate(target, task, reference=reference, limit=limit, fidelity=reference is not None)
+    return {k: float(v) for k, v in res.items()}
+
+
+def _resolve_limit(config: StudyConfig, family: str) -> int | None:
+    if config.eval_limit == "full":
+        return None
+    if config.eval_limit == "auto":
+        return AUTO_EVAL_LIMITS.get(family)
+    return int(config.eval_limit)
+
+
+def _headline(task: str, fp32_metrics: dict[str, float]) -> tuple[str, str | None]:
+    from bitvert.evaluation import task_info
+
+    name = task.partition(":")[0]
+    try:
+        keys = list(task_info(name).metrics)
+    except ConfigError:
+        keys = []
+    headline = next((k for k in keys if k in fp32_metrics), None)
+    if headline is None:
+        headline = next(k for k in fp32_metrics if not k.startswith("n_"))
+    fidelity = next((k for k in _FIDELITY_KEYS if k in keys), None)
+    return headline, fidelity
+
+
+def _encode_variant(model: Any, report: Any, model_info: dict[str, Any], scratch: Path, encoded_dir: Path,
+                    name: str, keep_checkpoint_dir: Path | None) -> dict[str, Any]:
+    """save_pruned -> BBS container -> read back, decode, compare with the pipeline's integers."""
+    from bitvert.codec.checkpoint import encode_checkpoint_file, weight_key
+    from bitvert.codec.container import file_accounting, load_encoded
+    from bitvert.pipeline import save_pruned
+
+    ckpt_dir = keep_checkpoint_dir if keep_checkpoint_dir is not None else scratch
+    ckpt = save_pruned(ckpt_dir / f"{name}.safetensors", model, report, model_info)
+    target = encoded_dir / f"{name}.bbs.safetensors"
+    encode_checkpoint_file(ckpt, target)
+    if keep_checkpoint_dir is None:
+        ckpt.unlink()
+    decoded = load_encoded(target)
+    mismatched = []
+    for rec in report.quantized_layers:
+        key = weight_key(rec.name)
+        got = decoded.decode(key) if key in decoded.tensors else None
+        if got is None or got.shape != rec.q.shape or not np.array_equal(got, rec.q):
+            mismatched.append(rec.name)
+    if mismatched:
+        logger.error("%s: decoded weights differ from the pipeline's in %d layer(s): %s", name, len(mismatched),
+                     mismatched[:5])
+    acc = file_accounting(target)
+    return {"encoded_file": target.name, "file_bytes": int(acc["file_bytes"]),
+            "weight_bytes": int(acc["weight_bytes"]), "verified": not mismatched, "mismatched_layers": mismatched}
+
+
+def _layer_table(reports: dict[str, Any], group_size: int) -> list[dict[str, Any]]:
+    """Per quantized layer: INT8 bit / BBS sparsity and each variant's effective bits."""
+    from bitvert.core.analysis import sparsity_stats
+
+    int8 = reports["int8"]
+    rows = []
+    for rec in int8.quantized_layers:
+        stats = sparsity_stats(rec.q, kind=rec.kind, group_size=group_size).to_dict()
+        rows.append({
+            "name": rec.name, "kind": rec.kind, "shape": list(rec.shape), "n_weights": rec.n_weights,
+            "int8_sparsity": {k: float(v) for k, v in stats.items() if k not in ("weights", "groups")},
+            "effective_bits": {}, "role": {},
+        })
+    index = {r["name"]: r for r in rows}
+    for vname, rep in reports.items():
+        for rec in rep.layers:
+            if rec.name in index:
+                index[rec.name]["effective_bits"][vname] = rec.effective_bits
+                index[rec.name]["role"][vname] = rec.role
+    return rows
+
+
+def _accelerator_for(preset: Any, configs: dict[str, dict[str, Any]]) -> str | None:
+    """The simulated accelerator that runs ``preset``'s weights, when one was simulated."""
+    if preset.method == "none":
+        return "stripes" if "stripes" in configs else None
+    if preset.method in ("rounded_avg", "zero_point"):
+        matches = [
+            n for n, c in configs.items()
+            if c.get("design") == "bitvert" and c.get("method") == preset.method
+            and c.get("pruned_columns") == preset.columns and c.get("group_size") == preset.group_size
+            and math.isclose(float(c.get("sensitive_fraction", -1)), preset.sensitive_fraction)
+        ]
+        preferred = f"bitvert-{preset.name}"
+        return preferred if preferred in matches else (matches[0] if matches else None)
+    if preset.method == "bitflip":
+        return next((n for n, c in configs.items() if c.get("design") == "bitwave"), None)
+    return None
+
+
+def _simulate(loaded: Any, fp32: Any, config: StudyConfig, int8_report: Any, sim_dir: Path
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    from bitvert.hardware.config import resolve_accelerators
+    from bitvert.hardware.import_torch import import_workload
+    from bitvert.hardware.simulate import simulate
+
+    configs = resolve_accelerators(list(config.accelerators))
+    batch = next(iter(loaded.calibration_batches(config.simulate_batch)))
+    workload = import_workload(fp32, batch, name=config.model.replace("/", "_"))
+    q_of = {rec.name: rec.q for rec in int8_report.quantized_layers}
+    simulated = {layer.name.split("#")[0]: layer.weights for layer in workload.layers}
+    compared = [n for n in simulated if n in q_of]
+    differing = [n for n in compared if not np.array_equal(_torch_layout(simulated[n], q_of[n]), q_of[n])]
+    check = {
+        "workload_layers": len(workload.layers),
+        "layers_compared_with_int8": len(compared),
+        "layers_equal_to_int8": len(compared) - len(differing),
+        "differing_layers": differing,
+        "layers_not_quantized_by_pipeline": sorted(set(simulated) - set(q_of)),
+    }
+    if differing:
+        logger.warning("simulated workload: %d layer(s) differ from the pipeline's INT8 weights", len(differing))
+    report = simulate(workload, configs)
+    report.write(sim_dir)
+    return report.to_json(), check
+
+
+def _torch_layout(sim_w: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The workload stores HF Conv1D weights transposed; bring them back to the module layout."""
+    if sim_w.shape != q.shape and sim_w.ndim == 2 and sim_w.T.shape == q.shape:
+        return sim_w.T
+    return sim_w
+
+
+def _environment(seed: int) -> dict[str, Any]:
+    import importlib.metadata as md
+
+    import torch
+
+    versions = {"bitvert": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                "numpy": np.__version__}
+    for pkg in ("numba", "pydantic", "safetensors", "transformers", "matplotlib"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return {"versions": versions, "platform": platform.platform(), "machine": platform.machine(),
+            "torch_threads": torch.get_num_threads(), "seed": seed}
+
+
+def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
+    from bitvert.models import load_model
+    from bitvert.report.render import write_report
+
+    timer = StageTimer()
+    t_start = time.perf_counter()
+    presets = _variants(config)
+    _seed_everything(config.seed)
+    with timer.stage("load"):
+        loaded = load_model(config.model)
+    fp32 = loaded.model.eval()
+    task = config.task or loaded.default_task
+    limit = _resolve_limit(config, loaded.family)
+    model_info = {"name": loaded.name, "family": loaded.family, "default_task": loaded.default_task}
+    logger.info("model %s (%s), task %s, limit %s, %d variants", loaded.name, loaded.family, task, limit,
+                len(presets))
+
+    with timer.stage("evaluate"):
+        _seed_everything(config.seed)
+        fp32_metrics = _evaluate(loaded, fp32, task, None, limit)
+    headline, fidelity = _headline(task, fp32_metrics)
+    variants: dict[str, VariantResult] = {
+        "fp32": VariantResult(name="fp32", method="fp32", description="the original floating-point model",
+                              metrics=fp32_metrics, effective_bits=32.0, compression_vs_int8=0.25),
+    }
+    reports: dict[str, Any] = {}
+    encoded_dir = tmp / "encoded"
+    encoded_dir.mkdir()
+    scratch = tmp / ".scratch"
+    scratch.mkdir()
+    ckpt_dir: Path | None = None
+    if config.keep_checkpoints:
+        ckpt_dir = tmp / "checkpoints"
+        ckpt_dir.mkdir()
+    bar = tqdm(presets, desc="variants", unit="variant", disable=not progress)
+    for i, preset in enumerate(bar):
+        bar.set_postfix_str(preset.name)
+        _seed_everything(config.seed + 1 + i)
+        with timer.stage("prune"):
+            model = copy.deepcopy(fp32)
+            calib = (loaded.calibration_batches(config.calibration_samples)
+                     if preset.quant.act_bits is not None else None)
+            report = _prune_model(model, preset, calib, progress)
+        with timer.stage("evaluate"):
+            metrics = _evaluate(loaded, model, task, fp32, limit)
+        with timer.stage("encode"):
+            enc = _encode_variant(model, report, model_info, scratch, encoded_dir, preset.name, ckpt_dir)
+        if report.activation_quantizer is not None:
+            report.activation_quantizer.remove()
+            report.activation_quantizer = None
+        del model
+        gc.collect()
+        sq = report.weight_sqnr_db
+        variants[preset.name] = VariantResult(
+            name=preset.name, method=preset.method, description=preset.description, metrics=metrics,
+            effective_bits=report.effective_bits, compression_vs_int8=report.compression_vs_int8,
+            weight_sqnr_db=sq if math.isfinite(sq) else None,
+            sensitive_channel_fraction=report.sensitive_channel_fraction,
+            encoded_file=enc["encoded_file"], file_bytes=enc["file_bytes"], weight_bytes=enc["weight_bytes"],
+            verified=enc["verified"], preset=preset.to_dict(),
+        )
+        reports[preset.name] = report
+    shutil.rmtree(scratch)
+    int8 = variants["int8"]
+    for v in variants.values():
+        if v.file_bytes:
+            v.file_ratio_vs_int8 = int8.file_bytes / v.file_bytes if int8.file_bytes else None
+            v.weight_ratio_vs_int8 = int8.weight_bytes / v.weight_bytes if int8.weight_bytes and v.weight_bytes \
+                else None
+
+    with timer.stage("analyze"):
+        layers = _layer_table(reports, presets[1].group_size if len(presets) > 1 else 32)
+
+    with timer.stage("simulate"):
+        _seed_everything(config.seed)
+        simulation, workload_check = _simulate(loaded, fp32, config, reports["int8"], tmp / "simulation")
+    accs = simulation["accelerators"]
+    for preset in presets:
+        v = variants[preset.name]
+        acc = _accelerator_for(preset, simulation["configs"])
+        if acc is not None and acc in accs:
+            v.accelerator = acc
+            v.speedup_vs_stripes = accs[acc]["speedup_vs_stripes"]
+            v.energy_vs_sparten = accs[acc]["energy_vs_sparten"]
+    del reports
+    gc.collect()
+
+    result = StudyResult(
+        config=config, out_dir=tmp,
+        model={**model_info, "requested": config.model, "n_parameters": loaded.n_parameters,
+               "n_weights_quantized": int(sum(r["n_weights"] for r in layers)),
+               "description": str(loaded.extra.get("description", ""))},
+        task=task, eval_limit=limit, headline_metric=headline, fidelity_metric=fidelity, variants=variants,
+        layers=layers, simulation=simulation, workload_check=workload_check, timings_s={},
+        environment=_environment(config.seed),
+    )
+    with timer.stage("write"):
+        result.timings_s = {**timer.ordered(), "total": round(time.perf_counter() - t_start, 3)}
+        write_report(result, tmp)
+    result.timings_s = {**timer.ordered(), "total": round(time.perf_counter() - t_start, 3)}
+    (tmp / "results.json").write_text(json.dumps(finite(result.to_dict()), indent=2, allow_nan=False, default=_json_default)
+                                      + "\n", encoding="utf-8")
+    return result
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN / infinite float replaced by ``None`` (strict JSON has neither)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def _prune_model(model: Any, preset: Any, calibration: Any, progress: bool) -> Any:
+    """:func:`bitvert.pipeline.prune_model_` (imported lazily so ``bitvert --help`` stays fast)."""
+    from bitvert.pipeline import prune_model_ as _prune
+
+    return _prune(model, preset, calibration=calibration, progress=progress)

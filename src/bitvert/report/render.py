@@ -67,12 +67,12 @@ def format_bytes(n: int | None) -> str:
 def _summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = results["headline_metric"]
     fid = results.get("fidelity_metric")
-    headers = ["variant", "method", head] + ([fid] if fid else []) + [
+    headers = ["variant", head] + ([fid] if fid else []) + [
         "effective bits", "size on disk", "weights", "weights vs INT8", "accelerator", "speedup vs Stripes",
         "energy vs SparTen", "decoded = pruned"]
     rows = []
     for name, v in results["variants"].items():
-        row = [name, v["method"], _f(v["metrics"].get(head))]
+        row = [name, _f(v["metrics"].get(head))]
         if fid:
             row.append(_f(v["metrics"].get(fid)))
         row += [
@@ -87,7 +87,7 @@ def _summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def summary_table(results: dict[str, Any]) -> str:
     """The summary table as aligned plain text (for the console)."""
     headers, rows = _summary_rows(results)
-    keep = [i for i, h in enumerate(headers) if h not in ("method", "weights", "decoded = pruned")]
+    keep = [i for i, h in enumerate(headers) if h not in ("weights", "decoded = pruned")]
     headers = [headers[i] for i in keep]
     rows = [[r[i] for i in keep] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
@@ -274,8 +274,8 @@ _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #ddd;padding-bottom:.2em}h2{border-bottom:1px solid #eee;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.85em;display:block;overflow-x:auto}
-th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right;white-space:nowrap}
+table{border-collapse:collapse;margin:.6em 0;font-size:.8em;display:block;overflow-x:auto}
+th,td{border:1px solid #ccc;padding:.2em .45em;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-style:italic;color:#555}
 pre{background:#f6f8fa;padding:.7em;overflow-x:auto;font-size:.8em;max-height:28em}

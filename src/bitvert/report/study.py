@@ -378,6 +378,9 @@ def run_study(config: StudyConfig | None, out_dir: str | os.PathLike[str], progr
     out = Path(out_dir).expanduser()
     _check_out_dir(out)
     _require("matplotlib", "pip install matplotlib")
+    from bitvert.hardware.config import resolve_accelerators
+
+    resolve_accelerators(list(config.accelerators))  # fail fast on an unknown accelerator
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():

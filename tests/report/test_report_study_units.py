@@ -1,0 +1,195 @@
+"""Study configuration, folder handling (atomic publish, interruption, missing dependencies) and the CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import bitvert.models
+from bitvert.cli import main
+from bitvert.errors import ConfigError, InputError, MissingDependencyError
+from bitvert.pipeline import get_preset
+from bitvert.report import REPORT_STATUS_FILE, StageTimer, StudyConfig, is_complete_report, run_study
+from bitvert.report import study as study_mod
+
+
+def test_config_defaults_and_normalisation() -> None:
+    c = StudyConfig()
+    assert c.model == "minilm-l6"
+    assert c.presets == ("conservative", "moderate")
+    assert c.baselines == ("bitwave", "rtn")
+    assert c.accelerators == ("all",)
+    # int8 is always studied, duplicates and aliases collapse
+    c = StudyConfig.create(presets=("int8", "moderate", "Moderate", "bitwave_moderate"))
+    assert c.presets == ("moderate", "bitwave-moderate")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"presets": ("modrate",)}, "did you mean 'moderate'"),
+    ({"presets": ()}, "at least one preset"),
+    ({"baselines": ("ant",)}, "unknown baseline"),
+    ({"eval_limit": 0}, "positive integer"),
+    ({"eval_limit": "some"}, "eval_limit"),
+    ({"accelerators": ()}, "accelerator"),
+    ({"seed": -1}, "seed"),
+    ({"calibration_samples": 0}, "calibration_samples"),
+    ({"colour": "red"}, "colour"),
+])
+def test_config_rejects_bad_values(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        StudyConfig.create(**kwargs)
+
+
+def test_variants_order_and_baselines() -> None:
+    names = [p.name for p in study_mod._variants(StudyConfig.create(presets=("moderate", "conservative")))]
+    assert names == ["int8", "moderate", "bitwave-moderate", "rtn-moderate", "conservative",
+                     "bitwave-conservative", "rtn-conservative"]
+    names = [p.name for p in study_mod._variants(StudyConfig.create(presets=("moderate",), baselines=()))]
+    assert names == ["int8", "moderate"]
+    # a baseline preset given directly gets no baselines of its own
+    names = [p.name for p in study_mod._variants(StudyConfig.create(presets=("rtn-moderate",)))]
+    assert names == ["int8", "rtn-moderate"]
+
+
+def test_accelerator_for_matches_by_parameters() -> None:
+    configs = {
+        "stripes": {"design": "stripes"},
+        "bitwave": {"design": "bitwave"},
+        "my-bitvert": {"design": "bitvert", "method": "zero_point", "pruned_columns": 4, "group_size": 32,
+                       "sensitive_fraction": 0.2},
+        "bitvert-conservative": {"design": "bitvert", "method": "rounded_avg", "pruned_columns": 2,
+                                 "group_size": 32, "sensitive_fraction": 0.1},
+    }
+    af = study_mod._accelerator_for
+    assert af(get_preset("int8"), configs) == "stripes"
+    assert af(get_preset("moderate"), configs) == "my-bitvert"          # same method, N, g, beta
+    assert af(get_preset("conservative"), configs) == "bitvert-conservative"
+    assert af(get_preset("bitwave-moderate"), configs) == "bitwave"
+    assert af(get_preset("rtn-moderate"), configs) is None
+    assert af(get_preset("moderate", sensitive_fraction=0.3), configs) is None  # no matching design
+    assert af(get_preset("int8"), {"bitwave": {"design": "bitwave"}}) is None
+
+
+def test_stage_timer_accumulates_in_pipeline_order() -> None:
+    t = StageTimer()
+    with t.stage("simulate"):
+        time.sleep(0.01)
+    with t.stage("load"):
+        pass
+    with t.stage("simulate"):
+        time.sleep(0.01)
+    with pytest.raises(RuntimeError):
+        with t.stage("custom"):
+            raise RuntimeError("boom")
+    ordered = t.ordered()
+    assert list(ordered) == ["load", "simulate", "custom"]
+    assert ordered["simulate"] >= 0.02
+
+
+def test_out_dir_checks(tmp_path: Path) -> None:
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        run_study(StudyConfig(), f)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not a bitvert report"):
+        run_study(StudyConfig(), busy)
+    assert (busy / "notes.txt").read_text() == "mine"
+
+
+def test_publish_replaces_a_previous_complete_report(tmp_path: Path) -> None:
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    (out / REPORT_STATUS_FILE).write_text(json.dumps({"status": "complete"}))
+    assert is_complete_report(out)
+    tmp = tmp_path / ".rep.partial-1"
+    tmp.mkdir()
+    (tmp / "new.txt").write_text("new")
+    study_mod._publish(tmp, out, {"status": "complete", "n": 1})
+    assert not tmp.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt", REPORT_STATUS_FILE]
+    assert json.loads((out / REPORT_STATUS_FILE).read_text())["n"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no .old / .partial left behind
+
+
+def test_is_complete_report_rejects_partial_and_garbage(tmp_path: Path) -> None:
+    assert not is_complete_report(tmp_path / "missing")
+    (tmp_path / REPORT_STATUS_FILE).write_text("{not json")
+    assert not is_complete_report(tmp_path)
+    (tmp_path / REPORT_STATUS_FILE).write_text(json.dumps({"status": "running"}))
+    assert not is_complete_report(tmp_path)
+    (tmp_path / REPORT_STATUS_FILE).write_text(json.dumps(["complete"]))
+    assert not is_complete_report(tmp_path)
+
+
+def _interrupt(*args: Any, **kwargs: Any) -> Any:
+    raise KeyboardInterrupt
+
+
+def test_interrupt_leaves_no_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(study_mod, "_evaluate", _interrupt)
+    out = tmp_path / "rep"
+    with pytest.raises(KeyboardInterrupt):
+        run_study(StudyConfig(model="mnist-cnn"), out)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # the partial folder is gone too
+
+
+def test_interrupt_keeps_the_previous_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / REPORT_STATUS_FILE).write_text(json.dumps({"status": "complete", "tag": "previous"}))
+    monkeypatch.setattr(study_mod, "_evaluate", _interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(StudyConfig(model="mnist-cnn"), out)
+    assert json.loads((out / REPORT_STATUS_FILE).read_text())["tag"] == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_missing_model_dependency_is_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(name: str) -> Any:
+        raise MissingDependencyError(f"model {name!r} needs the package 'x'; install it with: pip install x")
+
+    monkeypatch.setattr(bitvert.models, "load_model", missing)
+    out = tmp_path / "rep"
+    with pytest.raises(MissingDependencyError, match="pip install x"):
+        run_study(StudyConfig(model="mnist-cnn"), out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_matplotlib_fails_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(MissingDependencyError, match="pip install matplotlib"):
+        run_study(StudyConfig(model="mnist-cnn"), tmp_path / "rep")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_rejects_bad_options(tmp_path: Path) -> None:
+    runner = CliRunner()
+    r = runner.invoke(main, ["run", "--presets", "modrate", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2
+    assert "did you mean 'moderate'" in r.output
+    r = runner.invoke(main, ["run", "--limit", "0", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "--limit must be a positive integer" in r.output
+    r = runner.invoke(main, ["run", "--accelerators", "warp-drive", "--model", "mnist-cnn",
+                             "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "warp-drive" in r.output and "no report was written" in r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_interrupt_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bitvert.report
+
+    monkeypatch.setattr(bitvert.report, "run_study", _interrupt)
+    r = CliRunner().invoke(main, ["run", "--model", "mnist-cnn", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 130
+    assert "interrupted: no report was written" in r.output

@@ -20,6 +20,7 @@ _SUBCOMMANDS: list[str] = [
     "bitvert.cli.prune:prune_cmd",
     "bitvert.cli.eval:eval_cmd",
     "bitvert.cli.simulate:simulate_cmd",
+    "bitvert.cli.codec:encode_cmd", "bitvert.cli.codec:decode_cmd", "bitvert.cli.codec:inspect_cmd",
     "bitvert.cli.run:run_cmd",
 ]
 

@@ -182,3 +182,40 @@ def test_import_torch_fails_loudly_on_bad_names():
         import_workload("resnet", torch.randn(1))
     with pytest.raises(UnsupportedLayerError, match="no nn.Conv2d"):
         import_workload(nn.ReLU(), torch.randn(1, 4))
+
+
+class _Attn(nn.Module):
+    def __init__(self, dim: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        a = torch.softmax(q @ k.transpose(-2, -1), dim=-1)
+        y = (a @ v).transpose(1, 2).reshape(b, t, d)
+        z = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(y + z.transpose(1, 2).reshape(b, t, d))
+
+
+def test_import_torch_attention_matmuls():
+    m = nn.Sequential()
+    m.add_module("attn", _Attn())
+    x = torch.randn(3, 5, 8)
+    plain = import_workload(m, x)
+    assert [layer.kind for layer in plain.layers] == [LayerType.LINEAR, LayerType.LINEAR]
+    wl = import_workload(m, x, include_matmuls=True)
+    mm = [layer for layer in wl.layers if layer.kind is LayerType.MATMUL]
+    # q @ k^T, a @ v, then the two products inside scaled_dot_product_attention
+    assert [layer.name for layer in mm] == ["attn.matmul0", "attn.matmul1", "attn.matmul2", "attn.matmul3"]
+    qk, av = mm[0], mm[1]
+    # per head: (5 x 4) @ (4 x 5) and (5 x 5) @ (5 x 4); 3 batch x 2 heads instances
+    assert qk.weights.shape == (5, 4) and qk.tokens == 5 and qk.repeats == 6
+    assert av.weights.shape == (4, 5) and av.macs == 5 * 5 * 4 * 6
+    assert mm[2].macs == qk.macs and mm[3].macs == av.macs
+    from bitvert.hardware.simulate import simulate
+
+    s = simulate(wl, ["bitvert-moderate", "stripes"]).to_json()
+    assert s["accelerators"]["bitvert-moderate"]["cycles"] > 0

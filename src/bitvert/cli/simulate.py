@@ -22,13 +22,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["simulate_cmd"]
 
 
-def _model_workload(name: str, batch_size: int) -> Any:
+def _model_workload(name: str, batch_size: int, include_attention: bool) -> Any:
     from bitvert.hardware.import_torch import import_workload
     from bitvert.models import load_model
 
     lm = load_model(name)
     batch = next(iter(lm.calibration_batches(batch_size)))
-    return import_workload(lm.model, batch, name=name.replace("/", "_"))
+    return import_workload(lm.model, batch, name=name.replace("/", "_"), include_matmuls=include_attention)
 
 
 @click.command("simulate")
@@ -44,7 +44,7 @@ def _model_workload(name: str, batch_size: int) -> Any:
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch size.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of synthetic weights.")
 @click.option("--include-attention/--no-include-attention", default=False, show_default=True,
-              help="Also cost the attention matmuls (QK^T, AV) of transformer workloads.")
+              help="Also cost the attention matmuls (QK^T, AV) of transformer workloads and imported models.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write speedup.png and energy.png.")
 def simulate_cmd(
     workloads: tuple[str, ...], models: tuple[str, ...], llama_config: Path | None, accelerators: str, out_dir: Path, batch: int, seed: int,
@@ -78,7 +78,7 @@ def simulate_cmd(
         wls.append(build_workload("llama", batch=batch, seed=seed, include_attention=include_attention, llama=data))
     for m in models:
         logger.info("importing model %s", m)
-        wls.append(_model_workload(m, batch))
+        wls.append(_model_workload(m, batch, include_attention))
     report = simulate(wls, configs)
     paths = report.write(out_dir)
     summary = report.to_json()

@@ -16,6 +16,14 @@ after per-tensor symmetric INT8 quantization of the activation.
 A layer's input counts as the previous layer's output (on-chip residency)
 when it has as many elements as that output; branches of residual networks
 are thereby approximated.
+
+With ``include_matmuls=True`` the activation x activation products of the
+forward pass (``torch.matmul`` / ``@`` / ``torch.bmm`` and the two products
+inside ``F.scaled_dot_product_attention``: ``Q Kᵀ`` and ``A V``) are recorded
+too, through a ``TorchFunctionMode``; a product with an ``nn.Parameter``
+operand is a weight layer and is skipped. Such a layer is named
+``<enclosing module>.matmul<k>``; its second operand (per-tensor INT8) of the
+first batch/head instance stands for all ``repeats`` instances.
 """
 
 from __future__ import annotations
@@ -57,6 +65,43 @@ def _activation_density(x: Any) -> float:
     return max(float((q != 0).float().mean()), 1.0 / t.numel())
 
 
+def _matmul_mode(records: list[dict[str, Any]], stack: list[str]) -> Any:
+    """A TorchFunctionMode recording activation x activation matmuls."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    matmuls = {torch.matmul, torch.bmm, torch.Tensor.matmul, torch.Tensor.__matmul__}
+
+    def record(a: Any, b: Any) -> None:
+        if not (torch.is_tensor(a) and torch.is_tensor(b)) or a.ndim < 2 or b.ndim < 2:
+            return
+        if isinstance(a, nn.Parameter) or isinstance(b, nn.Parameter):
+            return
+        m, k = int(a.shape[-2]), int(a.shape[-1])
+        n = int(b.shape[-1])
+        batch_shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        repeats = int(np.prod(batch_shape)) if len(batch_shape) else 1
+        first_b = b.reshape(-1, k, n)[0].detach().float().T  # (n, k) like a linear weight
+        records.append({"matmul": True, "scope": stack[-1] if stack else "", "tokens": m, "repeats": repeats,
+                        "weight": first_b.cpu().numpy(), "density": _activation_density(a)})
+
+    class _Mode(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            if func in matmuls and len(args) >= 2:
+                record(args[0], args[1])
+            elif func is F.scaled_dot_product_attention and len(args) >= 3:
+                q, k_, v = args[:3]
+                record(q, k_.transpose(-2, -1))
+                scores = torch.empty(q.shape[:-1] + (k_.shape[-2],))
+                record(scores.fill_(1.0), v)
+            return func(*args, **kwargs)
+
+    return _Mode()
+
+
 def _supported(module: Any) -> str | None:
     import torch.nn as nn
 
@@ -77,6 +122,7 @@ def import_workload(
     exclude: Iterable[str] = (),
     int_weights: Mapping[str, Any] | None = None,
     seq_len: int | None = None,
+    include_matmuls: bool = False,
 ) -> Workload:
     """Run ``model(example_input)`` once and record every supported layer it calls.
 
@@ -89,6 +135,7 @@ def import_workload(
         int_weights: optional ``{qualified name: integer weight tensor}`` replacing the
             built-in per-channel INT8 quantization (PyTorch layout).
         seq_len: recorded in the workload description.
+        include_matmuls: also record activation x activation matmuls (attention ``Q Kᵀ``, ``A V``).
 
     Returns:
         A :class:`~bitvert.hardware.workload.Workload` with ``synthetic_weights=False``.
@@ -137,16 +184,37 @@ def import_workload(
         return hook
 
     handles = [modules[n].register_forward_hook(make_hook(n, modules[n])) for n in sorted(wanted)]
+    stack: list[str] = []
+    if include_matmuls:
+        def push(q: str) -> Any:
+            def pre(mod: nn.Module, args: Any) -> None:
+                stack.append(q)
+
+            return pre
+
+        def pop(mod: nn.Module, args: Any, output: Any) -> None:
+            stack.pop()
+
+        for qname, mod in modules.items():
+            handles.append(mod.register_forward_pre_hook(push(qname)))
+            handles.append(mod.register_forward_hook(pop))
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            if isinstance(example_input, dict):
-                model(**example_input)
-            elif isinstance(example_input, (tuple, list)):
-                model(*example_input)
-            else:
-                model(example_input)
+            mode = _matmul_mode(records, stack) if include_matmuls else None
+            if mode is not None:
+                mode.__enter__()
+            try:
+                if isinstance(example_input, dict):
+                    model(**example_input)
+                elif isinstance(example_input, (tuple, list)):
+                    model(*example_input)
+                else:
+                    model(example_input)
+            finally:
+                if mode is not None:
+                    mode.__exit__(None, None, None)
     finally:
         for h in handles:
             h.remove()
@@ -158,7 +226,24 @@ def import_workload(
         log.warning("%d selected layer(s) were never called and are not simulated: %s", len(missing), missing[:5])
     layers: list[LayerWorkload] = []
     prev_out = None
+    matmul_count: dict[str, int] = {}
     for rec in records:
+        if rec.get("matmul"):
+            scope = rec["scope"]
+            k = matmul_count.get(scope, 0)
+            matmul_count[scope] = k + 1
+            w = rec["weight"]
+            amax = float(np.abs(w).max()) or 1.0
+            w_int = np.clip(np.rint(w / (amax / 127.0)), -127, 127).astype(np.int16)
+            layers.append(
+                LayerWorkload(
+                    name=f"{scope}.matmul{k}" if scope else f"matmul{k}", kind=LayerType.MATMUL, weights=w_int,
+                    tokens=rec["tokens"], repeats=rec["repeats"], input_density=rec["density"],
+                    input_from_previous=True,
+                )
+            )
+            prev_out = None
+            continue
         mod = modules[rec["module"]]
         kind_name = _supported(mod)
         w_float = mod.weight.detach().cpu().float().numpy()

@@ -115,3 +115,80 @@ def scan_groups(
           np.ascontiguousarray(constant, dtype=np.int16), np.ascontiguousarray(mode, dtype=np.uint8), int(bits),
           codes, out["redundant"], out["trail_const"], out["trail_zero"], out["first"], out["mag_or"], out["bad"])
     return out
+
+
+PLAN_OK, PLAN_SHORT_METADATA, PLAN_REDUNDANT, PLAN_PATTERN, PLAN_BITWAVE_WIDTH = 0, 1, 2, 3, 4
+LAYOUT_RA, LAYOUT_ZP, LAYOUT_BITWAVE, LAYOUT_PLAIN = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def plan_kernel(perm, gpc, lengths, prunable, ch_cols, ch_meta, md, bits, layout, order, planes, sign_pos, add,
+                msb, has_meta, offsets):  # pragma: no cover - jit
+    """Walk the stored groups once: stream order, plane masks, finishing constants, bit offsets.
+
+    ``ch_cols`` / ``ch_meta`` are per *stored* channel. Returns ``(status, group, a, b, total_bits,
+    metadata_groups)``; a non-zero status (``PLAN_*``) names the first inconsistent metadata
+    group and two values for the message.
+    """
+    s = 0
+    pos = 0
+    m = 0
+    n_md = md.shape[0]
+    for ci in range(perm.shape[0]):
+        ch = perm[ci]
+        cols = ch_cols[ci]
+        meta = ch_meta[ci]
+        for j in range(gpc):
+            row = ch * gpc + j
+            order[s] = row
+            if meta and prunable[row]:
+                has_meta[s] = True
+                if layout == LAYOUT_RA or layout == LAYOUT_ZP:
+                    if m >= n_md:
+                        return PLAN_SHORT_METADATA, m, 0, 0, 0, m
+                    byte = np.int64(md[m])
+                    r = byte >> 6
+                    fld = byte & 63
+                    k = bits - cols - r
+                    if k < 0:
+                        return PLAN_REDUNDANT, m, r, cols, 0, m
+                    if layout == LAYOUT_RA:
+                        if fld >= (1 << k):
+                            return PLAN_PATTERN, m, fld, k, 0, m
+                        a = fld
+                    else:
+                        a = -(fld - 64) if fld > 31 else -fld
+                    planes[s] = ((1 << cols) - 1) << r
+                    sign_pos[s] = bits - 1 - r
+                    add[s] = a
+                    msb[s] = r
+                    nc = cols
+                else:
+                    mask = 1
+                    nc = 1
+                    for p in range(1, bits):
+                        q = m * (bits - 1) + p - 1
+                        if (q >> 3) >= n_md:
+                            return PLAN_SHORT_METADATA, m, 0, 0, 0, m
+                        if (md[q >> 3] >> (7 - (q & 7))) & 1 == 0:
+                            mask |= 1 << p
+                            nc += 1
+                    if nc > cols:
+                        return PLAN_BITWAVE_WIDTH, m, nc, cols, 0, m
+                    planes[s] = mask
+                    sign_pos[s] = -1
+                    add[s] = 0
+                    msb[s] = 0
+                m += 1
+            else:
+                has_meta[s] = False
+                w = bits if meta else cols
+                planes[s] = ((1 << w) - 1) << (bits - w)
+                sign_pos[s] = w - 1
+                add[s] = 0
+                msb[s] = bits - w
+                nc = w
+            offsets[s] = pos
+            pos += lengths[row] * nc
+            s += 1
+    return PLAN_OK, 0, 0, 0, pos, m

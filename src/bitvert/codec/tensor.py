@@ -308,62 +308,39 @@ def plan_groups(enc: EncodedTensor, name: str = "tensor") -> GroupPlan:
     b = int(enc.weight_bits)
     gpc = lay.groups_per_channel
     lengths = lay.lengths()
-    order = _stored_group_order(enc.channel_order, gpc)
+    n = lay.n_groups
     ch_cols, ch_meta = _chunk_arrays(enc)
-    cols = np.repeat(ch_cols, gpc)
-    meta_chunk = np.repeat(ch_meta, gpc)
-    has_meta = meta_chunk & lay.prunable()[order]
-    n = order.shape[0]
-    raw_width = np.where(meta_chunk, b, cols)
-    planes = _low_planes(raw_width, b)
-    sign_pos = (raw_width - 1).astype(np.int32)
-    add = np.zeros(n, dtype=np.int32)
-    msb = (b - raw_width).astype(np.int32)
-    n_meta = int(has_meta.sum())
+    order = np.empty(n, dtype=np.int64)
+    planes = np.empty(n, dtype=np.uint16)
+    sign_pos = np.empty(n, dtype=np.int32)
+    add = np.empty(n, dtype=np.int32)
+    msb = np.empty(n, dtype=np.int32)
+    has_meta = np.empty(n, dtype=np.bool_)
+    offsets = np.empty(n, dtype=np.int64)
+    code = {TensorLayout.BBS_ROUNDED_AVG: K.LAYOUT_RA, TensorLayout.BBS_ZERO_POINT: K.LAYOUT_ZP,
+            TensorLayout.BITWAVE: K.LAYOUT_BITWAVE, TensorLayout.PLAIN: K.LAYOUT_PLAIN}[enc.layout]
     md = enc.metadata
-    if enc.layout.is_bbs:
-        if md.shape[0] != n_meta:
-            raise FormatError(f"{where}: metadata holds {md.shape[0]} bytes, the chunk table implies {n_meta} "
-                              "metadata groups (one byte each)")
-        r = (md >> 6).astype(np.int64)
-        fld = (md & _FIELD_MASK).astype(np.int32)
-        s_w = cols[has_meta]
-        k = b - s_w - r
-        if (k < 0).any():
-            i = int(np.flatnonzero(k < 0)[0])
-            raise FormatError(f"{where}: metadata group {i} records {int(r[i])} redundant columns, more than the "
-                              f"{b - int(s_w[i])} free columns of its {int(s_w[i])}-column chunk")
-        if enc.layout is TensorLayout.BBS_ROUNDED_AVG:
-            if (fld >= np.left_shift(1, k)).any():
-                i = int(np.flatnonzero(fld >= np.left_shift(1, k))[0])
-                raise FormatError(f"{where}: metadata group {i} has constant {int(fld[i])}, wider than its "
-                                  f"{int(k[i])} free low columns")
-            a = fld
-        else:
-            a = -np.where(fld > _C_MAX, fld - (1 << CONSTANT_FIELD_BITS), fld)
-        planes[has_meta] = ((np.left_shift(1, s_w) - 1) << r).astype(np.uint16)
-        sign_pos[has_meta] = (b - 1 - r).astype(np.int32)
-        add[has_meta] = a
-        msb[has_meta] = r.astype(np.int32)
-    elif enc.layout is TensorLayout.BITWAVE:
-        need = -(-n_meta * (b - 1) // 8)
-        if md.shape[0] != need:
-            raise FormatError(f"{where}: metadata holds {md.shape[0]} bytes, {n_meta} BitWave groups need {need}")
-        _check_pad(md, n_meta * (b - 1), where, "metadata")
-        zero = np.unpackbits(md)[: n_meta * (b - 1)].reshape(n_meta, b - 1).astype(np.int64)
-        kept = 1 + (b - 1 - zero.sum(axis=1))
-        if (kept > cols[has_meta]).any():
-            raise FormatError(f"{where}: a BitWave group stores more columns than its chunk's "
-                              f"{int(cols[has_meta].max())}")
-        mask = np.ones(n_meta, dtype=np.int64)
-        for p in range(1, b):
-            mask |= (1 - zero[:, p - 1]) << p
-        planes[has_meta] = mask.astype(np.uint16)
-        sign_pos[has_meta] = -1
-        msb[has_meta] = 0
-    elif md.shape[0]:
-        raise FormatError(f"{where}: a plain tensor has no metadata, found {md.shape[0]} bytes")
-    offsets, total = stream_offsets(lengths[order], plane_count(planes))
+    per_group = METADATA_BITS_BBS if enc.layout.is_bbs else (b - 1 if enc.layout is TensorLayout.BITWAVE else 0)
+    prunable = lay.prunable()
+    n_meta = int(ch_meta.sum()) * int(prunable[:gpc].sum())  # every channel has the same group pattern
+    need = -(-n_meta * per_group // 8)
+    if md.shape[0] != need:
+        raise FormatError(f"{where}: metadata holds {md.shape[0]} bytes, the chunk table implies {n_meta} "
+                          f"metadata groups ({need} bytes)")
+    status, g, v1, v2, total, _ = K.plan_kernel(
+        enc.channel_order.astype(np.int64), gpc, lengths, prunable, ch_cols, ch_meta, md, b, code,
+        order, planes, sign_pos, add, msb, has_meta, offsets)
+    if status == K.PLAN_SHORT_METADATA:
+        raise FormatError(f"{where}: metadata holds {md.shape[0]} bytes, too few for the metadata groups the chunk "
+                          "table implies; the data is truncated or corrupted")
+    if status == K.PLAN_REDUNDANT:
+        raise FormatError(f"{where}: metadata group {g} records {v1} redundant columns, more than the "
+                          f"{b - v2} free columns of its {v2}-column chunk")
+    if status == K.PLAN_PATTERN:
+        raise FormatError(f"{where}: metadata group {g} has constant {v1}, wider than its {v2} free low columns")
+    if status == K.PLAN_BITWAVE_WIDTH:
+        raise FormatError(f"{where}: BitWave group {g} stores {v1} columns, more than its chunk's {v2}")
+    _check_pad(md, n_meta * per_group, where, "metadata")
     if enc.payload.shape[0] != -(-total // 8):
         raise FormatError(f"{where}: column stream holds {enc.payload.shape[0]} bytes, the groups need "
                           f"{-(-total // 8)} ({total} bits); the data is truncated or corrupted")

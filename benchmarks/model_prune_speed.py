@@ -25,6 +25,38 @@ from bitvert.pipeline import get_preset, prune_model_
 
 TARGETS_S = {"minilm-l6": 3.0, "smollm2-135m": 15.0}
 
+# Layer shapes of the two models, for --synthetic (same weights count and shapes, random values).
+_SHAPES = {
+    # 6 BERT layers: q, k, v, attention output (384x384), intermediate 1536x384, output 384x1536; pooler
+    "minilm-l6": [(384, 384)] * 4 * 6 + [(1536, 384), (384, 1536)] * 6 + [(384, 384)],
+    # 30 Llama layers: q, o (576x576), k, v (192x576), gate, up (1536x576), down (576x1536); tied LM head
+    "smollm2-135m": ([(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)]
+                     * 30 + [(49152, 576)]),
+}
+
+
+class _Synthetic(torch.nn.Module):
+    """A stack of Linear layers with a real model's weight shapes and Laplace-distributed weights."""
+
+    def __init__(self, shapes: list[tuple[int, int]]) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.layers = torch.nn.ModuleList()
+        for out_f, in_f in shapes:
+            lin = torch.nn.Linear(in_f, out_f, bias=False)
+            with torch.no_grad():
+                u = torch.rand(out_f, in_f, generator=g) - 0.5
+                lin.weight.copy_(-0.02 * torch.sign(u) * torch.log1p(-(2 * u.abs()).clamp(max=1 - 1e-6)))
+            self.layers.append(lin)
+
+
+def _load(name: str, synthetic: bool) -> torch.nn.Module:
+    if synthetic:
+        return _Synthetic(_SHAPES[name])
+    from bitvert.models import load_model
+
+    return load_model(name).model
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,19 +64,20 @@ def main() -> int:
     ap.add_argument("--presets", nargs="+", default=["moderate"])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--calibrate", action="store_true", help="also time activation calibration (64 samples)")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="random Laplace weights with the models' Linear shapes instead of the real models")
     args = ap.parse_args()
 
-    from bitvert.models import load_model
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     for name in args.models:
-        loaded = load_model(name)
-        params = sum(p.numel() for p in loaded.model.parameters())
+        if args.synthetic and name not in _SHAPES:
+            ap.error(f"--synthetic knows {sorted(_SHAPES)}, not {name!r}")
+        base = _load(name, args.synthetic)
+        params = sum(p.numel() for p in base.parameters())
         for preset_name in args.presets:
             preset = get_preset(preset_name, quant={"act_bits": None})
             best, report = float("inf"), None
             for _ in range(args.repeat):
-                model = copy.deepcopy(loaded.model)
+                model = copy.deepcopy(base)
                 gc.collect()
                 t = time.perf_counter()
                 report = prune_model_(model, preset)
@@ -52,14 +85,18 @@ def main() -> int:
                 del model
             assert report is not None
             row = {
-                "bench": "model_prune", "model": name, "preset": preset_name, "params": params,
+                "bench": "model_prune", "model": name, "synthetic": args.synthetic, "preset": preset_name,
+                "params": params,
                 "pruned_weights": report.n_weights, "layers": len(report.layers),
                 "seconds": round(best, 3), "target_seconds": TARGETS_S.get(name),
                 "effective_bits": round(report.effective_bits, 4), "threads": torch.get_num_threads(),
                 "python": platform.python_version(),
             }
-            if args.calibrate:
-                model = copy.deepcopy(loaded.model)
+            if args.calibrate and not args.synthetic:
+                from bitvert.models import load_model
+
+                loaded = load_model(name)
+                model = loaded.model
                 r = prune_model_(model, get_preset(preset_name), calibration=loaded.calibration_batches(64))
                 row["calibration_seconds"] = round(r.calibration_seconds, 3)
                 del model

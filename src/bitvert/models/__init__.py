@@ -1,0 +1,33 @@
+"""Model zoo: load real models by short name or path, with calibration data and pinned preprocessing.
+
+>>> from bitvert.models import load_model
+>>> lm = load_model("minilm-l6")          # doctest: +SKIP
+>>> lm.family, lm.default_task           # doctest: +SKIP
+('text-embedding', 'similarity-suite')
+"""
+
+from __future__ import annotations
+
+from bitvert.models.cache import cache_dir
+from bitvert.models.preprocess import ImagePreprocessConfig, TextPreprocessConfig, preprocess_images
+from bitvert.models.types import FAMILIES, Batch, Family, LoadedModel, output_tensor, run_module
+from bitvert.models.zoo import EMBEDDED_MODELS, GENERIC_SOURCES, ModelInfo, list_models, load_model, model_info
+
+__all__ = [
+    "FAMILIES",
+    "Batch",
+    "Family",
+    "LoadedModel",
+    "ModelInfo",
+    "EMBEDDED_MODELS",
+    "GENERIC_SOURCES",
+    "ImagePreprocessConfig",
+    "TextPreprocessConfig",
+    "cache_dir",
+    "list_models",
+    "load_model",
+    "model_info",
+    "output_tensor",
+    "preprocess_images",
+    "run_module",
+]

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from bitvert.codec import decode, encode, encode_plain
+from bitvert.codec import encode, encode_plain
 from bitvert.codec.container import file_accounting, load_encoded, save_encoded
 from bitvert.errors import FormatError, InputError
 from bitvert.pruning import PruneConfig, prune

@@ -26,7 +26,7 @@ The model also counts effectual bits per group column, the work BitVert's lanes 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numba import njit, prange

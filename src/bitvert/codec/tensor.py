@@ -41,7 +41,7 @@ from bitvert.codec.layout import (
     Chunk,
     TensorLayout,
 )
-from bitvert.codec.pack import pack_columns, plane_count, stream_offsets, unpack_columns
+from bitvert.codec.pack import pack_columns, plane_count, unpack_columns
 from bitvert.core.grouping import GroupLayout, LayerKind, RemainderPolicy, make_layout
 from bitvert.core.validation import as_int_array, check_bits, check_positive_int
 from bitvert.errors import ConfigError, FormatError, InputError

@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/bitvert demo
+	$(VENV)/bin/bitvert run --out runs/demo
 
 test: setup
 	$(PY) -m pytest -q

@@ -192,3 +192,57 @@ def plan_kernel(perm, gpc, lengths, prunable, ch_cols, ch_meta, md, bits, layout
             pos += lengths[row] * nc
             s += 1
     return PLAN_OK, 0, 0, 0, pos, m
+
+
+@njit(cache=True)
+def assign_kernel(perm, gpc, lengths, prunable, ch_cols, ch_meta, redundant, first, constant, mag_or, bits, layout,
+                  order, planes, offsets, md_out):  # pragma: no cover - jit
+    """Encoder side of :func:`plan_kernel`: stream order, plane masks, metadata entries, bit offsets.
+
+    Per metadata group: BBS layouts write ``r << 6 | field`` (``r = min(R, 3, b - S)``; field =
+    the low-column pattern for rounded averaging, ``c & 63`` for zero-point shifting); BitWave
+    sets the zero-column bits of the ``b-1``-bit mask in ``md_out`` (zero-initialised).
+    Returns ``(total_bits, metadata_groups)``.
+    """
+    s = 0
+    pos = 0
+    m = 0
+    for ci in range(perm.shape[0]):
+        ch = perm[ci]
+        cols = ch_cols[ci]
+        meta = ch_meta[ci]
+        for j in range(gpc):
+            row = ch * gpc + j
+            order[s] = row
+            if meta and prunable[row]:
+                if layout == LAYOUT_RA or layout == LAYOUT_ZP:
+                    r = min(redundant[row], 3, bits - cols)
+                    k = bits - cols - r
+                    if layout == LAYOUT_RA:
+                        fld = first[row] & ((1 << k) - 1)
+                    else:
+                        fld = constant[row] & 63
+                    md_out[m] = (r << 6) | fld
+                    planes[s] = ((1 << cols) - 1) << r
+                    nc = cols
+                else:
+                    mask = 1
+                    nc = 1
+                    mo = mag_or[row]
+                    for p in range(1, bits):
+                        if (mo >> (bits - 1 - p)) & 1:
+                            mask |= 1 << p
+                            nc += 1
+                        else:
+                            q = m * (bits - 1) + p - 1
+                            md_out[q >> 3] |= 1 << (7 - (q & 7))
+                    planes[s] = mask
+                m += 1
+            else:
+                w = bits if meta else cols
+                planes[s] = ((1 << w) - 1) << (bits - w)
+                nc = w
+            offsets[s] = pos
+            pos += lengths[row] * nc
+            s += 1
+    return pos, m

@@ -169,6 +169,8 @@ def pack_columns(
     lengths: np.ndarray,
     planes: np.ndarray,
     bits: int,
+    offsets: np.ndarray | None = None,
+    total_bits: int | None = None,
 ) -> np.ndarray:
     """Pack the stored planes of every group into one bit stream.
 
@@ -179,6 +181,8 @@ def pack_columns(
         lengths: ``int32[n_groups]`` real weights per row of ``codes``.
         planes: ``uint16[n_stored]`` plane mask of each stored group (bit ``p`` = plane ``p``).
         bits: code width ``b`` (2..8).
+        offsets, total_bits: start bit of every stored group and the stream length, when the
+            caller already has them (else computed from ``lengths`` and ``planes``).
 
     Returns:
         ``uint8[ceil(total_bits / 8)]``; unused bits of the last byte are zero.
@@ -187,11 +191,13 @@ def pack_columns(
     order = np.ascontiguousarray(order, dtype=np.int64)
     lengths = np.ascontiguousarray(lengths, dtype=np.int32)
     planes = np.ascontiguousarray(planes, dtype=np.uint16)
-    offsets, total = stream_offsets(lengths[order], plane_count(planes))
+    if offsets is None or total_bits is None:
+        offsets, total = stream_offsets(lengths[order], plane_count(planes))
+    else:
+        offsets, total = np.ascontiguousarray(offsets, dtype=np.int64), int(total_bits)
     out = np.zeros(-(-total // 8), dtype=np.uint8)
     codes64, fast = _as_codes64(codes)
-    lens = lengths[order]
-    if fast and not ((offsets & 7).any() or (lens & 7).any()):
+    if fast and not ((offsets & 7).any() or (lengths & 7).any()):
         _pack_parallel(codes, codes64, order, lengths, planes, offsets, int(bits), out)
     else:
         _pack_serial(codes, codes64, fast, order, lengths, planes, offsets, int(bits), out)

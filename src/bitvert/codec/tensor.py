@@ -52,7 +52,6 @@ __all__ = ["EncodedTensor", "GroupPlan", "encode", "encode_plain", "decode", "pl
 
 log = logging.getLogger(__name__)
 
-_FIELD_MASK = (1 << CONSTANT_FIELD_BITS) - 1
 _C_MIN, _C_MAX = -(1 << (CONSTANT_FIELD_BITS - 1)), (1 << (CONSTANT_FIELD_BITS - 1)) - 1
 
 
@@ -280,17 +279,6 @@ def _chunk_arrays(enc: EncodedTensor) -> tuple[np.ndarray, np.ndarray]:
     return cols, meta
 
 
-def _stored_group_order(perm: np.ndarray, groups_per_channel: int) -> np.ndarray:
-    return (perm.astype(np.int64)[:, None] * groups_per_channel
-            + np.arange(groups_per_channel, dtype=np.int64)[None, :]).ravel()
-
-
-def _low_planes(width: np.ndarray, bits: int) -> np.ndarray:
-    """Plane mask of the ``width`` least significant planes (planes ``b-width .. b-1``)."""
-    w = np.asarray(width, dtype=np.int64)
-    return ((np.left_shift(1, w) - 1) << (bits - w)).astype(np.uint16)
-
-
 def _check_pad(stream: np.ndarray, used_bits: int, where: str, what: str) -> None:
     spare = stream.shape[0] * 8 - used_bits
     if spare and int(stream[-1]) & ((1 << spare) - 1):
@@ -404,6 +392,24 @@ def _bbs_min_width(redundant: np.ndarray, trailing: np.ndarray, bits: int, field
     return np.maximum(1, bits - np.minimum(redundant, REDUNDANT_FIELD_MAX) - t)
 
 
+def _assign_and_pack(scan: dict[str, np.ndarray], perm: np.ndarray, gpc: int, lengths: np.ndarray,
+                     prunable: np.ndarray, ch_cols: np.ndarray, ch_meta: np.ndarray, constant: np.ndarray, bits: int,
+                     layout: TensorLayout, metadata_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stream order, plane masks and metadata (one numba pass), then the column stream."""
+    n = lengths.shape[0]
+    order = np.empty(n, dtype=np.int64)
+    planes = np.empty(n, dtype=np.uint16)
+    offsets = np.empty(n, dtype=np.int64)
+    md = np.zeros(-(-metadata_bits // 8), dtype=np.uint8)
+    code = {TensorLayout.BBS_ROUNDED_AVG: K.LAYOUT_RA, TensorLayout.BBS_ZERO_POINT: K.LAYOUT_ZP,
+            TensorLayout.BITWAVE: K.LAYOUT_BITWAVE, TensorLayout.PLAIN: K.LAYOUT_PLAIN}[layout]
+    total, _ = K.assign_kernel(perm.astype(np.int64), gpc, lengths, prunable, ch_cols.astype(np.int64),
+                               ch_meta.astype(np.bool_), scan["redundant"], scan["first"], constant.astype(np.int32),
+                               scan["mag_or"], bits, code, order, planes, offsets, md)
+    payload = pack_columns(scan["codes"], order, lengths, planes, bits, offsets=offsets, total_bits=total)
+    return payload, md
+
+
 def encode(result: PruneResult, name: str = "tensor") -> EncodedTensor:
     """Encode a pruned tensor.
 
@@ -499,32 +505,10 @@ def encode(result: PruneResult, name: str = "tensor") -> EncodedTensor:
         ch_need = np.where(meta_group, s_min, 0).reshape(kch, gpc).max(axis=1)
         width = np.where(normal_ch, np.maximum(b - n_cols, ch_need), b)
     perm, chunks = _order_channels(width.astype(np.int64), normal_ch)
-    order = _stored_group_order(perm, gpc)
-    cols_s = np.repeat(width[perm], gpc)
-    meta_s = meta_group[order]
-    raw_w = np.where(np.repeat(normal_ch[perm], gpc), b, cols_s)
-    planes = _low_planes(raw_w, b)
-    rows = order[meta_s]
-    if layout.is_bbs:
-        s_w = cols_s[meta_s]
-        r = np.minimum(np.minimum(red[rows], REDUNDANT_FIELD_MAX), b - s_w)
-        k = b - s_w - r
-        planes[meta_s] = ((np.left_shift(1, s_w) - 1) << r).astype(np.uint16)
-        if layout is TensorLayout.BBS_ROUNDED_AVG:
-            fld = scan["first"][rows] & (np.left_shift(1, k) - 1)
-        else:
-            fld = constant[rows].astype(np.int64) & _FIELD_MASK
-        metadata = ((r << 6) | fld).astype(np.uint8)
-    else:
-        mag_or = scan["mag_or"][rows].astype(np.int64)
-        zero = np.stack([((mag_or >> (b - 1 - p)) & 1) == 0 for p in range(1, b)], axis=1) if rows.size else \
-            np.zeros((0, b - 1), dtype=bool)
-        mask = np.ones(rows.shape[0], dtype=np.int64)
-        for p in range(1, b):
-            mask |= (~zero[:, p - 1]).astype(np.int64) << p
-        planes[meta_s] = mask.astype(np.uint16)
-        metadata = np.packbits(zero.ravel()) if zero.size else np.zeros(0, dtype=np.uint8)
-    payload = pack_columns(scan["codes"], order, lengths, planes, b)
+    per_group = METADATA_BITS_BBS if layout.is_bbs else b - 1
+    n_meta = int(normal_ch.sum()) * int(prunable[:gpc].sum())
+    payload, metadata = _assign_and_pack(scan, perm, gpc, lengths, prunable, width[perm], normal_ch[perm], constant,
+                                         b, layout, n_meta * per_group)
     enc = EncodedTensor(
         layout=layout, shape=lay.shape, kind=lay.kind, group_size=lay.group_size, remainder=lay.remainder,
         weight_bits=b, columns=n_cols, chunks=chunks, channel_order=perm, payload=payload,
@@ -582,9 +566,8 @@ def encode_plain(
         raise InputError(f"{name}: output channel {ch} needs {int(need[ch])} bits but channel_bits gives "
                          f"{int(width[ch])}")
     perm, chunks = _order_channels(width, np.zeros(kch, dtype=bool))
-    order = _stored_group_order(perm, gpc)
-    planes = _low_planes(np.repeat(width[perm], gpc), b)
-    payload = pack_columns(scan["codes"], order, lengths, planes, b)
+    payload, _ = _assign_and_pack(scan, perm, gpc, lengths, lay.prunable(), width[perm], np.zeros(kch, dtype=bool),
+                                  np.zeros(lay.n_groups, np.int16), b, TensorLayout.PLAIN, 0)
     return EncodedTensor(
         layout=TensorLayout.PLAIN, shape=lay.shape, kind=lay.kind, group_size=lay.group_size,
         remainder=lay.remainder, weight_bits=b, columns=0, chunks=chunks, channel_order=perm, payload=payload,

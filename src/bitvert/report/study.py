@@ -613,6 +613,10 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
             report = _prune_model(model, preset, calib, progress)
         with timer.stage("evaluate"):
             metrics = _evaluate(loaded, model, task, fp32, limit)
+        # the checkpoint header records the report's wall times; the study keeps its own timings
+        # (results.json), so they are zeroed here to keep the files -- and their sizes -- reproducible
+        report.prune_seconds = 0.0
+        report.calibration_seconds = 0.0
         with timer.stage("encode"):
             enc = _encode_variant(model, report, model_info, scratch, encoded_dir, preset.name, ckpt_dir)
         if report.activation_quantizer is not None:

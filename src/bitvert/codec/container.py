@@ -41,10 +41,13 @@ _PREFIX_BBS, _PREFIX_SCALE, _PREFIX_STATE = "bbs.", "scale.", "state."
 
 
 def checksum(t: torch.Tensor) -> str:
-    """blake2b-128 (hex) of a tensor's raw bytes (C order, native little-endian)."""
+    """blake2b-128 (hex) of a tensor's dtype, shape and raw bytes (C order, little-endian)."""
     flat = t.detach().cpu().contiguous().reshape(-1)
     raw = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
-    return hashlib.blake2b(raw.tobytes(), digest_size=16).hexdigest()
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{str(t.dtype)}|{list(t.shape)}|".encode())
+    h.update(raw.tobytes())
+    return h.hexdigest()
 
 
 def _text_checksum(text: str) -> str:

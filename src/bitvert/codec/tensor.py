@@ -184,6 +184,8 @@ class EncodedTensor:
             raise FormatError(f"{where}: holds {blob.shape[0]} bytes, the header says {sum(sizes)} "
                               f"({sizes[0]} columns + {sizes[1]} metadata + {sizes[2]} index); the file is "
                               "truncated or corrupted")
+        if sizes[0] * 8 < lay.n_weights:  # every weight stores at least one column
+            raise FormatError(f"{where}: {sizes[0]} column bytes cannot hold {lay.n_weights} weights")
         payload = blob[: sizes[0]]
         metadata = blob[sizes[0]: sizes[0] + sizes[1]]
         index = blob[sizes[0] + sizes[1]:]
@@ -447,7 +449,11 @@ def encode(result: PruneResult, name: str = "tensor") -> EncodedTensor:
     if tuple(np.shape(result.weights)) != lay.shape:
         raise InputError(f"{name}: weights have shape {tuple(np.shape(result.weights))}, the layout expects "
                          f"{lay.shape}")
-    values = lay.group(np.asarray(result.weights, dtype=np.int16))
+    weights = np.asarray(result.weights)
+    if weights.dtype.kind not in "iu" or (weights.dtype not in (np.int8, np.int16, np.uint8) and weights.size and
+                                           (weights.min() < -(1 << 15) or weights.max() >= 1 << 15)):
+        raise InputError(f"{name}: weights must be integers in the int16 range, got dtype {weights.dtype}")
+    values = lay.group(weights.astype(np.int16, copy=False))
     lengths = lay.lengths()
     prunable = lay.prunable()
     pruned = np.asarray(md.pruned, dtype=bool)

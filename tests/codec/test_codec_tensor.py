@@ -185,6 +185,13 @@ def test_unpruned_input_is_rejected():
         decode(w)  # type: ignore[arg-type]
 
 
+def test_weights_outside_int16_are_rejected_not_wrapped():
+    res = prune(np.zeros((1, 4), np.int16), PruneConfig("rounded_avg", group_size=4, columns=2))
+    bad = dataclasses.replace(res, weights=np.array([[65536 + 5, 0, 0, 0]], dtype=np.int64))
+    with pytest.raises(InputError, match="int16 range"):
+        encode(bad)
+
+
 def test_wide_zero_point_constants_do_not_fit_the_field():
     w = np.array([[100, 101, 102, 103]], dtype=np.int16)
     res = prune(w, PruneConfig("zero_point", group_size=4, columns=5, constant_bits=8))

@@ -149,6 +149,18 @@ def test_tampered_data_and_header(saved, tmp_path):
         load_encoded(p)
 
 
+def test_same_bytes_with_another_dtype_or_shape_fail_the_checksum(saved, tmp_path):
+    path = saved[0]
+    p = _rewrite(path, tmp_path / "d.safetensors",
+                 tensors=lambda t: {**t, "state.fc.bias": t["state.fc.bias"].view(torch.int32)})
+    with pytest.raises(FormatError, match="'state.fc.bias' fails its checksum"):
+        load_encoded(p)
+    p = _rewrite(path, tmp_path / "r.safetensors",
+                 tensors=lambda t: {**t, "state.fc.bias": t["state.fc.bias"].reshape(8, 8)})
+    with pytest.raises(FormatError, match="'state.fc.bias' fails its checksum"):
+        load_encoded(p)
+
+
 def test_not_a_file_or_not_safetensors(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         load_encoded(tmp_path / "nope.bbs.safetensors")

@@ -112,3 +112,10 @@ def test_cli_errors(tmp_path):
     r = CliRunner().invoke(main, ["simulate", "--workload", "resnet34", "--accelerators", "tpu", "--out",
                                   str(tmp_path)])
     assert r.exit_code == 2 and "unknown accelerator 'tpu'" in r.output
+
+
+def test_summary_is_deterministic():
+    w = build_workload("llama", llama=TINY_LLAMA, seed=1)
+    a = json.dumps(simulate(w, "bitvert-moderate,bitwave,sparten").to_json())
+    b = json.dumps(simulate(build_workload("llama", llama=TINY_LLAMA, seed=1), "bitvert-moderate,bitwave,sparten").to_json())
+    assert a == b

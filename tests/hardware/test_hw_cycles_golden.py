@@ -245,3 +245,61 @@ def test_bitvert_stored_columns_equal_free_columns_of_stored_groups():
         res = prune(w, PruneConfig(method=method, columns=n), kind="linear", dense_channels=sens)
         expect = 8 - free_columns(res.stored_groups(), res.layout.lengths(), bits=8, cap=3).astype(int)
         assert np.array_equal(d.stored_columns, expect)
+
+
+# ---------------------------------------------------------------- depthwise on every design -------
+def _dw_layer():
+    # 2 channels, 3x3 window, one output pixel; channel 0: nine 3s (0b11), channel 1: one 7, eight 0s
+    w = np.zeros((2, 1, 3, 3), dtype=np.int16)
+    w[0] = 3
+    w[1, 0, 0, 0] = 7
+    return conv("dw", w, (1, 1), (3, 3), groups=2)
+
+
+def test_depthwise_golden_every_design():
+    layer = _dw_layer()
+    # window-major, one channel per tile: 2 row tiles, 1 column tile
+    (r,) = run("stripes", layer)
+    assert r.compute_cycles == 2 * 1 * 8  # ceil(9/16) = 1 slice
+    (r,) = run("bit-parallel", layer)
+    assert r.compute_cycles == 2 * 9  # 9 one-weight slices
+    (r,) = run("ant", layer)
+    assert r.compute_cycles == pytest.approx(2 * 6.1)
+    # Pragmatic, g=8: slices [8 weights], [1 weight]; ch0: 2 + 2; ch1: 3 (the 7) + floor 1
+    (r,) = run("pragmatic", layer)
+    assert r.compute_cycles == 8
+    # Bitlet, g=32: ch0 planes 6 and 7 hold nine ones; ch1 every plane of 7 holds one one
+    (r,) = run("bitlet", layer)
+    assert r.compute_cycles == 9 + 1
+    # SparTen, density 1: effectual 9 and 1, depthwise floor 8 per chunk -> 9 + 8
+    (r,) = run("sparten", layer)
+    assert r.compute_cycles == pytest.approx(17)
+    # BitVert conservative, beta 0, groups along the window (9 weights):
+    # ch0 = 00000011 x9: r = 3 (cap), planes 4..7 constant -> 7 free, 1 stored -> floor 2;
+    # ch1 = [7, 0, ...]: r = 3, LSB column not constant -> 3 free, 5 stored (r >= N: unchanged)
+    (r,) = run("bitvert-conservative", layer, sensitive_fraction=0.0)
+    assert r.compute_cycles == 2 + 5
+
+
+def test_depthwise_golden_bitwave():
+    from bitvert.hardware.accelerators.bitwave import BitWave
+
+    layer = _dw_layer()
+    model = BitWave(load_accelerator("bitwave"))
+    model.prepare(workload(layer))
+    assert np.array_equal(model.pruned_weights(layer), layer.weights)  # >= 3 zero magnitude columns already
+    # g=8: ch0 slices OR = 3 (2 columns), 3 (2); ch1: 7 (3 columns), 0 (floor 1)
+    assert model.layer(layer).compute_cycles == 4 + 4
+
+
+def test_bitvert_window_major_slice_takes_the_largest_group():
+    # RGB-stem-like conv: C=3 < k*k=9 -> each 16-lane slice holds the 9 window positions of one input
+    # channel, i.e. one weight from each of the 9 metadata groups (a group = the 3 channels at a position)
+    w = np.zeros((32, 3, 3, 3), dtype=np.int16)
+    w[0, :, 0, 0] = [100, -99, 5]  # group (channel 0, position (0,0))
+    # rounded averaging, N=2, beta=0: r=0 (01100100 / 10011101 / 00000101), low 2-bit fields [0, 1, 1],
+    # mean 2/3 -> 1 -> [101, -99, 5]; then planes 5, 6, 7 are constant (1, 0, 1) -> 3 free, 5 stored.
+    # All-zero groups store 1 column. Every slice of channel 0 touches that group -> 3 slices x 5 cycles
+    (r,) = run("bitvert-conservative", conv("stem", w, (1, 1), (3, 3)), sensitive_fraction=0.0)
+    assert r.mapping.window_major and r.mapping.n_slices == 3
+    assert r.compute_cycles == 3 * 5

@@ -156,7 +156,7 @@ def test_interrupt_keeps_the_previous_report(tmp_path: Path, monkeypatch: pytest
 
 
 def test_missing_model_dependency_is_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def missing(name: str) -> Any:
+    def missing(name: str, calibration_path: Any = None) -> Any:
         raise MissingDependencyError(f"model {name!r} needs the package 'x'; install it with: pip install x")
 
     monkeypatch.setattr(bitvert.models, "load_model", missing)
@@ -193,3 +193,46 @@ def test_cli_interrupt_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     r = CliRunner().invoke(main, ["run", "--model", "mnist-cnn", "--out", str(tmp_path / "r")])
     assert r.exit_code == 130
     assert "interrupted: no report was written" in r.output
+
+
+def test_reference_memo_reuses_outputs_only_for_identical_inputs() -> None:
+    import copy
+
+    import torch
+    from torch import nn
+
+    class Counting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor, scale: Any = 1.0) -> torch.Tensor:
+            self.calls += 1
+            return self.lin(x) * (scale if not isinstance(scale, list) else scale[0])
+
+    torch.manual_seed(0)
+    m = Counting()
+    x = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    fresh = m(x)
+    m.calls = 0
+    memo = study_mod.ReferenceMemo(m)
+    with memo:
+        a = m(x)
+        b = m(x.clone())                      # same content -> reused
+        c = m(x + 1)                          # different content -> computed
+        d = m(x, scale=2.0)                   # different scalar argument -> computed
+        e = m(x, scale=[2.0])                 # unhashable argument -> computed, not stored
+        f = m(x, scale=[2.0])
+    assert (memo.misses, memo.hits, m.calls) == (3, 1, 5)
+    assert a is b and torch.equal(a, fresh)
+    assert not torch.equal(c, a) and torch.equal(d, 2 * a) and torch.equal(e, f)
+    assert "forward" not in m.__dict__       # the class forward is back after the with block
+    m(x)
+    assert m.calls == 6
+    copy.deepcopy(m)(x)                      # a copy made afterwards is an ordinary module
+    disabled = study_mod.ReferenceMemo(m, enabled=False)
+    with disabled:
+        m(x)
+        m(x)
+    assert m.calls == 8 and disabled.hits == 0

@@ -57,6 +57,9 @@ def _limit(value: str) -> int | str:
               help="Examples per evaluation: a number, 'auto' (by model family) or 'full'.")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=32, show_default=True,
               help="Samples used to calibrate 8-bit activations.")
+@click.option("--calibration-data", "calibration_path", default=None,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="ImageNet-style image folder calibrating vision models that have none embedded.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size of the simulated workload.")
 @click.option("--keep-checkpoints", is_flag=True,
@@ -64,8 +67,8 @@ def _limit(value: str) -> int | str:
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars, only warnings and the summary table.")
 def run_cmd(model: str, presets: str, baselines: str, accelerators: str, out_dir: Path, seed: int,
-            task: str | None, limit: str, calibration_samples: int, batch: int, keep_checkpoints: bool,
-            verbose: int, quiet: bool) -> None:
+            task: str | None, limit: str, calibration_samples: int, calibration_path: Path | None, batch: int,
+            keep_checkpoints: bool, verbose: int, quiet: bool) -> None:
     """Run the whole BBS study of a model and write a report (default: the embedded MiniLM, offline)."""
     from bitvert.cli import _configure_logging
 
@@ -79,7 +82,9 @@ def run_cmd(model: str, presets: str, baselines: str, accelerators: str, out_dir
         model=model, presets=_split(presets),
         baselines=() if baselines.strip().lower() == "none" else _split(baselines),
         accelerators=_split(accelerators), seed=seed, task=task, eval_limit=_limit(limit),
-        calibration_samples=calibration_samples, simulate_batch=batch, keep_checkpoints=keep_checkpoints,
+        calibration_samples=calibration_samples,
+        calibration_path=None if calibration_path is None else str(calibration_path), simulate_batch=batch,
+        keep_checkpoints=keep_checkpoints,
     )
     progress = sys.stderr.isatty() and not quiet
     try:

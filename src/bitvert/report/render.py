@@ -223,8 +223,12 @@ def build_blocks(results: dict[str, Any], figures: list[str]) -> list[Block]:
     blocks += [Block("h2", "Per-layer bits and sparsity"), Block("table", headers=h, rows=r)]
     blocks += [Block("h2", "What the numbers mean"), Block("list", items=list(_GLOSSARY))]
     timings = results.get("timings_s") or {}
+    cpu = results.get("cpu_seconds") or {}
     blocks += [Block("h2", "Stage timings"),
-               Block("table", headers=["stage", "seconds"], rows=[[k, f"{v:.2f}"] for k, v in timings.items()])]
+               Block("p", "Wall seconds per stage, and the CPU seconds of the process (all threads; on a busy "
+                          "machine the wall times grow, the CPU times much less)."),
+               Block("table", headers=["stage", "wall seconds", "CPU seconds"],
+                     rows=[[k, f"{v:.2f}", f"{cpu[k]:.2f}" if k in cpu else "–"] for k, v in timings.items()])]
     if "write" not in timings:
         blocks.append(Block("p", "The `write` stage (plots and this report) is timed in `results.json`."))
     presets = {n: v["preset"] for n, v in variants.items() if v.get("preset")}

@@ -102,6 +102,8 @@ class StudyConfig(BaseModel):
         eval_limit: examples per evaluation: a positive integer, ``"auto"`` (by model family, see
             :data:`AUTO_EVAL_LIMITS`) or ``"full"`` (the task's own default).
         calibration_samples: samples used to calibrate 8-bit activations.
+        calibration_path: an ImageNet-style image folder that calibrates vision models without embedded
+            calibration data (``torchvision:``, ``timm:``, ONNX); ignored by the embedded models.
         simulate_batch: batch size of the simulated workload.
         keep_checkpoints: also keep each variant's ``pruned.safetensors`` (``checkpoints/``) for
             ``bitvert eval``; the encoded ``*.bbs.safetensors`` files are always kept.
@@ -117,6 +119,7 @@ class StudyConfig(BaseModel):
     task: str | None = None
     eval_limit: int | Literal["auto", "full"] = "auto"
     calibration_samples: int = Field(32, ge=1)
+    calibration_path: str | None = None
     simulate_batch: int = Field(1, ge=1)
     keep_checkpoints: bool = False
 
@@ -236,6 +239,8 @@ class StudyResult:
         simulation: the ``summary.json`` document of :func:`bitvert.hardware.simulate.simulate`.
         workload_check: how the simulated workload's weights compare with the pipeline's INT8 weights.
         timings_s: wall seconds per stage (and ``total``).
+        cpu_seconds: process CPU seconds per stage, all threads (and ``total``): on a busy machine the
+            wall times grow, these much less.
         environment: versions, platform, seed.
     """
 
@@ -252,6 +257,7 @@ class StudyResult:
     workload_check: dict[str, Any]
     timings_s: dict[str, float]
     environment: dict[str, Any]
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``results.json`` document."""
@@ -268,6 +274,7 @@ class StudyResult:
             "simulation": self.simulation,
             "workload_check": self.workload_check,
             "timings_s": self.timings_s,
+            "cpu_seconds": self.cpu_seconds,
             "environment": self.environment,
         }
 
@@ -276,6 +283,7 @@ class StudyResult:
         identical between two runs with the same configuration."""
         d = self.to_dict()
         d.pop("timings_s")
+        d.pop("cpu_seconds")
         sim = dict(d["simulation"])
         sim.pop("elapsed_s", None)
         d["simulation"] = sim
@@ -287,20 +295,28 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time the ``with`` block and add it to ``name``."""
-        t0 = time.perf_counter()
+        """Time the ``with`` block (wall and process CPU time) and add it to ``name``."""
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + time.process_time() - c0
+
+    def _keys(self) -> list[str]:
+        return [k for k in _STAGES if k in self.seconds] + [k for k in self.seconds if k not in _STAGES]
 
     def ordered(self) -> dict[str, float]:
-        """Stage times in pipeline order, plus any other stage, rounded to milliseconds."""
-        keys = [k for k in _STAGES if k in self.seconds] + [k for k in self.seconds if k not in _STAGES]
-        return {k: round(self.seconds[k], 3) for k in keys}
+        """Wall seconds per stage in pipeline order, plus any other stage, rounded to milliseconds."""
+        return {k: round(self.seconds[k], 3) for k in self._keys()}
+
+    def ordered_cpu(self) -> dict[str, float]:
+        """Process CPU seconds (all threads) per stage, in the order of :meth:`ordered`."""
+        return {k: round(self.cpu_seconds[k], 3) for k in self._keys()}
 
 
 def is_complete_report(path: str | os.PathLike[str]) -> bool:
@@ -419,11 +435,81 @@ def _variants(config: StudyConfig) -> list[Any]:
     return unique
 
 
-def _evaluate(loaded: Any, module: Any, task: str, reference: Any, limit: int | None) -> dict[str, float]:
+_MEMO_TASKS = frozenset({"similarity-suite", "lee-similarity", "simlex999", "wordsim353", "mnist-top1",
+                         "news-perplexity", "text-perplexity", "glue", "image-folder"})
+"""Tasks that call the FP32 reference only through its forward (no hooks on its submodules), so its
+outputs may be memoized across the variants' evaluations."""
+
+
+class ReferenceMemo:
+    """While active (``with memo:``), ``module.forward`` returns the stored output for inputs it has seen.
+
+    The FP32 model is evaluated once for its own metrics and then once more as the reference of every
+    variant, on the same inputs; it is never modified, so its outputs can be reused. Inputs are keyed by
+    the SHA-1 of every tensor argument (with its name, dtype and shape) and the ``repr`` of scalar
+    arguments; a call with any other argument type is not memoized. Only installed for tasks in
+    :data:`_MEMO_TASKS`, whose evaluation uses the reference's plain forward.
+    """
+
+    def __init__(self, module: Any, enabled: bool = True) -> None:
+        self.module = module
+        self.enabled = enabled
+        self.cache: dict[tuple[Any, ...], Any] = {}
+        self.hits = 0
+        self.misses = 0
+        self._orig: Any = None
+
+    def __enter__(self) -> "ReferenceMemo":
+        if self.enabled:
+            self._orig = self.module.forward
+            self.module.forward = self._forward
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled and self._orig is not None:
+            del self.module.forward  # the instance attribute; the class's forward is visible again
+            self._orig = None
+
+    @staticmethod
+    def _key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
+        import hashlib
+
+        import torch
+
+        parts: list[Any] = []
+        for name, value in [(str(i), a) for i, a in enumerate(args)] + sorted(kwargs.items()):
+            if isinstance(value, torch.Tensor):
+                t = value.detach().cpu().contiguous()
+                digest = hashlib.sha1(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"").hexdigest()
+                parts.append((name, str(t.dtype), tuple(t.shape), digest))
+            elif value is None or isinstance(value, (bool, int, float, str)):
+                parts.append((name, repr(value)))
+            else:
+                return None
+        return tuple(parts)
+
+    def _forward(self, *args: Any, **kwargs: Any) -> Any:
+        key = self._key(args, kwargs)
+        if key is None:
+            return self._orig(*args, **kwargs)
+        if key in self.cache:
+            self.hits += 1
+            return self.cache[key]
+        self.misses += 1
+        out = self._orig(*args, **kwargs)
+        self.cache[key] = out
+        return out
+
+
+def _evaluate(loaded: Any, module: Any, task: str, reference: Any, limit: int | None,
+              memo: ReferenceMemo | None = None) -> dict[str, float]:
     from bitvert.evaluation import evaluate
 
     target = loaded if module is loaded.model else dataclasses.replace(loaded, model=module)
-    res = evaluate(target, task, reference=reference, limit=limit, fidelity=reference is not None)
+    if memo is None:
+        memo = ReferenceMemo(reference, enabled=False)
+    with memo:
+        res = evaluate(target, task, reference=reference, limit=limit, fidelity=reference is not None)
     return {k: float(v) for k, v in res.items()}
 
 
@@ -573,11 +659,11 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
     from bitvert.report.render import write_report
 
     timer = StageTimer()
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     presets = _variants(config)
     _seed_everything(config.seed)
     with timer.stage("load"):
-        loaded = load_model(config.model)
+        loaded = load_model(config.model, calibration_path=config.calibration_path)
     fp32 = loaded.model.eval()
     task = config.task or loaded.default_task
     limit = _resolve_limit(config, loaded.family)
@@ -585,9 +671,10 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
     logger.info("model %s (%s), task %s, limit %s, %d variants", loaded.name, loaded.family, task, limit,
                 len(presets))
 
+    memo = ReferenceMemo(fp32, enabled=task.partition(":")[0] in _MEMO_TASKS)
     with timer.stage("evaluate"):
         _seed_everything(config.seed)
-        fp32_metrics = _evaluate(loaded, fp32, task, None, limit)
+        fp32_metrics = _evaluate(loaded, fp32, task, None, limit, memo)
     headline, fidelity = _headline(task, fp32_metrics)
     variants: dict[str, VariantResult] = {
         "fp32": VariantResult(name="fp32", method="fp32", description="the original floating-point model",
@@ -612,7 +699,7 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
                      if preset.quant.act_bits is not None else None)
             report = _prune_model(model, preset, calib, progress)
         with timer.stage("evaluate"):
-            metrics = _evaluate(loaded, model, task, fp32, limit)
+            metrics = _evaluate(loaded, model, task, fp32, limit, memo)
         # the checkpoint header records the report's wall times; the study keeps its own timings
         # (results.json), so they are zeroed here to keep the files -- and their sizes -- reproducible
         report.prune_seconds = 0.0
@@ -635,6 +722,8 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
         )
         reports[preset.name] = report
     shutil.rmtree(scratch)
+    logger.info("FP32 reference outputs: %d computed, %d reused", memo.misses, memo.hits)
+    memo.cache.clear()
     int8 = variants["int8"]
     for v in variants.values():
         if v.file_bytes:
@@ -668,10 +757,14 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
         layers=layers, simulation=simulation, workload_check=workload_check, timings_s={},
         environment=_environment(config.seed),
     )
-    with timer.stage("write"):
+    def stamp() -> None:
         result.timings_s = {**timer.ordered(), "total": round(time.perf_counter() - t_start, 3)}
+        result.cpu_seconds = {**timer.ordered_cpu(), "total": round(time.process_time() - c_start, 3)}
+
+    with timer.stage("write"):
+        stamp()
         write_report(result, tmp)
-    result.timings_s = {**timer.ordered(), "total": round(time.perf_counter() - t_start, 3)}
+    stamp()
     (tmp / "results.json").write_text(json.dumps(finite(result.to_dict()), indent=2, allow_nan=False, default=_json_default)
                                       + "\n", encoding="utf-8")
     return result

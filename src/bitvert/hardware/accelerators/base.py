@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -44,7 +45,7 @@ class ComputeResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class AcceleratorModel:
+class AcceleratorModel(ABC):
     """Base class: one instance per accelerator config; ``prepare`` once per workload, then ``layer``."""
 
     design: ClassVar[str] = ""
@@ -73,9 +74,9 @@ class AcceleratorModel:
                 f"layer {layer.name!r} ({tile_input_bits:.0f} bits); enlarge it or shrink array_cols/lanes_per_pe"
             )
 
+    @abstractmethod
     def layer(self, layer: LayerWorkload) -> ComputeResult:
         """Cycle model of one layer."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     # helpers ------------------------------------------------------------------------------
     def mapping(self, layer: LayerWorkload) -> Mapping:

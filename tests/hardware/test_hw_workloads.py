@@ -219,3 +219,11 @@ def test_import_torch_attention_matmuls():
 
     s = simulate(wl, ["bitvert-moderate", "stripes"]).to_json()
     assert s["accelerators"]["bitvert-moderate"]["cycles"] > 0
+
+
+def test_oversized_synthetic_workload_is_refused_before_allocating():
+    with pytest.raises(InputError, match="num_hidden_layers"):
+        build_workload("llama3-8b")
+    specs = llama_specs({"num_hidden_layers": 1, "include_lm_head": False})  # Llama-3-8B defaults
+    n = sum(int(np.prod(s.weight_shape)) for s in specs)
+    assert n == 4096 * 4096 * 2 + 4096 * 1024 * 2 + 3 * 4096 * 14336  # one Llama-3-8B block: 218 M weights

@@ -40,6 +40,9 @@ __all__ = [
     "workload_from_specs",
 ]
 
+MAX_SYNTHETIC_WEIGHTS = 1_500_000_000
+"""Largest workload :func:`build_workload` materializes (int16 weights plus temporaries must fit in memory)."""
+
 RELU_DENSITY = 0.5
 """Assumed non-zero fraction of post-ReLU CNN activations in shape-only mode ([OPEN], docs/simulator.md)."""
 
@@ -329,6 +332,13 @@ def workload_from_specs(
     """Attach synthetic weights (seeded, one independent stream per layer) to layer shapes."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InputError(f"batch must be a positive integer, got {batch!r}")
+    n_weights = sum(int(np.prod(s.weight_shape)) for s in specs)
+    if n_weights > MAX_SYNTHETIC_WEIGHTS:
+        raise InputError(
+            f"workload {name!r} has {n_weights / 1e9:.2f} G weights, more than the {MAX_SYNTHETIC_WEIGHTS / 1e9:.1f} G "
+            "that synthetic weights can be drawn for in memory; simulate fewer decoder layers "
+            "(e.g. llama={..., 'num_hidden_layers': 4}) -- identical layers cost the same, so totals scale linearly"
+        )
     streams = np.random.SeedSequence(seed).spawn(len(specs))
     layers = []
     for spec, ss in zip(specs, streams):

@@ -4,7 +4,9 @@ Prints one JSON line per (model, preset) run:
 ``{"bench": "model_prune", "model", "preset", "params", "pruned_weights", "seconds", "target_seconds",
 "effective_bits", ...}``. Activation calibration is timed separately (``calibration_seconds``) and
 is not part of ``seconds``; the first run per method also pays numba's cached-JIT load, so every
-configuration runs ``--repeat`` times and the best time is reported.
+configuration runs ``--repeat`` times and the best time is reported. ``load_avg_1m`` records how busy
+the machine was: with more runnable processes than cores, multi-threaded torch ops slow down a lot
+(``--threads 1`` is then faster).
 
 Usage: ``python benchmarks/model_prune_speed.py [--models minilm-l6 smollm2-135m] [--presets moderate]``
 """
@@ -15,6 +17,7 @@ import argparse
 import copy
 import gc
 import json
+import os
 import platform
 import sys
 import time
@@ -66,7 +69,10 @@ def main() -> int:
     ap.add_argument("--calibrate", action="store_true", help="also time activation calibration (64 samples)")
     ap.add_argument("--synthetic", action="store_true",
                     help="random Laplace weights with the models' Linear shapes instead of the real models")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     for name in args.models:
         if args.synthetic and name not in _SHAPES:
@@ -90,6 +96,7 @@ def main() -> int:
                 "pruned_weights": report.n_weights, "layers": len(report.layers),
                 "seconds": round(best, 3), "target_seconds": TARGETS_S.get(name),
                 "effective_bits": round(report.effective_bits, 4), "threads": torch.get_num_threads(),
+                "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
                 "python": platform.python_version(),
             }
             if args.calibrate and not args.synthetic:

@@ -49,12 +49,14 @@ from bitvert.pipeline.quantize import (
     _channel_view,
     _untie_shared_weights,
     attach_activation_quant,
-    dequantize_weight,
+    from_rows,
     get_weight,
     quantize_weight,
     select_layers,
     set_weight_,
+    to_rows,
 )
+from bitvert.pipeline._kernels import dequantize_rows
 from bitvert.pruning import PruneConfig, prune
 
 __all__ = ["select_sensitive", "channel_scores", "LayerPruneRecord", "ModelPruneReport", "prune_model_"]
@@ -283,15 +285,6 @@ def _prune_config(preset: PipelinePreset, weight_bits: int) -> PruneConfig:
     )
 
 
-def _sq_norm(a: torch.Tensor) -> float:
-    v = a.reshape(-1).to(torch.float64) if a.numel() < (1 << 16) else a.reshape(-1)
-    return float(torch.dot(v, v))
-
-
-def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> float:
-    return _sq_norm(a - b)
-
-
 def _group_bits(layout: Any, active: np.ndarray, stored_bits: int, full_bits: int, meta_bits: int) -> int:
     lengths = layout.lengths().astype(np.int64)
     return int(np.where(active, lengths * stored_bits + meta_bits, lengths * full_bits).sum())
@@ -417,7 +410,7 @@ def _process_layer(
         return rec
     bits = layer.config.weight_bits
     q, scale = qs
-    w_fp = w.detach().to(torch.float32)  # a view of the parameter: read it before it is overwritten
+    w_fp = w.detach().to(torch.float32)  # may be a view of the parameter: read before it is overwritten
     q_np = q.numpy()
     q_int8 = q
     k = rec.n_channels
@@ -451,12 +444,14 @@ def _process_layer(
             rec.weight_bits_total = _group_bits(res.layout, md.pruned, stored, bits,
                                                 preset.metadata_bits_per_group)
             q = torch.from_numpy(np.ascontiguousarray(q_new))
-    deq = dequantize_weight(q, scale_out, layer.out_axis)
-    rec.float_sse = _sq_dist(deq, w_fp)
-    rec.float_energy = _sq_norm(w_fp)
-    if sensitive is not None and preset.method != "rtn":  # rtn integers live on another scale
-        rec.int_sse = int(round(_sq_norm((q - q_int8).to(torch.float32))))  # |diff| < 2**15: int16 is exact
-    set_weight_(layer.module, deq)
+    axis = layer.out_axis
+    rows_fp = to_rows(w_fp, axis)
+    q_ref = q_int8 if preset.method != "rtn" else q  # rtn integers live on another scale: no int error
+    scale_np = scale_out.to(torch.float32).numpy()
+    out = np.empty_like(rows_fp)
+    sse, energy, int_sse = dequantize_rows(to_rows(q, axis), scale_np, rows_fp, to_rows(q_ref, axis), out)
+    rec.float_sse, rec.float_energy, rec.int_sse = float(sse.sum()), float(energy.sum()), int(int_sse.sum())
+    set_weight_(layer.module, from_rows(out, rec.shape, axis))
     rec.q = q.numpy().astype(np.int16, copy=False)
     rec.scale = scale_out.to(torch.float32).numpy()
     rec.channel_bits = channel_bits

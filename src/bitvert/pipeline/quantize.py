@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from bitvert.errors import ConfigError, InputError, UnsupportedLayerError
+from bitvert.pipeline._kernels import channel_absmax, quantize_rows
 
 __all__ = [
     "QuantConfig",
@@ -173,19 +174,28 @@ def quantize_weight(
     axis = axis % w.ndim
     if granularity not in ("per_channel", "per_tensor"):
         raise InputError(f"granularity must be 'per_channel' or 'per_tensor', got {granularity!r}")
-    wf = w.detach().to(torch.float32)
     _, qmax = weight_int_range(bits)
-    rows = _channel_view(wf, axis)
-    amax = torch.maximum(rows.amax(dim=1), -rows.amin(dim=1))
-    if not torch.isfinite(amax).all():  # NaN and inf propagate through the extrema: no extra pass
+    rows = to_rows(w.detach().to(torch.float32), axis)
+    amax = channel_absmax(rows)
+    if not np.isfinite(amax).all():
         raise InputError(f"weights of shape {tuple(w.shape)} contain NaN or inf; fix the model before quantizing")
     if granularity == "per_tensor":
-        amax = amax.amax().expand(rows.shape[0]).clone()
-    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
-    shape = [1] * w.ndim
-    shape[axis] = -1
-    q = torch.clamp(torch.round(wf / scale.view(shape)), -qmax, qmax).to(torch.int16)
-    return q, scale
+        amax = np.full_like(amax, amax.max())
+    scale = np.where(amax > 0, amax / np.float32(qmax), np.float32(1.0)).astype(np.float32)
+    q_rows = quantize_rows(rows, scale, qmax)
+    return from_rows(q_rows, tuple(w.shape), axis), torch.from_numpy(scale)
+
+
+def to_rows(t: torch.Tensor, axis: int) -> np.ndarray:
+    """``[K, rest]`` numpy rows (output channel ``axis`` first); a view when ``axis`` is 0 and ``t`` is contiguous."""
+    return np.ascontiguousarray(_channel_view(t.detach(), axis).numpy())
+
+
+def from_rows(rows: np.ndarray, shape: tuple[int, ...], axis: int) -> torch.Tensor:
+    """Inverse of :func:`to_rows`: a contiguous tensor of ``shape``."""
+    moved = (shape[axis],) + tuple(s for i, s in enumerate(shape) if i != axis)
+    t = torch.from_numpy(np.ascontiguousarray(rows)).reshape(moved)
+    return t if axis == 0 else t.movedim(0, axis).contiguous()
 
 
 def dequantize_weight(q: torch.Tensor | np.ndarray, scale: torch.Tensor | np.ndarray, axis: int = 0) -> torch.Tensor:

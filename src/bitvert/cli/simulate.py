@@ -33,7 +33,8 @@ def _model_workload(name: str, batch_size: int, include_attention: bool) -> Any:
 
 @click.command("simulate")
 @click.option("--workload", "workloads", multiple=True,
-              help="Paper workload by name (repeatable; 'paper' = the seven of Figs. 12-13).")
+              help="Workload by name (repeatable): vgg16, resnet34, resnet50, vit-small, vit-base, bert-mrpc, "
+                   "bert-sst2, llama3-8b; 'paper' = the seven of Figs. 12-13.")
 @click.option("--model", "models", multiple=True, help="A model of bitvert's zoo (bitvert.models), imported with real weights.")
 @click.option("--llama-config", "llama_config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="YAML/JSON file of a Llama-style decoder (LlamaConfig fields); adds workload 'llama'.")

@@ -124,12 +124,13 @@ def energy_breakdown_figure(results: dict[str, Any]) -> Figure:
         ax.barh(y, parts[k], left=left, label=label, height=0.65)
         left += parts[k]
     for yi, total in zip(y, left):
-        ax.text(total, yi, f" {total:.3g}", va="center", fontsize=7)
+        ax.text(total, yi, f" {total:.4g}", va="center", fontsize=7)
+    ax.set_xlim(0, float(left.max()) * 1.15 if left.max() > 0 else 1.0)
     ax.set_yticks(y, names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("energy per inference (µJ)")
     ax.set_title("Energy breakdown")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
@@ -159,8 +160,8 @@ def layer_sparsity_figure(results: dict[str, Any]) -> Figure:
     top.set_ylim(0, 1)
     top.set_title("INT8 weights: bit sparsity vs BBS sparsity per layer")
     top.legend(fontsize=7, loc="upper right", ncols=3)
-    top.set_xticks(x, [""] * n)
     bottom = fig.add_subplot(2, 1, 2, sharex=top)
+    top.tick_params(axis="x", labelbottom=False)
     variants = results.get("variants", {})
     for name, v in variants.items():
         if v.get("method") in ("fp32",):

@@ -539,8 +539,8 @@ def _headline(task: str, fp32_metrics: dict[str, float]) -> tuple[str, str | Non
 def _encode_variant(model: Any, report: Any, model_info: dict[str, Any], scratch: Path, encoded_dir: Path,
                     name: str, keep_checkpoint_dir: Path | None) -> dict[str, Any]:
     """save_pruned -> BBS container -> read back, decode, compare with the pipeline's integers."""
-    from bitvert.codec.checkpoint import encode_checkpoint_file, weight_key
-    from bitvert.codec.container import file_accounting, load_encoded
+    from bitvert.codec import encode_checkpoint_file, file_accounting, load_encoded
+    from bitvert.codec.checkpoint import weight_key
     from bitvert.pipeline import save_pruned
 
     ckpt_dir = keep_checkpoint_dir if keep_checkpoint_dir is not None else scratch

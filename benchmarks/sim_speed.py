@@ -4,8 +4,9 @@ Prints one JSON object per line:
 
 * ``{"bench": "resnet50", ...}`` -- building the workload (synthetic INT8 weights) and simulating all
   accelerator presets (pruning for BitVert and BitWave included); target <= 30 s on 2 cores;
-* ``{"bench": "scaling", ...}`` -- Llama-style stacks of growing width: seconds per million weights
-  should stay roughly constant (cost linear in the number of weights).
+* ``{"bench": "scaling", ...}`` -- Llama-style stacks of growing width (same layer count): the
+  marginal seconds per million weights between successive points should stay roughly constant
+  (cost = per-layer overhead + a term linear in the number of weights).
 
 Run: ``python benchmarks/sim_speed.py`` (``--quick`` skips the largest scaling point).
 """
@@ -52,6 +53,7 @@ def main() -> None:
         "synthetic_weights": s["synthetic_weights"], **env,
     }), flush=True)
     widths = [256, 512, 1024] if args.quick else [256, 512, 1024, 2048]
+    prev: tuple[int, float] | None = None
     for h in widths:
         cfg = {"hidden_size": h, "intermediate_size": 4 * h, "num_hidden_layers": 4, "num_attention_heads": 8,
                "num_key_value_heads": 8, "vocab_size": 1000, "seq_len": 64, "include_lm_head": False}
@@ -60,9 +62,14 @@ def main() -> None:
         t1 = time.perf_counter()
         simulate(wl, configs)
         t2 = time.perf_counter()
+        marginal = None
+        if prev is not None:
+            marginal = round((t2 - t1 - prev[1]) / ((wl.n_weights - prev[0]) / 1e6), 4)
+        prev = (wl.n_weights, t2 - t1)
         print(json.dumps({
-            "bench": "scaling", "hidden_size": h, "n_weights": wl.n_weights, "simulate_s": round(t2 - t1, 3),
-            "s_per_mweight": round((t2 - t1) / (wl.n_weights / 1e6), 4), "build_s": round(t1 - t0, 3),
+            "bench": "scaling", "hidden_size": h, "n_layers": len(wl.layers), "n_weights": wl.n_weights,
+            "simulate_s": round(t2 - t1, 3), "s_per_mweight": round((t2 - t1) / (wl.n_weights / 1e6), 4),
+            "marginal_s_per_mweight": marginal, "build_s": round(t1 - t0, 3),
         }), flush=True)
 
 

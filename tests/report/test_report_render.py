@@ -33,7 +33,7 @@ def _acc(cycles: float, energy: float, speedup: float, vs_sparten: float) -> dic
             "dram": energy * 0.2}
     per = {"cycles": cycles, "latency_ms": cycles / 8e5, "energy_pj": energy, "energy_by_component_pj": comp,
            "speedup_vs_stripes": speedup, "energy_vs_sparten": vs_sparten, "bits_per_weight": 8.0,
-           "area_mm2": 1.5}
+           "area_total_mm2": 1.5}
     return {"cycles": cycles, "energy_pj": energy, "speedup_vs_stripes": speedup, "energy_vs_sparten": vs_sparten,
             "per_workload": {"toy": per}}
 
@@ -126,6 +126,8 @@ def test_markdown_has_tables_figures_and_the_story() -> None:
     assert len({line.count(" | ") for line in summary if line.startswith("| ")}) == 1
     assert "| prune | 1.25 | – |" in md  # timings table (no CPU seconds in this document)
     assert json.dumps(doc["config"], indent=2) in md
+    # accelerator table: 400 cycles at 2.5x, 0.8 uJ, 1.5 mm2
+    assert "| bitvert-moderate | 400 | 0.0005 | 2.50× | 0.8 | 0.5 | 8 | 1.5 |" in md
 
 
 def test_html_is_self_contained_and_matches_markdown_content() -> None:

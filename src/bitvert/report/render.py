@@ -122,13 +122,13 @@ def _story(results: dict[str, Any]) -> list[str]:
 def _accelerator_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     sim = results["simulation"]
     headers = ["accelerator", "cycles", "latency (ms)", "speedup vs Stripes", "energy (µJ)", "energy vs SparTen",
-               "weight bits / weight", "area (mm²)"]
+               "weight bits / weight", "area (mm², 28 nm)"]
     rows = []
     for name, acc in sim["accelerators"].items():
         per = list(acc["per_workload"].values())
         latency = sum(p["latency_ms"] for p in per)
         bpw = per[0].get("bits_per_weight") if len(per) == 1 else None
-        area = per[0].get("area_mm2") if per else None
+        area = per[0].get("area_total_mm2") if per else None
         rows.append([name, _f(float(acc["cycles"]), 6), _f(latency, 4), _x(acc["speedup_vs_stripes"]),
                      _f(acc["energy_pj"] / 1e6, 4), _f(acc["energy_vs_sparten"], 3), _f(bpw, 3), _f(area, 3)])
     return headers, rows
@@ -193,8 +193,8 @@ def build_blocks(results: dict[str, Any], figures: list[str]) -> list[Block]:
     env = results["environment"]
     blocks = [
         Block("h1", f"BBS study: {model['name']}"),
-        Block("p", f"{model.get('description') or model['name']} ({model['family']}, "
-                   f"{model['n_parameters']:,} parameters, {model['n_weights_quantized']:,} in quantized layers). "
+        Block("p", f"{model.get('description') or model['name']}. Family {model['family']}: "
+                   f"{model['n_parameters']:,} parameters, {model['n_weights_quantized']:,} of them in quantized layers. "
                    f"Task `{results['task']}` on {'all' if results['eval_limit'] is None else results['eval_limit']} "
                    f"examples per evaluation; seed {cfg['seed']}; bitvert {env['versions']['bitvert']}."),
     ]

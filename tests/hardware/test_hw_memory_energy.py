@@ -124,3 +124,15 @@ def test_every_energy_entry_cites_a_source():
             entries = [value] if hasattr(value, "source") else [v for _, v in value]
             for entry in entries:
                 assert len(entry.source) > 10, (name, field)
+
+
+def test_attention_operand_on_chip_when_input_is():
+    from bitvert.hardware.workload import LayerType, LayerWorkload
+
+    layer = LayerWorkload("qk", LayerType.MATMUL, np.ones((16, 8), dtype=np.int16), tokens=16, repeats=2,
+                          input_from_previous=True)
+    _, _, on = _run("stripes", layer, prev_resident=True, is_last=False)
+    assert on.weight_dram_bits == 0 and on.input_dram_bits == 0
+    _, _, off = _run("stripes", layer, prev_resident=False, is_last=False)
+    # two instances (heads): two 16 x 8 second operands and two 16 x 8 first operands
+    assert off.weight_dram_bits == 2 * 16 * 8 * 8 and off.input_dram_bits == 2 * 16 * 8 * 8

@@ -14,7 +14,9 @@ Per layer (BBS.md §10.5, with the published bugs fixed, §11):
   reads nothing from DRAM; the last layer always writes its output;
 * DRAM cycles = bits moved / ``dram_bits_per_cycle`` (bits = bytes x 8, not
   scaled by precision twice);
-* SRAM writes = the bits arriving from DRAM plus the outputs written back.
+* SRAM writes = the bits arriving from DRAM plus the outputs written back;
+* an attention matmul's second operand is an activation: when the layer's input
+  is on chip, so is that operand (no DRAM traffic for it).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bitvert.hardware.accelerators.base import ComputeResult
-from bitvert.hardware.workload import LayerWorkload
+from bitvert.hardware.workload import LayerType, LayerWorkload
 
 __all__ = ["LayerTraffic", "layer_traffic"]
 
@@ -76,6 +78,8 @@ def layer_traffic(
 ) -> LayerTraffic:
     """Traffic of ``layer`` given its compute result and the accelerator ``config``."""
     w = float(compute.weight_bits)
+    if layer.kind is LayerType.MATMUL:
+        w *= layer.repeats  # one second operand per head / batch instance
     i = float(layer.input_elements) * compute.input_bits_per_element
     o = float(layer.output_elements) * compute.output_bits_per_element
     w_sram = float(config.weight_sram_kib) * 8192.0
@@ -91,6 +95,8 @@ def layer_traffic(
     input_on_chip = layer.input_from_previous and previous_output_resident
     resident = (i + o) <= i_sram and not is_last
     weight_dram = w * n_w
+    if layer.kind is LayerType.MATMUL and input_on_chip and n_w == 1:
+        weight_dram = 0.0  # the second operand (K, V) was produced on chip as well
     input_dram = 0.0 if (input_on_chip and n_i == 1) else i * n_i
     output_dram = 0.0 if resident else o
     sram_write = weight_dram + input_dram + o

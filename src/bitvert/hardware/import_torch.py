@@ -128,7 +128,8 @@ def import_workload(
 
     Args:
         model: a ``torch.nn.Module``.
-        example_input: a tensor, or a tuple/dict of model arguments (batch size taken from it).
+        example_input: a tensor, a tuple of positional arguments or a mapping of keyword arguments
+            (e.g. a tokenizer's ``BatchEncoding``).
         name: workload name (selects per-workload settings such as BitWave's precision).
         include: exact qualified names to keep (default: every supported layer).
         exclude: exact qualified names to drop.
@@ -206,7 +207,7 @@ def import_workload(
             if mode is not None:
                 mode.__enter__()
             try:
-                if isinstance(example_input, dict):
+                if isinstance(example_input, Mapping):
                     model(**example_input)
                 elif isinstance(example_input, (tuple, list)):
                     model(*example_input)

@@ -236,3 +236,11 @@ def test_reference_memo_reuses_outputs_only_for_identical_inputs() -> None:
         m(x)
         m(x)
     assert m.calls == 8 and disabled.hits == 0
+
+
+def test_variant_seed_depends_on_the_study_seed_and_the_name_only() -> None:
+    s = study_mod._variant_seed
+    assert s(0, "moderate") == s(0, "moderate")
+    assert len({s(0, n) for n in ("int8", "moderate", "conservative", "rtn-moderate", "bitwave-moderate")}) == 5
+    assert s(1, "moderate") == (s(0, "moderate") + 1) % 2**32
+    assert 0 <= s(2**32 - 1, "x") < 2**32

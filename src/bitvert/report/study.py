@@ -22,8 +22,9 @@ Everything is written into a hidden sibling folder ``.<out>.partial-<pid>`` whic
 removes it, so a half-written report is never presented as complete.
 
 Determinism: every stage that may draw random numbers is preceded by seeding torch, numpy and
-``random`` with ``seed`` (plus a per-variant offset), so a variant's numbers do not depend on which
-other variants ran before it; the same command twice gives identical numbers (timings aside).
+``random`` with ``seed`` (a variant's stages with ``seed`` + CRC-32 of its name), so a variant's numbers
+do not depend on which other variants ran before it; the same command twice gives identical numbers
+(timings aside).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ RESULTS_SCHEMA = "bitvert.report.results/1"
 
 AUTO_EVAL_LIMITS: dict[str, int] = {
     "text-embedding": 120,
-    "vision": 1000,
+    "vision": 4000,
     "causal-lm": 8,
     "text-classifier": 200,
 }
@@ -326,6 +327,13 @@ def is_complete_report(path: str | os.PathLike[str]) -> bool:
         return json.loads(status.read_text(encoding="utf-8")).get("status") == "complete"
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _variant_seed(seed: int, name: str) -> int:
+    """Seed of one variant's stages: depends on the study seed and the variant's name only."""
+    import zlib
+
+    return (seed + zlib.crc32(name.encode("utf-8"))) % 2**32
 
 
 def _seed_everything(seed: int) -> None:
@@ -690,9 +698,9 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
         ckpt_dir = tmp / "checkpoints"
         ckpt_dir.mkdir()
     bar = tqdm(presets, desc="variants", unit="variant", disable=not progress)
-    for i, preset in enumerate(bar):
+    for preset in bar:
         bar.set_postfix_str(preset.name)
-        _seed_everything(config.seed + 1 + i)
+        _seed_everything(_variant_seed(config.seed, preset.name))
         with timer.stage("prune"):
             model = copy.deepcopy(fp32)
             calib = (loaded.calibration_batches(config.calibration_samples)

@@ -149,3 +149,42 @@ def test_smollm2_converts_once_and_predicts_text(tmp_path, monkeypatch) -> None:
     batch = next(iter(lm.calibration_batches(2)))
     assert batch["input_ids"].shape == (2, 256)
     assert np.isfinite(logits.numpy()).all()
+
+
+@needs("transformers")
+def test_invalid_hub_id_is_rejected_without_network() -> None:
+    with pytest.raises(InputError, match="Hugging Face hub"):
+        load_model("hf:bad id with spaces!!")
+
+
+@needs("transformers", "gensim")
+def test_transformers_folder_families(tmp_path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from bitvert.evaluation import evaluate
+    from bitvert.models.embedded import SentenceEmbedder
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "a", "dog", "."]
+    tok_dir = tmp_path / "tok"
+    tok_dir.mkdir()
+    (tok_dir / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = transformers.BertTokenizerFast(vocab_file=str(tok_dir / "vocab.txt"))
+    torch.manual_seed(0)
+    enc = transformers.BertModel(transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                                                         num_attention_heads=2, intermediate_size=32))
+    enc.save_pretrained(tmp_path / "enc")
+    tok.save_pretrained(tmp_path / "enc")
+    lm = load_model(tmp_path / "enc")
+    assert lm.family == "text-embedding" and isinstance(lm.model, SentenceEmbedder)
+    assert lm.run(next(iter(lm.calibration_batches(2)))).shape == (2, 16)
+
+    llama = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=64))
+    llama.save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    lm = load_model(tmp_path / "lm")
+    assert lm.family == "causal-lm" and lm.default_task == "text-perplexity" and lm.extra["context_tokens"] == 64
+    (tmp_path / "text.txt").write_text("the cat sat on the mat . a dog sat on a cat . " * 40)
+    out = evaluate(lm, "text-perplexity", data_path=tmp_path / "text.txt", limit=2)  # FP32 reloaded from folder
+    assert out["n_tokens"] == 2 * 63 and out["perplexity_ratio"] == pytest.approx(1.0)
+    assert 1.0 < out["perplexity"] < 3 * len(vocab)  # an untrained model is close to uniform

@@ -448,10 +448,15 @@ def _process_layer(
     rows_fp = to_rows(w_fp, axis)
     q_ref = q_int8 if preset.method != "rtn" else q  # rtn integers live on another scale: no int error
     scale_np = scale_out.to(torch.float32).numpy()
-    out = np.empty_like(rows_fp)
-    sse, energy, int_sse = dequantize_rows(to_rows(q, axis), scale_np, rows_fp, to_rows(q_ref, axis), out)
+    # A float32 CPU weight with output channels first is rewritten in place (the kernel reads each
+    # element before writing it); any other layout goes through a buffer and a copy.
+    in_place = np.shares_memory(rows_fp, w.detach().numpy()) if w.dtype == torch.float32 and not w.is_cuda else False
+    out = rows_fp if in_place else np.empty_like(rows_fp)
+    with torch.no_grad():
+        sse, energy, int_sse = dequantize_rows(to_rows(q, axis), scale_np, rows_fp, to_rows(q_ref, axis), out)
     rec.float_sse, rec.float_energy, rec.int_sse = float(sse.sum()), float(energy.sum()), int(int_sse.sum())
-    set_weight_(layer.module, from_rows(out, rec.shape, axis))
+    if not in_place:
+        set_weight_(layer.module, from_rows(out, rec.shape, axis))
     rec.q = q.numpy().astype(np.int16, copy=False)
     rec.scale = scale_out.to(torch.float32).numpy()
     rec.channel_bits = channel_bits

@@ -90,7 +90,7 @@ _KINDS = {
 }
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.data())
 def test_round_trip_every_pruning_kind(data):
     kind = data.draw(st.sampled_from(sorted(_KINDS)))

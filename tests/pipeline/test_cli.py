@@ -62,6 +62,8 @@ def test_prune_writes_checkpoint_summary_and_table(tmp_path):
     eb = summary["effective_bits"]
     assert summary["effective_bits_by_variant"]["moderate"] == eb < 8
     assert summary["effective_bits_by_variant"]["int8"] == 8
+    sq = summary["weight_sqnr_db_by_variant"]
+    assert sq["int8"] > sq["moderate"] > sq["bitwave-moderate"]
     assert summary["checkpoint"]["size_bytes"] == (out / "pruned.safetensors").stat().st_size
     assert len(summary["report"]["layers"]) == 4
     table = (out / "table.txt").read_text()

@@ -162,6 +162,7 @@ def run_prune(
     task = task or loaded.default_task
     metrics: dict[str, dict[str, float]] = {}
     bits: dict[str, float] = {}
+    sqnr: dict[str, float | None] = {}
     timings: dict[str, float] = {"load_seconds": load_s}
     if evaluate_variants:
         t = time.perf_counter()
@@ -175,6 +176,7 @@ def run_prune(
         calib = loaded.calibration_batches(calibration_samples) if variant.quant.act_bits is not None else None
         report = prune_model_(model, variant, calibration=calib, rules=layer_rules, progress=progress)
         bits[variant.name] = report.effective_bits
+        sqnr[variant.name] = report.to_dict()["weight_sqnr_db"]
         timings[f"prune_{variant.name}_seconds"] = report.prune_seconds
         timings[f"calibrate_{variant.name}_seconds"] = report.calibration_seconds
         if evaluate_variants:
@@ -201,6 +203,7 @@ def run_prune(
         "effective_bits": main_report.effective_bits,
         "compression_vs_int8": main_report.compression_vs_int8,
         "effective_bits_by_variant": {"fp32": 32.0, **bits},
+        "weight_sqnr_db_by_variant": sqnr,
         "metrics": metrics,
         "weight_int_range": main_report.to_dict()["weight_int_range"],
         "checkpoint": {"file": ckpt.name, "size_bytes": ckpt.stat().st_size},

@@ -103,23 +103,29 @@ def _unpack_kernel(stream, spread16, out64, fast_ok, order, lengths, planes, off
         mask = planes[s]
         sb = sign_pos[s]
         a = add[s]
-        if fast_ok and sb >= 0 and (pos & 7) == 0 and (n & 7) == 0:
+        p0 = 0
+        while p0 < bits and (mask >> p0) & 1 == 0:
+            p0 += 1
+        nc = 0
+        while p0 + nc < bits and (mask >> (p0 + nc)) & 1:
+            nc += 1
+        contiguous = mask == ((1 << nc) - 1) << p0
+        if fast_ok and contiguous and sb >= 0 and (pos & 7) == 0 and (n & 7) == 0:
             # 8 weights per step as two words of four 16-bit lanes (SWAR):
             # sign-extend from bit sb, then add a, lane-wise modulo 2**16.
             m = np.uint64(1 << sb) * np.uint64(0x0001000100010001)
             av = np.uint64(a & 0xFFFF) * np.uint64(0x0001000100010001)
-            for blk in range(n >> 3):
+            base = pos >> 3
+            step = n >> 3
+            top = bits - 1 - p0
+            for blk in range(step):
                 w0 = np.uint64(0)
                 w1 = np.uint64(0)
-                j = 0
-                for p in range(bits):
-                    if (mask >> p) & 1 == 0:
-                        continue
-                    byte = stream[((pos + j * n) >> 3) + blk]
-                    sh = np.uint64(bits - 1 - p)
+                for j in range(nc):
+                    byte = stream[base + j * step + blk]
+                    sh = np.uint64(top - j)
                     w0 |= spread16[byte, 0] << sh
                     w1 |= spread16[byte, 1] << sh
-                    j += 1
                 for h in range(2):
                     t = (w0 if h == 0 else w1) ^ m
                     v = ((t | high) - m) ^ high  # t - m per lane (t < 2**15)
@@ -213,6 +219,8 @@ def unpack_columns(
     width: int,
     sign_pos: np.ndarray,
     add: np.ndarray,
+    offsets: np.ndarray | None = None,
+    total_bits: int | None = None,
 ) -> np.ndarray:
     """Inverse of :func:`pack_columns`, finishing each weight to its integer value.
 
@@ -220,6 +228,7 @@ def unpack_columns(
     their bit positions; the value is that word sign-extended from bit ``sign_pos[s]`` (the
     group's first stored plane) plus ``add[s]`` (the free-column pattern minus the
     zero-point offset). Sign-magnitude groups (``sign_pos[s] < 0``): ``±magnitude``.
+    ``offsets`` / ``total_bits`` may be passed when already known (see :func:`pack_columns`).
 
     Returns:
         ``int16[n_groups, width]`` in row order (``order`` maps stream position -> row);
@@ -231,7 +240,10 @@ def unpack_columns(
     planes = np.ascontiguousarray(planes, dtype=np.uint16)
     sign_pos = np.ascontiguousarray(sign_pos, dtype=np.int32)
     add = np.ascontiguousarray(add, dtype=np.int32)
-    offsets, total = stream_offsets(lengths[order], plane_count(planes))
+    if offsets is None:
+        offsets, total = stream_offsets(lengths[order], plane_count(planes))
+    else:
+        offsets, total = np.ascontiguousarray(offsets, dtype=np.int64), int(total_bits or 0)
     if stream.shape[0] * 8 < total:
         raise ValueError(f"stream holds {stream.shape[0] * 8} bits, the groups need {total}")
     full = bool(lengths.shape[0] == 0 or lengths.min() == width)

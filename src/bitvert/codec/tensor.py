@@ -352,7 +352,7 @@ def decode(enc: EncodedTensor) -> np.ndarray:
     plan = plan_groups(enc)
     lay = enc.group_layout
     groups = unpack_columns(enc.payload, plan.order, plan.lengths, plan.planes, enc.weight_bits, lay.width,
-                            plan.sign_pos, plan.add)
+                            plan.sign_pos, plan.add, offsets=plan.offsets, total_bits=plan.total_bits)
     return lay.ungroup(groups)
 
 

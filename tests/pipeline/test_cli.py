@@ -58,6 +58,8 @@ def test_prune_writes_checkpoint_summary_and_table(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["metrics"]) == ["fp32", "int8", "moderate", "bitwave-moderate", "rtn-moderate"]
     assert summary["metrics"]["int8"]["rel_error"] < summary["metrics"]["moderate"]["rel_error"]
+    out_sq = {k: v["output_sqnr_db"] for k, v in summary["metrics"].items() if k != "fp32"}
+    assert out_sq["int8"] > out_sq["moderate"] > 0 and "output_sqnr_db" not in summary["metrics"]["fp32"]
     assert summary["preset"]["name"] == "moderate" and summary["weight_int_range"] == [-127, 127]
     eb = summary["effective_bits"]
     assert summary["effective_bits_by_variant"]["moderate"] == eb < 8
@@ -76,7 +78,7 @@ def test_prune_writes_checkpoint_summary_and_table(tmp_path):
     got = json.loads(res.output)
     assert got["model"] == "tiny-cnn" and got["variant"] == "moderate"
     assert got["effective_bits"] == pytest.approx(eb)
-    assert got["metrics"] == pytest.approx(summary["metrics"]["moderate"])
+    assert got["metrics"] == pytest.approx({k: summary["metrics"]["moderate"][k] for k in got["metrics"]})
     res = CliRunner().invoke(main, ["eval", str(out)])  # the folder works too
     assert res.exit_code == 0 and "rel_error" in res.output
 

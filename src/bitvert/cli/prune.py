@@ -16,13 +16,16 @@ import dataclasses
 import gc
 import json
 import logging
+import math
 import platform
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
+import torch
 from tqdm.auto import tqdm
 
 from bitvert import __version__
@@ -60,6 +63,24 @@ def evaluate(loaded: Any, module: Any, task: str, reference: Any = None, limit: 
     target = loaded if module is loaded.model else dataclasses.replace(loaded, model=module)
     result = _evaluate(target, task, reference=reference, limit=limit, fidelity=reference is not None)
     return {k: float(v) for k, v in result.items()}
+
+
+def output_fidelity(module: Any, reference: Any, batches: list[Any]) -> dict[str, float]:
+    """Output SQNR of ``module`` against ``reference`` on ``batches`` (relative L2 error of the primary
+    output tensor: logits, embeddings, ...). A stable fidelity measure even when softmax outputs saturate."""
+    from bitvert.models import output_tensor
+
+    num = den = 0.0
+    for batch in batches:
+        with torch.inference_mode():
+            ref = output_tensor(reference(**batch) if isinstance(batch, Mapping) else reference(batch)).double()
+            out = output_tensor(module(**batch) if isinstance(batch, Mapping) else module(batch)).double()
+        num += float(((out - ref) ** 2).sum())
+        den += float((ref ** 2).sum())
+    if den == 0.0:
+        return {}
+    return {"output_rel_error": math.sqrt(num / den),
+            "output_sqnr_db": 10.0 * math.log10(den / num) if num > 0 else 999.0}
 
 
 def parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
@@ -141,6 +162,7 @@ def run_prune(
     rules: tuple[str, ...] = (),
     evaluate_variants: bool = True,
     progress: bool = False,
+    fidelity_samples: int = 16,
 ) -> dict[str, Any]:
     """The work behind ``bitvert prune``; returns the summary it writes."""
     preset = _merge(get_preset(preset_name), parse_overrides(overrides))  # fail fast, before loading
@@ -168,6 +190,7 @@ def run_prune(
         t = time.perf_counter()
         metrics["fp32"] = evaluate(loaded, fp32, task, reference=None, limit=limit)
         timings["eval_fp32_seconds"] = time.perf_counter() - t
+    fid_batches = list(loaded.calibration_batches(fidelity_samples)) if evaluate_variants else []
     main_report = None
     bar = tqdm(variants, desc="variants", unit="variant", disable=not progress)
     for variant in bar:
@@ -182,6 +205,7 @@ def run_prune(
         if evaluate_variants:
             t = time.perf_counter()
             metrics[variant.name] = evaluate(loaded, model, task, reference=fp32, limit=limit)
+            metrics[variant.name].update(output_fidelity(model, fp32, fid_batches))
             timings[f"eval_{variant.name}_seconds"] = time.perf_counter() - t
         if variant.name == preset.name:
             main_report = report
@@ -197,6 +221,7 @@ def run_prune(
         "task": task,
         "limit": limit,
         "calibration_samples": calibration_samples,
+        "fidelity_samples": fidelity_samples,
         "preset": preset.to_dict(),
         "layer_rules": layer_rules,
         "variants": [v.name for v in variants],
@@ -238,17 +263,20 @@ def _json_default(o: Any) -> Any:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate on at most this many samples.")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=256, show_default=True,
               help="Samples used to calibrate 8-bit activations.")
+@click.option("--fidelity-samples", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Calibration-set samples on which output_sqnr_db / output_rel_error vs FP32 are measured.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a preset field, e.g. --set sensitive_fraction=0.3 --set quant.act_bits=none.")
 @click.option("--rule", "rules", multiple=True, metavar="REGEX=ROLE",
               help="Per-module rule (full-match regex over module names): prune, int8 or fp32.")
 @click.option("--no-eval", is_flag=True, help="Only prune and write the checkpoint; skip every evaluation.")
 def prune_cmd(model_name: str, preset_name: str, out_dir: Path, baselines: bool, task: str | None,
-              limit: int | None, calibration_samples: int, overrides: tuple[str, ...], rules: tuple[str, ...],
-              no_eval: bool) -> None:
+              limit: int | None, calibration_samples: int, fidelity_samples: int, overrides: tuple[str, ...],
+              rules: tuple[str, ...], no_eval: bool) -> None:
     """Quantize to INT8 and globally binary-prune a model (BBS Algorithm 2); compare with the baselines."""
     summary = run_prune(model_name, preset_name, out_dir, baselines=baselines, task=task, limit=limit,
                         calibration_samples=calibration_samples, overrides=overrides, rules=rules,
-                        evaluate_variants=not no_eval, progress=sys.stderr.isatty())
+                        evaluate_variants=not no_eval, progress=sys.stderr.isatty(),
+                        fidelity_samples=fidelity_samples)
     click.echo(summary["_table"])
     click.echo(f"wrote {out_dir / 'pruned.safetensors'}, {out_dir / 'summary.json'}, {out_dir / 'table.txt'}")

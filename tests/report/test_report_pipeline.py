@@ -84,6 +84,7 @@ def test_sizes_equal_the_encoded_files(study: StudyResult) -> None:
         assert 8 * v.weight_bytes / n == pytest.approx(v.effective_bits, abs=0.3)
         assert v.weight_ratio_vs_int8 == pytest.approx(study.variants["int8"].weight_bytes / v.weight_bytes)
         assert v.verified is True
+        assert v.output_max_abs_diff == 0.0  # the model loaded from the file runs exactly like the pruned one
     assert study.variants["moderate"].weight_bytes < study.variants["conservative"].weight_bytes \
         < study.variants["int8"].weight_bytes
 

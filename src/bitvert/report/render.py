@@ -165,8 +165,9 @@ _GLOSSARY = [
     "including the tensors that are not quantized (embeddings, norms, biases) and the header; **weights**: "
     "bytes of the encoded quantized weight tensors alone (payload + metadata + channel index); "
     "**weights vs INT8**: INT8's weight bytes divided by the variant's.",
-    "**decoded = pruned**: the file was read back and every decoded integer weight equals the pruning "
-    "pipeline's, bit for bit.",
+    "**decoded = pruned**: the file was read back, every decoded integer weight equals the pruning "
+    "pipeline's bit for bit, and the model loaded from the file gives exactly the pruned model's output "
+    "on one input.",
     "**speedup vs Stripes**: cycles of Stripes (dense bit-serial, 8 weight bits) divided by the accelerator's "
     "cycles on this model's layers (layer latency = max(compute, DRAM) cycles); **energy vs SparTen**: the "
     "accelerator's energy per inference divided by SparTen's (28 nm energy table). BitVert applies the same "

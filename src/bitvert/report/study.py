@@ -9,7 +9,8 @@ Stages (each timed; the times are part of the report):
    :func:`bitvert.pipeline.prune_model_` on a fresh copy of the FP32 model;
 4. ``encode`` -- each variant's pruned checkpoint (:func:`bitvert.pipeline.save_pruned`) is encoded
    into the BBS container (:mod:`bitvert.codec`), read back, decoded and compared bit-exactly with the
-   pipeline's integer weights; the file size is the "size on disk";
+   pipeline's integer weights; the model loaded from the file must reproduce the pruned model's
+   output exactly on one input; the file size is the "size on disk";
 5. ``analyze`` -- per-layer bit sparsity and BBS sparsity of the INT8 weights
    (:func:`bitvert.core.analysis.sparsity_stats`) and per-layer effective bits of every variant;
 6. ``simulate`` -- the model's workload imported with forward hooks on one calibration batch
@@ -194,7 +195,9 @@ class VariantResult:
         encoded_file: the ``*.bbs.safetensors`` file name (in ``encoded/``), ``None`` for FP32.
         file_bytes: size of that file on disk; weight_bytes: bytes of its encoded weight tensors.
         file_ratio_vs_int8, weight_ratio_vs_int8: INT8's sizes divided by this variant's.
-        verified: the decoded integers equal the pipeline's bit for bit.
+        verified: the decoded integers equal the pipeline's bit for bit, and the model loaded from the
+            file (:func:`bitvert.codec.load_model_`) gives exactly the pruned model's output on one input.
+        output_max_abs_diff: largest absolute difference of those two outputs (0.0 when verified).
         accelerator: the simulated accelerator that runs this variant (``None``: none does).
         speedup_vs_stripes, energy_vs_sparten: that accelerator's simulated ratios.
         preset: the resolved preset (``None`` for FP32).
@@ -214,6 +217,7 @@ class VariantResult:
     file_ratio_vs_int8: float | None = None
     weight_ratio_vs_int8: float | None = None
     verified: bool | None = None
+    output_max_abs_diff: float | None = None
     accelerator: str | None = None
     speedup_vs_stripes: float | None = None
     energy_vs_sparten: float | None = None
@@ -545,10 +549,13 @@ def _headline(task: str, fp32_metrics: dict[str, float]) -> tuple[str, str | Non
 
 
 def _encode_variant(model: Any, report: Any, model_info: dict[str, Any], scratch: Path, encoded_dir: Path,
-                    name: str, keep_checkpoint_dir: Path | None) -> dict[str, Any]:
-    """save_pruned -> BBS container -> read back, decode, compare with the pipeline's integers."""
-    from bitvert.codec import encode_checkpoint_file, file_accounting, load_encoded
+                    name: str, keep_checkpoint_dir: Path | None, fp32: Any, probe_batch: Any) -> dict[str, Any]:
+    """save_pruned -> BBS container -> read back: decode every tensor and compare it with the pipeline's
+    integers, then load the file into a fresh copy of the FP32 architecture and compare its output on
+    ``probe_batch`` with the pruned model's."""
+    from bitvert.codec import encode_checkpoint_file, file_accounting, load_encoded, load_model_
     from bitvert.codec.checkpoint import weight_key
+    from bitvert.models import run_module
     from bitvert.pipeline import save_pruned
 
     ckpt_dir = keep_checkpoint_dir if keep_checkpoint_dir is not None else scratch
@@ -567,9 +574,23 @@ def _encode_variant(model: Any, report: Any, model_info: dict[str, Any], scratch
     if mismatched:
         logger.error("%s: decoded weights differ from the pipeline's in %d layer(s): %s", name, len(mismatched),
                      mismatched[:5])
+    restored = copy.deepcopy(fp32)
+    quantizer = load_model_(restored, decoded)
+    try:
+        expected = run_module(model, probe_batch)
+        got_out = run_module(restored, probe_batch)
+        diff = float((expected.float() - got_out.float()).abs().max()) if expected.shape == got_out.shape \
+            else float("inf")
+    finally:
+        if quantizer is not None:
+            quantizer.remove()
+        del restored
+    if diff != 0.0:
+        logger.error("%s: the model loaded from %s differs from the pruned model by %g", name, target.name, diff)
     acc = file_accounting(target)
     return {"encoded_file": target.name, "file_bytes": int(acc["file_bytes"]),
-            "weight_bytes": int(acc["weight_bytes"]), "verified": not mismatched, "mismatched_layers": mismatched}
+            "weight_bytes": int(acc["weight_bytes"]), "verified": not mismatched and diff == 0.0,
+            "mismatched_layers": mismatched, "output_max_abs_diff": diff}
 
 
 def _layer_table(reports: dict[str, Any], group_size: int) -> list[dict[str, Any]]:
@@ -697,6 +718,7 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
     if config.keep_checkpoints:
         ckpt_dir = tmp / "checkpoints"
         ckpt_dir.mkdir()
+    probe_batch = next(iter(loaded.calibration_batches(1)))  # input of the encoded-model check
     bar = tqdm(presets, desc="variants", unit="variant", disable=not progress)
     for preset in bar:
         bar.set_postfix_str(preset.name)
@@ -713,7 +735,8 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
         report.prune_seconds = 0.0
         report.calibration_seconds = 0.0
         with timer.stage("encode"):
-            enc = _encode_variant(model, report, model_info, scratch, encoded_dir, preset.name, ckpt_dir)
+            enc = _encode_variant(model, report, model_info, scratch, encoded_dir, preset.name, ckpt_dir, fp32,
+                                  probe_batch)
         if report.activation_quantizer is not None:
             report.activation_quantizer.remove()
             report.activation_quantizer = None
@@ -726,7 +749,7 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
             weight_sqnr_db=sq if math.isfinite(sq) else None,
             sensitive_channel_fraction=report.sensitive_channel_fraction,
             encoded_file=enc["encoded_file"], file_bytes=enc["file_bytes"], weight_bytes=enc["weight_bytes"],
-            verified=enc["verified"], preset=preset.to_dict(),
+            verified=enc["verified"], output_max_abs_diff=enc["output_max_abs_diff"], preset=preset.to_dict(),
         )
         reports[preset.name] = report
     shutil.rmtree(scratch)

@@ -70,7 +70,7 @@ def inspect_figures(chromium: str, page: Path, width: int = 1280, timeout_s: flo
         cmd = _chromium_cmd(chromium, str(Path(tmp) / "profile"), width, 1000) + [
             "--allow-file-access-from-files", "--dump-dom", harness.as_uri()]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    m = re.search(r"RESULT(.*?)END", proc.stdout, re.S)
+    m = re.search(r"RESULT(.*?)END", proc.stdout, re.DOTALL)
     if proc.returncode != 0 or m is None:
         raise RuntimeError(f"chromium could not inspect {page} ({proc.returncode}): {proc.stderr.strip()[-800:]}")
     import html as _html

@@ -84,9 +84,8 @@ def test_stage_timer_accumulates_in_pipeline_order() -> None:
         pass
     with t.stage("simulate"):
         time.sleep(0.01)
-    with pytest.raises(RuntimeError):
-        with t.stage("custom"):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), t.stage("custom"):
+        raise RuntimeError("boom")
     ordered = t.ordered()
     assert list(ordered) == ["load", "simulate", "custom"]
     assert ordered["simulate"] >= 0.02

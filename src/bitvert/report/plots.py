@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from bitvert.errors import InputError
 
-__all__ = ["accuracy_figure", "energy_breakdown_figure", "layer_sparsity_figure", "all_figures", "FIGURE_TITLES"]
+__all__ = ["FIGURE_TITLES", "accuracy_figure", "all_figures", "energy_breakdown_figure", "layer_sparsity_figure"]
 
 FIGURE_TITLES: dict[str, str] = {
     "accuracy_vs_bits": "Task metric vs effective weight bits",

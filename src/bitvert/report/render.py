@@ -18,8 +18,15 @@ from typing import Any
 
 from bitvert.errors import InputError
 
-__all__ = ["Block", "build_blocks", "render_markdown", "render_html", "summary_table", "write_report",
-           "format_bytes"]
+__all__ = [
+    "Block",
+    "build_blocks",
+    "format_bytes",
+    "render_html",
+    "render_markdown",
+    "summary_table",
+    "write_report",
+]
 
 
 @dataclass

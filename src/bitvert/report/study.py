@@ -169,7 +169,7 @@ class StudyConfig(BaseModel):
         return v
 
     @classmethod
-    def create(cls, **kwargs: Any) -> "StudyConfig":
+    def create(cls, **kwargs: Any) -> StudyConfig:
         """Validate keyword arguments; raises :class:`ConfigError` naming the bad field."""
         try:
             return cls(**kwargs)
@@ -471,13 +471,13 @@ class ReferenceMemo:
         self.misses = 0
         self._orig: Any = None
 
-    def __enter__(self) -> "ReferenceMemo":
+    def __enter__(self) -> ReferenceMemo:
         if self.enabled:
             self._orig = self.module.forward
             self.module.forward = self._forward
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.enabled and self._orig is not None:
             del self.module.forward  # the instance attribute; the class's forward is visible again
             self._orig = None

@@ -188,3 +188,38 @@ def test_transformers_folder_families(tmp_path) -> None:
     out = evaluate(lm, "text-perplexity", data_path=tmp_path / "text.txt", limit=2)  # FP32 reloaded from folder
     assert out["n_tokens"] == 2 * 63 and out["perplexity_ratio"] == pytest.approx(1.0)
     assert 1.0 < out["perplexity"] < 3 * len(vocab)  # an untrained model is close to uniform
+
+
+@needs("transformers")
+def test_transformers_image_classifier_with_calibration_folder(tmp_path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from PIL import Image
+
+    from bitvert.errors import ConfigError
+    from bitvert.evaluation import evaluate
+
+    for cls, colour in (("n01", (250, 10, 10)), ("n02", (10, 10, 250))):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((260, 300, 3), colour, dtype=np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.jpg")
+    torch.manual_seed(0)
+    vit = transformers.ViTForImageClassification(transformers.ViTConfig(
+        image_size=224, patch_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=2))
+    vit.save_pretrained(tmp_path / "vit")
+    lm = load_model(tmp_path / "vit", calibration_path=tmp_path / "imgs")
+    assert lm.family == "vision" and lm.default_task == "image-folder" and lm.extra["num_classes"] == 2
+    batches = list(lm.calibration_batches(4))
+    assert [tuple(b.shape) for b in batches] == [(4, 3, 224, 224)]
+    out = evaluate(lm, "image-folder", data_path=tmp_path / "imgs", reference=copy_of(lm.model))
+    assert out["n_images"] == 6 and out["top1_agreement"] == 1.0 and "top5" not in out  # only 2 classes
+    no_calib = load_model(tmp_path / "vit")
+    with pytest.raises(ConfigError, match="calibration_path"):
+        next(iter(no_calib.calibration_batches(2)))
+
+
+def copy_of(module: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy standing in for the FP32 reference."""
+    import copy
+
+    return copy.deepcopy(module)

@@ -157,7 +157,7 @@ def run_prune(
     baselines: bool = True,
     task: str | None = None,
     limit: int | None = None,
-    calibration_samples: int = 256,
+    calibration_samples: int = 128,
     overrides: tuple[str, ...] = (),
     rules: tuple[str, ...] = (),
     evaluate_variants: bool = True,
@@ -261,7 +261,7 @@ def _json_default(o: Any) -> Any:
               help="Also run the BitWave bit-flip and round-to-nearest baselines at the same beta and N.")
 @click.option("--task", default=None, help="Evaluation task (default: the model's own).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate on at most this many samples.")
-@click.option("--calibration-samples", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=128, show_default=True,
               help="Samples used to calibrate 8-bit activations.")
 @click.option("--fidelity-samples", type=click.IntRange(min=1), default=16, show_default=True,
               help="Calibration-set samples on which output_sqnr_db / output_rel_error vs FP32 are measured.")

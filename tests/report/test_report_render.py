@@ -101,7 +101,7 @@ def test_format_bytes_golden() -> None:
 def test_summary_table_has_every_variant_and_the_hand_formatted_numbers() -> None:
     text = summary_table(results_doc())
     lines = text.splitlines()
-    assert lines[0].split()[:3] == ["variant", "top1", "effective"]
+    assert lines[0].split()[:4] == ["variant", "top1", "eff.", "bits"]
     assert len(lines) == 2 + 3
     mod = next(line for line in lines if line.startswith("moderate"))
     # 4.25 bits, 1536 B file, 2.00x smaller weights, 2.50x faster, 0.5 of SparTen's energy

@@ -75,8 +75,8 @@ def _summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = results["headline_metric"]
     fid = results.get("fidelity_metric")
     headers = ["variant", head] + ([fid] if fid else []) + [
-        "effective bits", "size on disk", "weights", "weights vs INT8", "accelerator", "speedup vs Stripes",
-        "energy vs SparTen", "decoded = pruned"]
+        "eff. bits", "file size", "weights", "weights vs INT8", "accelerator", "speedup vs Stripes",
+        "energy vs SparTen", "verified"]
     rows = []
     for name, v in results["variants"].items():
         row = [name, _f(v["metrics"].get(head))]
@@ -94,7 +94,7 @@ def _summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def summary_table(results: dict[str, Any]) -> str:
     """The summary table as aligned plain text (for the console)."""
     headers, rows = _summary_rows(results)
-    keep = [i for i, h in enumerate(headers) if h not in ("weights", "decoded = pruned")]
+    keep = [i for i, h in enumerate(headers) if h not in ("weights", "verified")]
     headers = [headers[i] for i in keep]
     rows = [[r[i] for i in keep] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
@@ -164,15 +164,15 @@ def _layer_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 _GLOSSARY = [
-    "**effective bits**: weight storage of the quantized layers divided by their number of weights. A pruned "
+    "**effective bits** (eff. bits): weight storage of the quantized layers divided by their number of weights. A pruned "
     "group of g = 32 weights costs (8 − N)·32 + 8 bits (the 8 bits are its metadata: 2-bit redundant-column "
     "count and 6-bit BBS constant); sensitive channels and INT8 layers cost 8 bits per weight; round-to-nearest "
     "costs 8 − N bits per normal weight and has no metadata. Per-channel scales are not counted.",
-    "**size on disk**: bytes of the encoded `*.bbs.safetensors` file of the variant (in `encoded/`), "
+    "**file size**: bytes of the encoded `*.bbs.safetensors` file of the variant (in `encoded/`), "
     "including the tensors that are not quantized (embeddings, norms, biases) and the header; **weights**: "
     "bytes of the encoded quantized weight tensors alone (payload + metadata + channel index); "
     "**weights vs INT8**: INT8's weight bytes divided by the variant's.",
-    "**decoded = pruned**: the file was read back, every decoded integer weight equals the pruning "
+    "**verified**: the file was read back, every decoded integer weight equals the pruning "
     "pipeline's bit for bit, and the model loaded from the file gives exactly the pruned model's output "
     "on one input.",
     "**speedup vs Stripes**: cycles of Stripes (dense bit-serial, 8 weight bits) divided by the accelerator's "
@@ -283,7 +283,7 @@ def render_markdown(blocks: list[Block], figure_dir: str = "plots") -> str:
 
 
 _CSS = """
-body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;
+body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;max-width:1260px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #ddd;padding-bottom:.2em}h2{border-bottom:1px solid #eee;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.8em;display:block;overflow-x:auto}

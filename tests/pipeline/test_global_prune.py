@@ -153,7 +153,7 @@ def test_unprofitable_layers_stay_int8(cnn):
 
 def test_conv1d_and_tied_head(block, block_batches):
     ref = block(block_batches[0])
-    report = prune_model_(block, "llm-moderate", calibration=block_batches)
+    report = prune_model_(block, get_preset("llm-moderate", quant={"act_bits": 8}), calibration=block_batches)
     by = {r.name: r for r in report.layers}
     fc2 = by["fc2"]
     assert fc2.kind == "linear_in_out" and fc2.shape == (256, 64) and fc2.n_channels == 64

@@ -16,6 +16,7 @@ def test_paper_presets():
         p = get_preset(name)
         assert p.sensitive_fraction == 0 and p.columns == cols
         assert p.first_layer is LayerRole.PRUNE and p.last_layer is LayerRole.PRUNE
+        assert p.quant.act_bits is None  # weight-only: per-tensor 8-bit activations break LLMs
     assert c.first_layer is LayerRole.INT8 and c.last_layer is LayerRole.INT8
     assert get_preset("int8").method == "none"
 

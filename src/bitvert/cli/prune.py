@@ -144,7 +144,7 @@ def format_variants_table(summary: dict[str, Any]) -> str:
     for variant, m in metrics.items():
         b = bits.get(variant)
         bs = "32" if variant == "fp32" else (f"{b:.3f}" if b is not None else "-")
-        ratio = f"{8 / b:.2f}x" if b else "-"
+        ratio = f"{8 / b:.2f}x" if b and variant != "fp32" else "-"
         vals = " ".join(f"{m[k]:>16.5g}" if isinstance(m.get(k), (int, float)) else f"{'-':>16}" for k in keys)
         lines.append(f"{variant:<26} {bs:>6} {ratio:>8} {vals}")
     return "\n".join(lines)

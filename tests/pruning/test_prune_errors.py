@@ -14,6 +14,7 @@ from bitvert.pruning import PruneConfig, prune
         ({"method": "rounded_avg", "weight_bits": 1}, "weight_bits must be in"),
         ({"method": "rounded_avg", "weight_bits": 9}, "weight_bits must be in"),
         ({"method": "rounded_avg", "group_size": 1}, "group_size must be in"),
+        ({"method": "zero_point", "group_size": 8192}, r"group_size must be in \[2, 4096\]"),
         ({"method": "rounded_avg", "columns": 8}, r"columns must be in \[1, 7\]"),
         ({"method": "rounded_avg", "columns": 0}, "columns must be in"),
         ({"method": "zero_point", "constant_bits": 0}, "constant_bits must be in"),

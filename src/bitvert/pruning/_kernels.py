@@ -144,7 +144,7 @@ def error_table(bits, ncols, n_levels, cmin, cmax, sign_magnitude):  # type: ign
     padded = -(-ncand // BLOCK) * BLOCK
     nv = np.int64(1) << bits
     v_min = -(np.int64(1) << (bits - 1))
-    table = np.zeros((n_levels, nv, padded), dtype=np.int32)
+    table = np.zeros((n_levels, nv, padded), dtype=np.uint16)  # e**2 <= 255**2 fits
     for lev in range(n_levels):
         for vi in range(nv):
             v = v_min + vi
@@ -167,6 +167,39 @@ def _level(mn, mx, c, bits, cap, sign_magnitude):  # type: ignore[no-untyped-def
     b_lo = -(np.int64(1) << (bits - 1))
     b_hi = (np.int64(1) << (bits - 1)) - 1
     return redundancy_from_range(_clip(mn + c, b_lo, b_hi), _clip(mx + c, b_lo, b_hi), bits, cap)
+
+
+@njit(cache=True, inline="always")
+def _fill_levels(lev, mn, mx, cmin, bits, cap, sign_magnitude):  # type: ignore[no-untyped-def]
+    """``lev[ci] = _level(mn, mx, cmin + ci, ...)`` for every candidate, in branch-free loops.
+
+    Two's complement: the group keeps ``r`` redundant columns for constant ``c`` iff
+    ``[mn + c, mx + c]`` lies in ``[-2**(b-1-r), 2**(b-1-r) - 1]``; these are nested
+    intervals of ``c``, so the level is the number of intervals containing ``c`` (clipping
+    to the b-bit range cannot create redundancy, so it is not needed here).
+    Sign-magnitude: leading zero planes of the largest clipped magnitude ``a``:
+    ``sum_k [a < 2**k]`` for ``k = 0..b-2``.
+    """
+    ncand = lev.shape[0]
+    for ci in range(ncand):
+        lev[ci] = 0
+    if sign_magnitude:
+        m = (np.int64(1) << (bits - 1)) - 1
+        for ci in range(ncand):
+            c = cmin + ci
+            a = max(abs(min(max(mn + c, -m), m)), abs(min(max(mx + c, -m), m)))
+            z = 0
+            for k in range(bits - 1):
+                z += a < (np.int64(1) << k)
+            lev[ci] = z
+    else:
+        for r in range(1, cap + 1):
+            lim = np.int64(1) << (bits - 1 - r)
+            lo = -lim - mn
+            hi = lim - 1 - mx
+            for ci in range(ncand):
+                c = cmin + ci
+                lev[ci] += (c >= lo) & (c <= hi)
 
 
 @njit(cache=True, parallel=True)
@@ -199,13 +232,12 @@ def zero_point(vals, lengths, active, table, bits, ncols, cap, cmin, cmax, sign_
                 for j in range(length):
                     out[i, j] = vals[i, j]
                 continue
+            _fill_levels(lev, mn, mx, cmin, bits, cap, sign_magnitude)
             lmin = n_levels
             lmax = 0
             for ci in range(ncand):
-                lv = _level(mn, mx, cmin + ci, bits, cap, sign_magnitude)
-                lev[ci] = lv
-                lmin = min(lmin, lv)
-                lmax = max(lmax, lv)
+                lmin = min(lmin, lev[ci])
+                lmax = max(lmax, lev[ci])
             for lv in range(lmin, lmax + 1):
                 a = acc[lv]
                 for ci in range(a.shape[0]):

@@ -10,7 +10,10 @@ from bitvert.core.bitplanes import NegMinPolicy, NumberFormat
 from bitvert.core.grouping import RemainderPolicy
 from bitvert.errors import ConfigError
 
-__all__ = ["PruneMethod", "Semantics", "MeanRounding", "PruneConfig"]
+__all__ = ["PruneMethod", "Semantics", "MeanRounding", "PruneConfig", "MAX_GROUP_SIZE"]
+
+MAX_GROUP_SIZE = 4096
+"""Largest supported group (keeps the zero-point search's 32-bit error sums exact)."""
 
 
 class PruneMethod(str, Enum):
@@ -92,7 +95,7 @@ class PruneConfig:
         set_(self, "remainder", _enum(RemainderPolicy, self.remainder, "remainder"))
         set_(self, "neg_min", _enum(NegMinPolicy, self.neg_min, "neg_min"))
         bits = _int(self.weight_bits, "weight_bits", 2, 8)
-        _int(self.group_size, "group_size", 2, 1 << 16)
+        _int(self.group_size, "group_size", 2, MAX_GROUP_SIZE)
         _int(self.columns, "columns", 1, bits - 1)
         if self.constant_bits is None:
             default = 6 if self.semantics is Semantics.PAPER else 5

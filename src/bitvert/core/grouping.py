@@ -115,10 +115,11 @@ class GroupLayout:
     def lengths(self) -> np.ndarray:
         """Number of real weights in each group (``int32[n_groups]``)."""
         w = self.width
-        per_row = np.full(self.groups_per_row, w, dtype=np.int32)
+        out = np.full(self.n_groups, w, dtype=np.int32)
         last = self.row_length - (self.groups_per_row - 1) * w
-        per_row[-1] = last
-        return np.tile(per_row, self.n_rows)
+        if last != w:
+            out[self.groups_per_row - 1 :: self.groups_per_row] = last
+        return out
 
     def prunable(self) -> np.ndarray:
         """Which groups a pruning method may change (``bool[n_groups]``)."""

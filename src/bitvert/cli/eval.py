@@ -23,7 +23,8 @@ def _is_pruned_checkpoint(target: str) -> bool:
 
 def run_eval(target: str, model_name: str | None = None, task: str | None = None,
              limit: int | None = None) -> dict[str, Any]:
-    """Evaluate ``target``: a ``pruned.safetensors`` file (or a folder holding one) or a model name/path.
+    """Evaluate ``target``: a ``pruned.safetensors`` file (or a folder holding one), an encoded
+    ``*.bbs.safetensors`` file (decoded on load), or a model name/path.
 
     A checkpoint is loaded into the architecture it was made from (``model_name`` overrides the
     name stored in its header) and compared with that model's FP32 weights; a model name is
@@ -34,7 +35,12 @@ def run_eval(target: str, model_name: str | None = None, task: str | None = None
     if _is_pruned_checkpoint(target):
         path = Path(target)
         path = path / "pruned.safetensors" if path.is_dir() else path
-        ckpt = load_pruned(path)
+        if path.name.endswith(".bbs.safetensors"):  # the compressed file of `bitvert encode`
+            from bitvert.codec import load_encoded, to_pruned_checkpoint
+
+            ckpt = to_pruned_checkpoint(load_encoded(path))
+        else:
+            ckpt = load_pruned(path)
         name = model_name or ckpt.model_info.get("name")
         if not name:
             raise InputError(f"checkpoint {str(path)!r} does not name its model; pass --model NAME")

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from bitvert import __version__
 from bitvert.errors import ConfigError, MissingDependencyError
+from bitvert.jsonutil import json_default
 from bitvert.pipeline import BASELINES, baseline_of, get_preset, list_presets, prune_model_, save_pruned
 from bitvert.pipeline.presets import PipelinePreset
 
@@ -235,20 +236,12 @@ def run_prune(
         "timings": timings,
         "report": main_report.to_dict(),
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=_json_default))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=json_default))
     table = (format_variants_table(summary) if evaluate_variants else
              f"model {loaded.name} | preset {preset.name} | effective bits {main_report.effective_bits:.3f}")
     (out_dir / "table.txt").write_text(table + "\n\n" + main_report.table() + "\n")
     summary["_table"] = table
     return summary
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 @click.command("prune")

@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 
 from bitvert import __version__
 from bitvert.errors import ConfigError, InputError, MissingDependencyError
+from bitvert.jsonutil import json_default
 
 __all__ = [
     "AUTO_EVAL_LIMITS",
@@ -797,7 +798,7 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
         stamp()
         write_report(result, tmp)
     stamp()
-    (tmp / "results.json").write_text(json.dumps(finite(result.to_dict()), indent=2, allow_nan=False, default=_json_default)
+    (tmp / "results.json").write_text(json.dumps(finite(result.to_dict()), indent=2, allow_nan=False, default=json_default)
                                       + "\n", encoding="utf-8")
     return result
 
@@ -811,14 +812,6 @@ def finite(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [finite(v) for v in obj]
     return obj
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 def _prune_model(model: Any, preset: Any, calibration: Any, progress: bool) -> Any:

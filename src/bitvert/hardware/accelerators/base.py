@@ -89,18 +89,8 @@ class AcceleratorModel(ABC):
     ) -> ComputeResult:
         """Result of a data-independent design: ``tiles * cycles_per_tile``."""
         m = self.mapping(layer)
-        wbits = layer.n_weights * weight_bits_per_weight
-        return ComputeResult(
-            compute_cycles=m.tiles * cycles_per_tile,
-            mapping=m,
-            weight_bits=wbits,
-            input_bits_per_element=act_bits,
-            output_bits_per_element=act_bits,
-            weight_read_bits=wbits * m.spatial_tiles,
-            input_read_bits=m.tiles * self.config.array_cols * self.config.lanes_per_pe * act_bits,
-            effectual_macs=float(layer.macs),
-            extra=dict(extra or {}),
-        )
+        return self._result(layer, m, m.tiles * cycles_per_tile, layer.n_weights * weight_bits_per_weight,
+                            act_bits, extra)
 
     def data_result(
         self, layer: LayerWorkload, tile_cost: np.ndarray, weight_bits: float, act_bits: float = 8.0,
@@ -113,6 +103,13 @@ class AcceleratorModel(ABC):
                 f"layer {layer.name!r}: cost shape {tile_cost.shape} != {(m.row_tiles, m.n_slices)}"
             )
         cycles = float(tile_cost.sum(dtype=np.float64)) * m.spatial_tiles
+        return self._result(layer, m, cycles, weight_bits, act_bits, extra)
+
+    def _result(
+        self, layer: LayerWorkload, m: Mapping, cycles: float, weight_bits: float, act_bits: float,
+        extra: dict[str, Any] | None,
+    ) -> ComputeResult:
+        """The :class:`ComputeResult` both helpers build: weights read once per spatial tile."""
         return ComputeResult(
             compute_cycles=cycles,
             mapping=m,

@@ -66,7 +66,9 @@ def test_accelerator_for_matches_by_parameters() -> None:
         "bitvert-conservative": {"design": "bitvert", "method": "rounded_avg", "pruned_columns": 2,
                                  "group_size": 32, "sensitive_fraction": 0.1},
     }
-    af = study_mod._accelerator_for
+    from bitvert.report import simulation as sim_mod
+
+    af = sim_mod._accelerator_for
     assert af(get_preset("int8"), configs) == "stripes"
     assert af(get_preset("moderate"), configs) == "my-bitvert"          # same method, N, g, beta
     assert af(get_preset("conservative"), configs) == "bitvert-conservative"

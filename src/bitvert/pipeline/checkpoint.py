@@ -46,8 +46,8 @@ from bitvert.pipeline.quantize import (
     set_weight_,
 )
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint", "save_pruned", "load_pruned",
-           "apply_checkpoint_"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint", "to_checkpoint", "save_pruned",
+           "load_pruned", "apply_checkpoint_"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,13 +109,69 @@ def _int_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a.astype(np.int16))
 
 
+def to_checkpoint(
+    report: ModelPruneReport,
+    model: nn.Module | None = None,
+    model_info: Mapping[str, Any] | None = None,
+) -> PrunedCheckpoint:
+    """The in-memory checkpoint of a pruning run: what :func:`save_pruned` writes and :func:`load_pruned` reads.
+
+    Args:
+        report: the :class:`ModelPruneReport` of :func:`prune_model_` or :func:`prune_int_layers`.
+        model: the model :func:`prune_model_` rewrote; its tensors other than the quantized weights
+            become ``state`` (``None``, e.g. for integer layers without a model: empty state).
+        model_info: JSON-friendly description of the base model (e.g. ``{"name": "mnist-cnn"}``).
+    """
+    layers: list[CheckpointLayer] = []
+    layers_meta = []
+    skip_keys = set()
+    for i, rec in enumerate(report.quantized_layers):
+        if rec.q is None or rec.scale is None or rec.channel_bits is None:
+            raise InputError(f"layer {rec.name!r} of the report has no integer weights; it was not quantized")
+        sens = rec.sensitive if rec.sensitive is not None else np.zeros(rec.n_channels, dtype=bool)
+        md = {}
+        if rec.metadata is not None:
+            md = {k: torch.from_numpy(np.ascontiguousarray(rec.metadata[k])) for k in _META_KEYS}
+        layers.append(CheckpointLayer(
+            name=rec.name, kind=rec.kind, shape=tuple(rec.shape), out_axis=rec.out_axis, role=rec.role,
+            q=torch.from_numpy(np.ascontiguousarray(rec.q, dtype=np.int16)),
+            scale=torch.from_numpy(np.ascontiguousarray(rec.scale, dtype=np.float32)),
+            channel_bits=torch.from_numpy(np.ascontiguousarray(rec.channel_bits)),
+            sensitive=torch.from_numpy(np.ascontiguousarray(sens, dtype=bool)), metadata=md, layout=rec.layout,
+        ))
+        layers_meta.append({
+            "index": i, "name": rec.name, "kind": rec.kind, "shape": list(rec.shape), "out_axis": rec.out_axis,
+            "role": rec.role, "layout": rec.layout, "has_metadata": rec.metadata is not None,
+        })
+        skip_keys.add(f"{rec.name}.weight" if rec.name else "weight")
+    state: dict[str, torch.Tensor] = {}
+    if model is not None:
+        for key, value in model.state_dict().items():
+            if key in skip_keys or not isinstance(value, torch.Tensor):
+                continue
+            state[key] = value.detach().cpu().contiguous().clone()
+    summary = report.to_dict()
+    summary.pop("layers")
+    summary.pop("preset")
+    header = {
+        "model": dict(model_info or {}),
+        "preset": report.preset.to_dict(),
+        "layers": layers_meta,
+        "activation_ranges": report.activation_ranges,
+        "weight_int_range": summary["weight_int_range"],
+        "summary": summary,
+        "layer_summary": [l.to_dict() for l in report.layers],
+    }
+    return PrunedCheckpoint(header=header, layers=layers, state=state)
+
+
 def save_pruned(
     path: str | Path,
     model: nn.Module,
     report: ModelPruneReport,
     model_info: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` pruned by ``report`` to ``path`` (a ``.safetensors`` file).
+    """Write ``model`` pruned by ``report`` to ``path`` (a ``.safetensors`` file; see :func:`to_checkpoint`).
 
     Args:
         path: output file; its folder must exist.
@@ -132,43 +188,18 @@ def save_pruned(
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"output folder {str(path.parent)!r} does not exist; create it first")
+    ckpt = to_checkpoint(report, model, model_info)
     tensors: dict[str, torch.Tensor] = {}
-    layers_meta = []
-    skip_keys = set()
-    for i, rec in enumerate(report.quantized_layers):
-        assert rec.q is not None and rec.scale is not None and rec.channel_bits is not None
-        tensors[f"layer.{i}.q"] = _int_tensor(rec.q)
-        tensors[f"layer.{i}.scale"] = torch.from_numpy(np.ascontiguousarray(rec.scale, dtype=np.float32))
-        tensors[f"layer.{i}.channel_bits"] = torch.from_numpy(np.ascontiguousarray(rec.channel_bits))
-        sens = rec.sensitive if rec.sensitive is not None else np.zeros(rec.n_channels, dtype=bool)
-        tensors[f"layer.{i}.sensitive"] = torch.from_numpy(sens.astype(np.uint8))
-        if rec.metadata is not None:
-            for key in _META_KEYS:
-                arr = rec.metadata[key]
-                arr = arr.astype(np.uint8) if arr.dtype == np.bool_ else arr
-                tensors[f"layer.{i}.meta.{key}"] = torch.from_numpy(np.ascontiguousarray(arr))
-        layers_meta.append({
-            "index": i, "name": rec.name, "kind": rec.kind, "shape": list(rec.shape), "out_axis": rec.out_axis,
-            "role": rec.role, "layout": rec.layout, "has_metadata": rec.metadata is not None,
-        })
-        skip_keys.add(f"{rec.name}.weight" if rec.name else "weight")
-    for key, value in model.state_dict().items():
-        if key in skip_keys or not isinstance(value, torch.Tensor):
-            continue
-        tensors[f"state.{key}"] = value.detach().cpu().contiguous().clone()
-    summary = report.to_dict()
-    summary.pop("layers")
-    summary.pop("preset")
-    header = {
-        "model": dict(model_info or {}),
-        "preset": report.preset.to_dict(),
-        "layers": layers_meta,
-        "activation_ranges": report.activation_ranges,
-        "weight_int_range": summary["weight_int_range"],
-        "summary": summary,
-        "layer_summary": [l.to_dict() for l in report.layers],
-    }
-    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "bitvert": json.dumps(header)}
+    for i, layer in enumerate(ckpt.layers):
+        tensors[f"layer.{i}.q"] = _int_tensor(layer.q.numpy())
+        tensors[f"layer.{i}.scale"] = layer.scale
+        tensors[f"layer.{i}.channel_bits"] = layer.channel_bits
+        tensors[f"layer.{i}.sensitive"] = layer.sensitive.to(torch.uint8)
+        for key, arr in layer.metadata.items():
+            tensors[f"layer.{i}.meta.{key}"] = arr.to(torch.uint8) if arr.dtype == torch.bool else arr
+    for key, value in ckpt.state.items():
+        tensors[f"state.{key}"] = value
+    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "bitvert": json.dumps(ckpt.header)}
     save_file(tensors, str(path), metadata=metadata)
     return path
 

@@ -13,9 +13,14 @@ Tensors, for the ``i``-th quantized layer (its module name is in the header):
   embeddings, FP32 layers, buffers) so the file restores the full model.
 
 Header metadata (safetensors string metadata): ``format = "bitvert-pruned"``,
-``format_version = "1"`` and ``bitvert`` = JSON with the model description, the preset,
+``format_version = "2"``, ``bitvert`` = JSON with the model description, the preset,
 the per-layer descriptions (name, kind, shape, out_axis, role, layout), the calibrated
-activation ranges, ``weight_int_range`` and the report summary.
+activation ranges, ``weight_int_range`` and the report summary; ``bitvert_checksums`` = JSON
+``{tensor name: blake2b-128}`` of every tensor (:func:`bitvert.tensorfile.tensor_checksum`) and
+``bitvert_checksum`` = blake2b-128 of the ``bitvert`` text followed by the ``bitvert_checksums``
+text. :func:`load_pruned` verifies all of them (version-1 files, which have none, load with a
+warning). Files are written canonically (:func:`bitvert.tensorfile.save_tensors`): the same
+run gives the same bytes.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from bitvert.pipeline.quantize import (
     layer_kind,
     set_weight_,
 )
+from bitvert.tensorfile import save_tensors, tensor_checksum, text_checksum
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint", "to_checkpoint", "save_pruned",
            "load_pruned", "apply_checkpoint_"]
@@ -52,7 +58,8 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "bitvert-pruned"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 adds checksums (every tensor and the header); version-1 files are still read, with a warning."""
 _META_KEYS = ("redundant", "constant", "free_columns", "pruned")
 
 
@@ -183,8 +190,6 @@ def save_pruned(
     Returns:
         The path written.
     """
-    from safetensors.torch import save_file
-
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"output folder {str(path.parent)!r} does not exist; create it first")
@@ -199,9 +204,33 @@ def save_pruned(
             tensors[f"layer.{i}.meta.{key}"] = arr.to(torch.uint8) if arr.dtype == torch.bool else arr
     for key, value in ckpt.state.items():
         tensors[f"state.{key}"] = value
-    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "bitvert": json.dumps(ckpt.header)}
-    save_file(tensors, str(path), metadata=metadata)
-    return path
+    text = json.dumps(ckpt.header)
+    sums = json.dumps({key: tensor_checksum(t) for key, t in sorted(tensors.items())}, sort_keys=True)
+    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "bitvert": text,
+                "bitvert_checksums": sums, "bitvert_checksum": text_checksum(text + sums)}
+    return save_tensors(path, tensors, metadata)
+
+
+def _verify_checksums(path: Path, meta: Mapping[str, str], tensors: Mapping[str, torch.Tensor]) -> None:
+    where = repr(str(path))
+    text, sums_text = meta.get("bitvert", ""), meta.get("bitvert_checksums", "")
+    if meta.get("bitvert_checksum") != text_checksum(text + sums_text):
+        raise FormatError(f"{where}: the header checksum does not match; the file is corrupted or was edited "
+                          "(re-run `bitvert prune`)")
+    try:
+        sums = dict(json.loads(sums_text))
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"{where}: malformed checksum table ({exc})") from None
+    missing = sorted(set(sums) - set(tensors))
+    if missing:
+        raise FormatError(f"{where}: tensor {missing[0]!r} is missing ({len(missing)} missing in all)")
+    extra = sorted(set(tensors) - set(sums))
+    if extra:
+        raise FormatError(f"{where}: unexpected tensor {extra[0]!r} not listed in the checksum table")
+    for key, t in tensors.items():
+        if tensor_checksum(t) != sums[key]:
+            raise FormatError(f"{where}: tensor {key!r} fails its checksum; the file is corrupted or was edited "
+                              "(re-run `bitvert prune`)")
 
 
 def load_pruned(path: str | Path) -> PrunedCheckpoint:
@@ -227,9 +256,15 @@ def load_pruned(path: str | Path) -> PrunedCheckpoint:
     if meta.get("format") != FORMAT_NAME or "bitvert" not in meta:
         raise FormatError(f"{str(path)!r} is not a bitvert pruned checkpoint (format={meta.get('format')!r}); "
                           "write one with `bitvert prune`")
-    if meta.get("format_version") != str(FORMAT_VERSION):
-        raise FormatError(f"{str(path)!r} has format version {meta.get('format_version')!r}; this bitvert reads "
-                          f"version {FORMAT_VERSION} (upgrade bitvert or re-run `bitvert prune`)")
+    version = meta.get("format_version")
+    if version not in ("1", str(FORMAT_VERSION)):
+        raise FormatError(f"{str(path)!r} has format version {version!r}; this bitvert reads versions 1 and "
+                          f"{FORMAT_VERSION} (upgrade bitvert or re-run `bitvert prune`)")
+    if version == "1":
+        logger.warning("%s is a version-1 pruned checkpoint without checksums: its integrity cannot be verified "
+                       "(re-run `bitvert prune` to write a verified one)", path)
+    else:
+        _verify_checksums(path, meta, tensors)
     try:
         header = json.loads(meta["bitvert"])
         layers = []

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bitvert.errors import InputError
+from bitvert.errors import FormatError, InputError
 
-__all__ = ["tensor_checksum", "text_checksum", "canonical_safetensors", "save_tensors"]
+__all__ = ["tensor_checksum", "text_checksum", "verify_checksums", "canonical_safetensors", "save_tensors"]
 
 
 def tensor_checksum(t: torch.Tensor) -> str:
@@ -46,6 +46,30 @@ def tensor_checksum(t: torch.Tensor) -> str:
 def text_checksum(text: str) -> str:
     """blake2b-128 (hex) of a UTF-8 text."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def verify_checksums(where: str, sums: Mapping[str, str], tensors: Mapping[str, torch.Tensor], fix: str) -> None:
+    """Check a file's tensors against its checksum table: none missing, none extra, every one intact.
+
+    Args:
+        where: the file, for messages (e.g. ``"'model.bbs.safetensors'"``).
+        sums: tensor name -> :func:`tensor_checksum` as stored in the file.
+        tensors: the tensors read from the file.
+        fix: what the user should do, appended to the corruption message.
+
+    Raises:
+        FormatError: naming the file and the first offending tensor.
+    """
+    missing = sorted(set(sums) - set(tensors))
+    if missing:
+        raise FormatError(f"{where}: tensor {missing[0]!r} is missing ({len(missing)} missing in all)")
+    extra = sorted(set(tensors) - set(sums))
+    if extra:
+        raise FormatError(f"{where}: unexpected tensor {extra[0]!r} not listed in the checksum table")
+    for key, t in tensors.items():
+        if tensor_checksum(t) != sums[key]:
+            raise FormatError(f"{where}: tensor {key!r} fails its checksum; the file is corrupted or was edited "
+                              f"({fix})")
 
 
 def canonical_safetensors(blob: bytes) -> bytes:

@@ -31,7 +31,7 @@ import torch
 from bitvert.codec.layout import FORMAT_NAME, FORMAT_VERSION
 from bitvert.codec.tensor import EncodedTensor, decode
 from bitvert.errors import FormatError, InputError
-from bitvert.tensorfile import save_tensors, text_checksum
+from bitvert.tensorfile import save_tensors, text_checksum, verify_checksums
 from bitvert.tensorfile import tensor_checksum as checksum
 
 __all__ = ["EncodedModel", "save_encoded", "load_encoded", "checksum", "file_accounting"]
@@ -198,15 +198,7 @@ def load_encoded(path: str | os.PathLike[str]) -> EncodedModel:
         raise FormatError(f"{where}: malformed header ({type(exc).__name__}: {exc})") from None
     if version != FORMAT_VERSION:
         raise FormatError(f"{where}: header format version {version}, this bitvert reads {FORMAT_VERSION}")
-    missing = sorted(set(sums) - set(stored))
-    if missing:
-        raise FormatError(f"{where}: tensor {missing[0]!r} is missing ({len(missing)} missing in all)")
-    extra = sorted(set(stored) - set(sums))
-    if extra:
-        raise FormatError(f"{where}: unexpected tensor {extra[0]!r} not listed in the header")
-    for key, t in stored.items():
-        if checksum(t) != sums[key]:
-            raise FormatError(f"{where}: tensor {key!r} fails its checksum; the file is corrupted")
+    verify_checksums(where, sums, stored, "re-encode the pruned checkpoint with `bitvert encode`")
     tensors: dict[str, EncodedTensor] = {}
     scales: dict[str, torch.Tensor] = {}
     for name, h in headers.items():

@@ -50,7 +50,7 @@ from bitvert.pipeline.quantize import (
     layer_kind,
     set_weight_,
 )
-from bitvert.tensorfile import save_tensors, tensor_checksum, text_checksum
+from bitvert.tensorfile import save_tensors, tensor_checksum, text_checksum, verify_checksums
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint", "to_checkpoint", "save_pruned",
            "load_pruned", "apply_checkpoint_"]
@@ -221,17 +221,7 @@ def _verify_checksums(path: Path, meta: Mapping[str, str], tensors: Mapping[str,
         sums = dict(json.loads(sums_text))
     except (TypeError, ValueError) as exc:
         raise FormatError(f"{where}: malformed checksum table ({exc})") from None
-    missing = sorted(set(sums) - set(tensors))
-    if missing:
-        raise FormatError(f"{where}: tensor {missing[0]!r} is missing ({len(missing)} missing in all)")
-    extra = sorted(set(tensors) - set(sums))
-    if extra:
-        raise FormatError(f"{where}: unexpected tensor {extra[0]!r} not listed in the checksum table")
-    for key, t in tensors.items():
-        if tensor_checksum(t) != sums[key]:
-            raise FormatError(f"{where}: tensor {key!r} fails its checksum; the file is corrupted or was edited "
-                              "(re-run `bitvert prune`)")
-
+    verify_checksums(where, sums, tensors, "re-run `bitvert prune`")
 
 def load_pruned(path: str | Path) -> PrunedCheckpoint:
     """Read a checkpoint written by :func:`save_pruned`.

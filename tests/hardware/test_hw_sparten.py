@@ -29,7 +29,8 @@ def sparten(layer: LayerWorkload, **overrides: object):
 # ------------------------------------------------------------ real masks, by hand ------------------------
 def test_linear_real_mask_golden():
     # weight masks: row0 {0,1,3}, row1 {1,2,3}; token0 mask [1,0,1,1], token1 [0,1,1,0]
-    # PE(row0, tok0) = |{0,3}| = 2, PE(row1, tok0) = |{2,3}| = 2, PE(row0, tok1) = |{1}| = 1, PE(row1, tok1) = 2
+    # PE(row0, tok0) = |{0,3}| = 2, PE(row1, tok0) = |{2,3}| = 2,
+    # PE(row0, tok1) = |{1}| = 1,   PE(row1, tok1) = |{1,2}| = 2
     # one tile (2 rows, 2 columns, 1 chunk): max = 2; effectual = 2 + 2 + 1 + 2 = 7
     w = np.array([[1, 2, 0, 3], [0, 1, 1, 1]])
     mask = np.array([[1, 0, 1, 1], [0, 1, 1, 0]], dtype=bool)
@@ -61,7 +62,8 @@ def test_conv_real_mask_golden_windows_and_row_tiles():
 def test_conv_real_mask_padding_counts_as_zero():
     # 3x3 all-ones kernel, 2x2 all-ones input, padding 1 -> 2x2 output; every window covers the 4 real
     # pixels (the 5 padded positions are zero activations): 4 effectual MACs per PE, 2 output rows = 2 tiles
-    layer = conv("c", np.ones((1, 1, 3, 3)), (2, 2), (2, 2), padding=(1, 1), input_mask=np.ones((1, 1, 2, 2), bool))
+    x = np.ones((1, 1, 2, 2), bool)
+    layer = conv("c", np.ones((1, 1, 3, 3)), (2, 2), (2, 2), padding=(1, 1), input_mask=x)
     r = sparten(layer, min_cycles_per_chunk=0)
     assert (r.compute_cycles, r.effectual_macs) == (2 * 4, 4 * 4)
 
@@ -75,7 +77,8 @@ def test_depthwise_real_mask_each_group_reads_its_channel():
     assert sparten(layer).compute_cycles == 2 * 8
 
 
-def _brute_force(layer: LayerWorkload, x: np.ndarray, rows: int = 32, cols: int = 16, chunk: int = 128) -> int:
+def _brute_force(layer: LayerWorkload, x: np.ndarray, rows: int = 32, cols: int = 16, chunk: int = 128
+                 ) -> int:
     """Cycles with floor 0 by explicit loops over output pixels / tokens, channels and chunks."""
     w = per_weight_slices(layer.weights != 0, layer, chunk)  # [cout, K, chunk]
     cout = w.shape[0]
@@ -139,7 +142,8 @@ def masked_layers(draw):
         cout = groups * (1 if kind == "depthwise" else draw(st.integers(1, 3)))
         shape = (cout, cpg, k, k)
         x_shape = (batch, groups * cpg, ih, iw)
-        geo = {"input_hw": (ih, iw), "output_hw": (oh, ow), "stride": (s, s), "padding": (p, p), "groups": groups}
+        geo = {"input_hw": (ih, iw), "output_hw": (oh, ow), "stride": (s, s), "padding": (p, p),
+               "groups": groups}
     w = np.where(rng.random(shape) < zero_w, 0, rng.integers(-127, 128, size=shape)).astype(np.int16)
     x = rng.random(x_shape) < draw(st.floats(0.05, 1.0))
     if kind == "depthwise":

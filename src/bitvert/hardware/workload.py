@@ -126,7 +126,9 @@ class LayerWorkload:
         if self.input_mask is not None:
             mask = np.asarray(self.input_mask)
             if mask.dtype != np.bool_:
-                raise InputError(f"layer {self.name!r}: input_mask must be a boolean array, got dtype {mask.dtype}")
+                raise InputError(
+                    f"layer {self.name!r}: input_mask must be boolean (x != 0), got dtype {mask.dtype}"
+                )
             object.__setattr__(self, "input_mask", mask)
         if self.channel_scale is not None:
             cs = np.asarray(self.channel_scale, dtype=np.float64).reshape(-1)

@@ -86,8 +86,9 @@ def column_max_effectual(
         with_total: also sum the effectual MACs of every PE (else ``total`` is 0).
 
     Returns:
-        ``(colmax, total)``: ``uint8[T, K, N]`` (``uint16`` beyond 192 lanes) with ``max_r popcount(w[t, k, r] & a[a_index[t], k, n])``, and
-        the sum of ``popcount`` over every PE (the effectual MACs).
+        ``(colmax, total)``: ``colmax[t, k, n] = max_r popcount(w[t, k, r] & a[a_index[t], k, n])`` as
+        ``uint8[T, K, N]`` (``uint16`` beyond 192 lanes), and the sum of ``popcount`` over every PE (the
+        effectual MACs).
     """
     t_n, k_n, r_n, words = w_bits.shape
     n_cols = a_bits.shape[2]
@@ -98,7 +99,7 @@ def column_max_effectual(
     count_dtype = np.uint8 if words * 64 <= 255 else np.uint16
     colmax = np.zeros((t_n, k_n, n_cols), dtype=count_dtype)
     total = 0
-    w_words = np.ascontiguousarray(np.moveaxis(w_bits, -1, 0))  # [words, T, K, R]: one contiguous pass per word
+    w_words = np.ascontiguousarray(np.moveaxis(w_bits, -1, 0))  # [words, T, K, R]: one pass per word
     a_words = np.ascontiguousarray(np.moveaxis(a_bits, -1, 0))  # [words, GA, K, N]
     per_col = max(1, k_n * r_n)
     n_step = max(1, min(n_cols, _BLOCK_ELEMENTS // per_col))
@@ -149,7 +150,8 @@ def activation_slices(layer: LayerWorkload, input_mask: np.ndarray, chunk: int, 
         win = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
         if win.shape[2] < oh or win.shape[3] < ow:
             raise InputError(
-                f"layer {layer.name!r}: input {m.shape[2:]} with kernel {layer.kernel}, stride {layer.stride} "
+                f"layer {layer.name!r}: input {m.shape[2:]} with kernel {layer.kernel}, "
+                f"stride {layer.stride} "
                 f"and padding {layer.padding} gives fewer than the output's {layer.output_hw} pixels"
             )
         win = win[:, :, :oh, :ow]  # [B, C, oh, ow, kh, kw]
@@ -187,7 +189,8 @@ class SparTen(AcceleratorModel):
         c = self.config
         m = self.mapping(layer)
         rows, cols, chunk = c.array_rows, c.array_cols, c.chunk_size
-        floor = c.min_cycles_per_chunk_depthwise if layer.kind is LayerType.DEPTHWISE else c.min_cycles_per_chunk
+        depthwise = layer.kind is LayerType.DEPTHWISE
+        floor = c.min_cycles_per_chunk_depthwise if depthwise else c.min_cycles_per_chunk
         nz = layer.weights != 0
         w_slices = per_weight_slices(nz, layer, chunk)  # [cout, K, chunk]
         cout, n_chunks, _ = w_slices.shape
@@ -254,7 +257,8 @@ class SparTen(AcceleratorModel):
         per_tile = colmax.reshape(colmax.shape[0], n_chunks, STAT_TILES, width)
         cycles = 0.0
         if n_full:
-            cycles += n_full * float(np.maximum(per_tile.max(axis=3), floor).mean(axis=2).sum(dtype=np.float64))
+            full = np.maximum(per_tile.max(axis=3), floor)
+            cycles += n_full * float(full.mean(axis=2).sum(dtype=np.float64))
         if n_rem:
             ragged = np.maximum(per_tile[..., :rem].max(axis=3), floor)
             cycles += n_rem * float(ragged.mean(axis=2).sum(dtype=np.float64))

@@ -166,6 +166,11 @@ def test_real_mask_bad_shape_is_rejected():
         sparten(layer)
     with pytest.raises(InputError, match="input_mask"):
         conv("c", np.ones((1, 1, 3, 3)), (2, 2), (4, 4), input_mask=np.ones((1, 1, 4, 4), dtype=np.int8))
+    # geometry that cannot produce the output (e.g. "same" padding applied inside the module, not recorded)
+    for in_hw in ((4, 4), (2, 2)):
+        layer = conv("c", np.ones((1, 1, 3, 3)), (4, 4), in_hw, input_mask=np.ones((1, 1, *in_hw), bool))
+        with pytest.raises(InputError, match="padding"):
+            sparten(layer)
 
 
 # ------------------------------------------------------------ statistical model --------------------------

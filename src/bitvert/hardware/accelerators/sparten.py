@@ -147,12 +147,15 @@ def activation_slices(layer: LayerWorkload, input_mask: np.ndarray, chunk: int, 
         (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
         oh, ow = layer.output_hw
         padded = np.pad(m, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        win = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-        if win.shape[2] < oh or win.shape[3] < ow:
+        fits = padded.shape[2] >= kh and padded.shape[3] >= kw
+        win = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3)) if fits else None
+        if win is not None:
+            win = win[:, :, ::sh, ::sw]
+        if win is None or win.shape[2] < oh or win.shape[3] < ow:
             raise InputError(
-                f"layer {layer.name!r}: input {m.shape[2:]} with kernel {layer.kernel}, "
-                f"stride {layer.stride} "
-                f"and padding {layer.padding} gives fewer than the output's {layer.output_hw} pixels"
+                f"layer {layer.name!r}: input {m.shape[2:]} with kernel {layer.kernel}, stride "
+                f"{layer.stride} and padding {layer.padding} gives fewer than the output's {layer.output_hw} "
+                "pixels; set the layer's padding to what the model applies, or drop input_mask"
             )
         win = win[:, :, :oh, :ow]  # [B, C, oh, ow, kh, kw]
         g, cpg = layer.groups, layer.in_channels_per_group

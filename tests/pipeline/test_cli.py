@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from pipeline_models import TinyBlock, TinyCNN
 
 import bitvert.cli.prune as prune_cli
+import bitvert.report.variants as variants_mod
 from bitvert.cli import main
 
 _X = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(5))
@@ -33,7 +34,7 @@ def _load(name: str) -> SimpleNamespace:
                            calibration_batches=batches)
 
 
-def _evaluate(loaded, model, task, reference=None, limit=None):
+def _evaluate(loaded, model, task, reference=None, limit=None, memo=None):
     x = _X[: limit or 16]
     with torch.no_grad():
         out = model(x)
@@ -47,7 +48,7 @@ def _evaluate(loaded, model, task, reference=None, limit=None):
 @pytest.fixture(autouse=True)
 def _stub(monkeypatch):
     monkeypatch.setattr(prune_cli, "load_model", _load)
-    monkeypatch.setattr(prune_cli, "evaluate", _evaluate)
+    monkeypatch.setattr(variants_mod, "evaluate_model", _evaluate)
 
 
 def test_prune_writes_checkpoint_summary_and_table(tmp_path):

@@ -25,7 +25,7 @@ from bitvert.report.render import (
     summary_table,
     write_report,
 )
-from bitvert.report.study import finite
+from bitvert.report.results import finite
 
 
 def _acc(cycles: float, energy: float, speedup: float, vs_sparten: float) -> dict[str, Any]:

@@ -337,7 +337,7 @@ def render_html(blocks: list[Block], images: dict[str, bytes]) -> str:
 def write_report(result: Any, folder: Path, dpi: int = 110) -> dict[str, Path]:
     """Write ``plots/*.png``, ``report.md`` and ``report.html`` for ``result`` (a StudyResult or its dict)."""
     from bitvert.report.plots import all_figures
-    from bitvert.report.study import finite
+    from bitvert.report.results import finite
 
     results = finite(result.to_dict() if hasattr(result, "to_dict") else result)
     folder = Path(folder)

@@ -130,3 +130,25 @@ def test_eval_plain_model():
     assert res.exit_code == 0, res.output
     got = json.loads(res.output)
     assert got["variant"] == "fp32" and "mean_logit" in got["metrics"]
+
+
+def test_prune_creates_no_folder_when_an_input_is_wrong(tmp_path):
+    for args in (["--model", "nope"], ["--model", "tiny-cnn", "--preset", "moderat"],
+                 ["--model", "tiny-cnn", "--limit", "0"]):
+        out = tmp_path / "new"
+        res = CliRunner().invoke(main, ["prune", *args, "--out", str(out)])
+        assert res.exit_code == 2, res.output
+        assert not out.exists()
+
+
+def test_prune_defaults_are_those_of_bitvert_run(tmp_path):
+    from bitvert.report import StudyConfig
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["prune", "--model", "tiny-cnn", "--out", str(out), "--no-baselines"])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["calibration_samples"] == StudyConfig().calibration_samples == 32
+    assert s["limit_rule"] == "auto" and s["limit"] == 4000  # the "vision" family of the stub
+    assert s["seed"] == 0 and s["variants"] == ["int8", "moderate"]
+    assert s["variant_descriptions"]["int8"] == "per-channel symmetric INT8 weights, 8-bit activations (baseline)"

@@ -144,11 +144,11 @@ def run_prune(
     variants = variant_presets([preset], BASELINES if baselines else ())
     layer_rules = _parse_rules(rules)
     limit = parse_eval_limit("full" if limit is None else limit, "--limit")
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
     loaded = load_model(model_name)
     load_s = time.perf_counter() - t0
+    out_dir.mkdir(parents=True, exist_ok=True)  # after every input was checked and the model loaded
     model_info = {"name": loaded.name, "family": loaded.family, "default_task": loaded.default_task}
     saved: dict[str, Path] = {}
 

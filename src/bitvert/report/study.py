@@ -165,22 +165,6 @@ def _environment(seed: int) -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(), "seed": seed}
 
 
-def _environment(seed: int) -> dict[str, Any]:
-    import importlib.metadata as md
-
-    import torch
-
-    versions = {"bitvert": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                "numpy": np.__version__}
-    for pkg in ("numba", "pydantic", "safetensors", "transformers", "matplotlib"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            continue
-    return {"versions": versions, "platform": platform.platform(), "machine": platform.machine(),
-            "torch_threads": torch.get_num_threads(), "seed": seed}
-
-
 def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
     from bitvert.models import load_model
     from bitvert.report.render import write_report

@@ -161,6 +161,7 @@ def run_prune(
                         fidelity_samples=fidelity_samples if evaluate_variants else 0, on_variant=save,
                         progress=progress)
     main_report = runs.variants[preset.name].report
+    done = list(runs.variants.items())
     ckpt = saved["checkpoint"]
     metrics: dict[str, dict[str, float]] = {}
     timings: dict[str, float] = {"load_seconds": load_s}
@@ -189,8 +190,8 @@ def run_prune(
         "variant_descriptions": {name: run.preset.description for name, run in runs.variants.items()},
         "effective_bits": main_report.effective_bits,
         "compression_vs_int8": main_report.compression_vs_int8,
-        "effective_bits_by_variant": {"fp32": 32.0, **{n: r.report.effective_bits for n, r in runs.variants.items()}},
-        "weight_sqnr_db_by_variant": {n: r.report.to_dict()["weight_sqnr_db"] for n, r in runs.variants.items()},
+        "effective_bits_by_variant": {"fp32": 32.0, **{n: r.report.effective_bits for n, r in done}},
+        "weight_sqnr_db_by_variant": {n: r.report.to_dict()["weight_sqnr_db"] for n, r in done},
         "metrics": metrics,
         "weight_int_range": main_report.to_dict()["weight_int_range"],
         "checkpoint": {"file": ckpt.name, "size_bytes": ckpt.stat().st_size},

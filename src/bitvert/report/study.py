@@ -39,6 +39,7 @@ import gc
 import json
 import logging
 import math
+import os
 import platform
 import shutil
 import time

@@ -141,9 +141,16 @@ def test_prune_creates_no_folder_when_an_input_is_wrong(tmp_path):
         assert not out.exists()
 
 
-def test_prune_defaults_are_those_of_bitvert_run(tmp_path):
+def test_prune_defaults_are_those_of_bitvert_run(tmp_path, monkeypatch):
     from bitvert.report import StudyConfig
 
+    limits = []
+
+    def recording(loaded, model, task, reference=None, limit=None, memo=None):
+        limits.append(limit)
+        return _evaluate(loaded, model, task, reference, limit)
+
+    monkeypatch.setattr(variants_mod, "evaluate_model", recording)
     out = tmp_path / "run"
     res = CliRunner().invoke(main, ["prune", "--model", "tiny-cnn", "--out", str(out), "--no-baselines"])
     assert res.exit_code == 0, res.output
@@ -152,3 +159,8 @@ def test_prune_defaults_are_those_of_bitvert_run(tmp_path):
     assert s["limit_rule"] == "auto" and s["limit"] == 4000  # the "vision" family of the stub
     assert s["seed"] == 0 and s["variants"] == ["int8", "moderate"]
     assert s["variant_descriptions"]["int8"] == "per-channel symmetric INT8 weights, 8-bit activations (baseline)"
+    res = CliRunner().invoke(main, ["eval", str(out), "--json"])  # `bitvert eval` follows the same rule
+    assert res.exit_code == 0, res.output
+    assert limits == [4000, 4000, 4000, 4000]  # fp32, int8, moderate, then eval
+    res = CliRunner().invoke(main, ["eval", str(out), "--limit", "full"])
+    assert res.exit_code == 0 and limits[-1] is None

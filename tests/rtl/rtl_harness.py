@@ -71,6 +71,69 @@ def stripes_inputs(weights: np.ndarray, acts: np.ndarray, wbits: int = 8, act_bi
     }
 
 
+def _build(top: str, sources: list[Path], params: dict[str, int], work: Path) -> tuple[object, Path]:
+    from cocotb_tools.runner import get_runner
+
+    tag = "_".join(f"{k}{v}" for k, v in sorted(params.items()))
+    build = work / f"build_{top}_{SIM}_{tag}"
+    runner = get_runner(SIM)
+    runner.build(sources=sources, hdl_toplevel=top, parameters=params, build_dir=build,
+                 build_args=["-Wall"] if SIM == "verilator" else [], always=SIM == "icarus",
+                 timescale=("1ns", "1ps"), log_file=build / "build.log")
+    return runner, build
+
+
+def _test(runner, top: str, testcase: str, build: Path, env: dict[str, str], plusargs: list[str] = ()) -> None:
+    from cocotb_tools.check_results import get_results
+
+    results_xml = runner.test(hdl_toplevel=top, test_module="rtl_tb_pe", testcase=testcase, test_dir=TB_DIR,
+                              build_dir=build, extra_env=env, plusargs=list(plusargs), log_file=build / "sim.log")
+    _, failed = get_results(results_xml)
+    assert failed == 0, f"the cocotb run failed; see {build / 'sim.log'}"
+
+
+def _hex_lines(path: Path, bits: int) -> np.ndarray:
+    lines = (line.strip() for line in path.read_text().splitlines())
+    vals = [int(t, 16) for t in lines if t and not t.startswith("//")]
+    v = np.array(vals, dtype=np.int64)
+    return np.where(v >> (bits - 1) & 1, v - (1 << bits), v) if bits < 64 else v
+
+
+def run_feeder(params: dict[str, int], passes: PEPasses, work: Path, act_bits: int = 8,
+               acc_bits: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``passes`` back to back through bitvert_unit inside tests/rtl/tb_bitvert_feeder.sv.
+
+    Returns per-pass ``(y, cycles)``; cycles run from the edge that loaded a pass to the
+    edge of its last step.
+    """
+    require_tools()
+    work.mkdir(parents=True, exist_ok=True)
+    n = len(passes)
+    wbits = passes.weight_bits
+    cols = passes.columns.reshape(n, -1)
+    files = {k: work / f"{k.lower()}.hex" for k in ("COLS", "ACTS", "CTRL", "Y", "CYCLES")}
+
+    def write_hex(path: Path, bits: np.ndarray) -> None:
+        words = _bytes_le(bits)[:, ::-1]  # most significant byte first
+        path.write_text("\n".join(row.tobytes().hex() for row in words) + "\n")
+
+    write_hex(files["COLS"], cols)
+    write_hex(files["ACTS"], _twos(passes.activations, act_bits))
+    ncw = int(wbits).bit_length()
+    ctrl = (passes.n_columns.astype(np.int64) | passes.metadata.astype(np.int64) << ncw
+            | passes.has_metadata.astype(np.int64) << (ncw + 8) | int(passes.zero_point) << (ncw + 9))
+    files["CTRL"].write_text("\n".join(f"{v:x}" for v in ctrl) + "\n")
+    for k in ("Y", "CYCLES"):
+        if files[k].exists():
+            files[k].unlink()
+    top = "tb_bitvert_feeder"
+    runner, build = _build(top, [RTL_DIR / s for s in BITVERT_SOURCES] + [TB_DIR / f"{top}.sv"],
+                           {**params, "N_MAX": max(n, 1), "WBITS": wbits, "W": passes.lanes}, work)
+    plus = [f"+{k}={p}" for k, p in files.items()] + [f"+COUNT={n}"]
+    _test(runner, top, "run_feeder", build, {}, plus)
+    return _hex_lines(files["Y"], acc_bits), _hex_lines(files["CYCLES"], 64)
+
+
 def run_unit(top: str, params: dict[str, int], inputs: dict[str, np.ndarray], work: Path,
              stream: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Simulate ``top`` on the passes in ``inputs``.
@@ -80,25 +143,61 @@ def run_unit(top: str, params: dict[str, int], inputs: dict[str, np.ndarray], wo
     ``cycles[0]`` is the total from the first load to the end of the last pass.
     """
     require_tools()
-    from cocotb_tools.runner import get_runner
-
+    work.mkdir(parents=True, exist_ok=True)
     sources = BITVERT_SOURCES if top == "bitvert_unit" else STRIPES_SOURCES
-    tag = "_".join(f"{k}{v}" for k, v in sorted(params.items()))
-    build = work / f"build_{top}_{SIM}_{tag}"
     vec, res = work / "vectors.npz", work / "results.npz"
     np.savez(vec, **inputs)
-    runner = get_runner(SIM)
-    runner.build(sources=[RTL_DIR / s for s in sources], hdl_toplevel=top, parameters=params, build_dir=build,
-                 build_args=["-Wall"] if SIM == "verilator" else [], always=SIM == "icarus", timescale=("1ns", "1ps"), log_file=build / "build.log")
     if res.exists():
         res.unlink()
-    results_xml = runner.test(hdl_toplevel=top, test_module="rtl_tb_pe", test_dir=TB_DIR, build_dir=build,
-                              extra_env={"RTL_VECTORS": str(vec), "RTL_RESULTS": str(res),
-                                         "RTL_STREAM": "1" if stream else "0"},
-                              log_file=build / "sim.log")
-    from cocotb_tools.check_results import get_results
-
-    _, failed = get_results(results_xml)
-    assert failed == 0 and res.exists(), f"the cocotb run failed; see {build / 'sim.log'}"
+    runner, build = _build(top, [RTL_DIR / s for s in sources], params, work)
+    _test(runner, top, "run_passes", build,
+          {"RTL_VECTORS": str(vec), "RTL_RESULTS": str(res), "RTL_STREAM": "1" if stream else "0"})
     with np.load(res) as r:
         return r["y"], r["cycles"]
+
+
+def simulator_pass_cost(enc, passes: PEPasses, name: str = "layer") -> np.ndarray:
+    """Cycles that ``hardware/accelerators/bitvert.py`` charges for the PE slice of each pass.
+
+    The simulator counts, per metadata group, ``8 - free_columns(stored values, cap=3)``
+    columns (``hardware.presets.prune_layer``: the stored values are the weights plus the
+    zero-point offset), spreads that over the group's weights, cuts the layer into
+    ``lanes``-wide slices with its own ``per_weight_slices`` and charges each slice the
+    maximum, at least ``min_cycles_per_tile``. This applies exactly that to the groups of
+    ``enc`` and returns, per pass, the charge of the slice holding the pass's weights
+    (``-1`` if the pass's weights fall in more than one slice).
+    """
+    from bitvert.codec import decode
+    from bitvert.codec.tensor import plan_groups
+    from bitvert.core.analysis import free_columns
+    from bitvert.hardware.config import BitVertConfig
+    from bitvert.hardware.presets import BitVertLayerData
+    from bitvert.hardware.tiling import per_weight_slices
+    from bitvert.hardware.workload import LayerType, LayerWorkload
+
+    lay = enc.group_layout
+    w = decode(enc)
+    plan = plan_groups(enc)
+    inv = np.empty(lay.n_groups, dtype=np.int64)
+    inv[plan.order] = np.arange(lay.n_groups)
+    offset = -plan.add[inv].astype(np.int16) if passes.zero_point else np.zeros(lay.n_groups, np.int16)
+    offset = np.where(plan.has_metadata[inv], offset, 0)
+    groups = lay.group(w).astype(np.int16) + offset[:, None]
+    groups = np.where(lay.valid_mask(), groups, 0).astype(np.int16)
+    lengths = lay.lengths()
+    stored = (8 - free_columns(groups, lengths, bits=8, cap=3).astype(np.int16)).astype(np.uint8)
+    data = BitVertLayerData(stored, lengths, lay, np.zeros(w.shape[0], dtype=bool), 0.0)
+    kind = LayerType.CONV if w.ndim == 4 else LayerType.LINEAR
+    layer = LayerWorkload(name, kind, w.astype(np.int16))
+    lanes = passes.lanes
+    cost = per_weight_slices(data.per_weight_columns(), layer, lanes).max(axis=2)  # [cout, n_slices]
+    ids = per_weight_slices(np.arange(1, w.size + 1, dtype=np.int64).reshape(w.shape), layer, lanes)
+    flat_slice = np.zeros(w.size, dtype=np.int64)
+    hit = ids > 0
+    flat_slice[ids[hit] - 1] = np.broadcast_to(np.arange(cost.size).reshape(cost.shape)[:, :, None], ids.shape)[hit]
+    wi = passes.weight_index
+    lane_slice = np.where(wi >= 0, flat_slice[np.maximum(wi, 0)], -1)
+    first = lane_slice.max(axis=1)
+    same = ((lane_slice == first[:, None]) | (lane_slice < 0)).all(axis=1)
+    floor = BitVertConfig.model_fields["min_cycles_per_tile"].default
+    return np.where(same, np.maximum(cost.ravel()[first], floor), -1)

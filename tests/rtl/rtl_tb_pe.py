@@ -108,3 +108,15 @@ async def run_passes(dut) -> None:
     fields = {k[len("in_"):]: (_to_ints(a) if a.ndim == 2 else [int(x) for x in a])
               for k, a in v.items() if k.startswith("in_")}
     await _run(dut, fields)
+
+
+@cocotb.test()
+async def run_feeder(dut) -> None:
+    """Start the clock, reset tb_bitvert_feeder and wait until it has written its results."""
+    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+    dut.rst_n.value = 0
+    await FallingEdge(dut.clk)
+    await FallingEdge(dut.clk)
+    dut.rst_n.value = 1
+    await RisingEdge(dut.finished)
+    await FallingEdge(dut.clk)

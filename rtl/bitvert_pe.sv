@@ -69,21 +69,21 @@ module bitvert_pe #(
         logic signed [PARTW-1:0] s;
         s = '0;
         for (int k = 0; k < LANES; k++) s = s + PARTW'($signed(a[k*ABITS +: ABITS]));
-        return s;
+        adder_tree = s;
     endfunction
 
     function automatic logic [COLW-1:0] column_sum(input logic [NSUB*SUBW-1:0] r);
         logic signed [COLW-1:0] s;
         s = '0;
         for (int u = 0; u < NSUB; u++) s = s + COLW'($signed(r[u*SUBW +: SUBW]));
-        return s;
+        column_sum = s;
     endfunction
 
     function automatic logic [ASUMW-1:0] activation_sum(input logic [NSUB*SUMW-1:0] r);
         logic signed [ASUMW-1:0] s;
         s = '0;
         for (int u = 0; u < NSUB; u++) s = s + ASUMW'($signed(r[u*SUMW +: SUMW]));
-        return s;
+        activation_sum = s;
     endfunction
 
     for (genvar u = 0; u < NSUB; u++) begin : g_sub
@@ -104,9 +104,14 @@ module bitvert_pe #(
     assign col_sum = column_sum(sub_result);
     assign asum = activation_sum(sum_sub);
 
-    logic signed [ACCBITS-1:0] col_term, const_term, base;
-    assign col_term = col_en ? ((col_msb ? -ACCBITS'(col_sum) : ACCBITS'(col_sum)) <<< col_shift) : '0;
-    assign const_term = ACCBITS'(asum * digit) <<< digit_shift;
+    // the BBS multiplier: one constant digit times the pass's activation sum
+    logic signed [ASUMW+DIGW-1:0] product;
+    assign product = asum * digit;
+
+    logic signed [ACCBITS-1:0] col_term, const_term, base, col_wide;
+    assign col_wide = ACCBITS'(col_sum);
+    assign col_term = col_en ? ((col_msb ? -col_wide : col_wide) <<< col_shift) : '0;
+    assign const_term = ACCBITS'(product) <<< digit_shift;
     assign base = first ? '0 : acc;
 
     always_ff @(posedge clk) begin

@@ -83,7 +83,7 @@ module bv_control #(
                 sh = DSHW'(i * CDIGIT);
             end
         end
-        return {signed_top ? -raw : raw, sh};
+        constant_digit = {signed_top ? -raw : raw, sh};
     endfunction
 
     logic [DIGW+DSHW-1:0] dig;

@@ -32,7 +32,7 @@ module bv_scheduler #(
         logic [CW-1:0] n;
         n = '0;
         for (int i = 0; i < SG; i++) n = n + CW'(bits[i]);
-        return n;
+        popcount = n;
     endfunction
 
     // The cascade of priority encoders: lane k takes the highest effectual bit still set in
@@ -58,7 +58,7 @@ module bv_scheduler #(
             left = left & ~(SG'(v) << (lo + 32'(s)));
             r[k*(SELW+1) +: SELW+1] = {v, s};
         end
-        return r;
+        cascade = r;
     endfunction
 
     logic [CW-1:0] ones;

@@ -15,7 +15,7 @@ module bv_sum_gen #(
         logic signed [SUMW-1:0] s;
         s = '0;
         for (int i = 0; i < SG; i++) s = s + SUMW'($signed(a[i*ABITS +: ABITS]));
-        return s;
+        add_signed = s;
     endfunction
 
     for (genvar u = 0; u < NSUB; u++) begin : g_sub

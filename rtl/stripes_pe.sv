@@ -38,12 +38,14 @@ module stripes_pe #(
         for (int i = 0; i < LANES; i++) begin
             if (bits[i]) s = s + COLW'($signed(a[i*ABITS +: ABITS]));
         end
-        return s;
+        and_add = s;
     endfunction
 
     assign col_sum = and_add(column, acts);
 
-    assign col_term = (col_msb ? -ACCBITS'(col_sum) : ACCBITS'(col_sum)) <<< col_shift;
+    logic signed [ACCBITS-1:0] col_wide;
+    assign col_wide = ACCBITS'(col_sum);
+    assign col_term = (col_msb ? -col_wide : col_wide) <<< col_shift;
     assign base = first ? '0 : acc;
 
     always_ff @(posedge clk) begin

@@ -15,6 +15,7 @@ output column for that vector, at the pass's channel, is exactly the pass's dot 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +76,7 @@ class PEPasses:
 
 
 def pe_passes(enc: EncodedTensor, lanes: int = 16, seed: int = 0, activation_bits: int = 8,
-              groups: np.ndarray | None = None) -> PEPasses:
+              groups: np.ndarray | None = None, activation_values: Sequence[int] | None = None) -> PEPasses:
     """Cut the groups of ``enc`` into PE passes with random activations and expected outputs.
 
     Args:
@@ -84,6 +85,8 @@ def pe_passes(enc: EncodedTensor, lanes: int = 16, seed: int = 0, activation_bit
         seed: seed of the activations, uniform over the signed ``activation_bits`` range.
         activation_bits: activation width (2..16).
         groups: layout-order group indices to keep (default: all), in the order given.
+        activation_values: draw the activations uniformly from these values instead of the
+            whole signed range (corner cases such as ``[-128, 127]``).
 
     Returns:
         A :class:`PEPasses`, passes of each group in order (lanes ``0..lanes-1`` first).
@@ -115,7 +118,14 @@ def pe_passes(enc: EncodedTensor, lanes: int = 16, seed: int = 0, activation_bit
     lo, hi = -(1 << (activation_bits - 1)), 1 << (activation_bits - 1)
     pos = np.full((gpc, wpad), -1, dtype=np.int64)
     pos[:, :width] = input_positions(lay)
-    acts = rng.integers(lo, hi, size=(gpc, wpad), dtype=np.int64)
+    if activation_values is None:
+        acts = rng.integers(lo, hi, size=(gpc, wpad), dtype=np.int64)
+    else:
+        pool = np.asarray(activation_values, dtype=np.int64).ravel()
+        if pool.size == 0 or pool.min() < lo or pool.max() >= hi:
+            raise InputError(f"activation_values must be a non-empty list of {activation_bits}-bit signed "
+                             f"integers in [{lo}, {hi - 1}]")
+        acts = rng.choice(pool, size=(gpc, wpad))
     acts = np.where(pos >= 0, acts, 0)
     n_in = lay.n_weights // lay.n_channels
     x = np.zeros((n_in, gpc * n_pass), dtype=np.int64)

@@ -69,10 +69,11 @@ def cell_ge(cell: str) -> float:
     """Gate-equivalent area of one Yosys internal cell type."""
     if cell in GE_WEIGHTS:
         return GE_WEIGHTS[cell]
-    m = re.fullmatch(r"\$_(S?DFFS?R?E?)_([PN01]+)_", cell)
-    if m:
-        kind = m.group(1)
-        return FF_GE + (FF_ENABLE_GE if "E" in kind else 0.0) + (FF_RESET_GE if len(m.group(2)) > 1 else 0.0)
+    m = re.fullmatch(r"\$_([A-Z]*DFF[A-Z]*)_([PN01]+)_", cell)
+    if m:  # e.g. $_DFFE_PP_ (enable), $_DFF_PN0_ (async reset), $_SDFFE_PP0P_ (sync reset + enable)
+        kind, pol = m.group(1), m.group(2)
+        has_reset = "SR" in kind or "0" in pol or "1" in pol
+        return FF_GE + (FF_ENABLE_GE if "E" in kind else 0.0) + (FF_RESET_GE if has_reset else 0.0)
     raise ValueError(f"no area weight for Yosys cell {cell!r}; add it to GE_WEIGHTS")
 
 
@@ -107,12 +108,19 @@ def summarize(cells: dict[str, int]) -> dict[str, float]:
     return {"cells": sum(cells.values()), "flip_flops": ffs, "latches": latches, "area_ge": round(ge, 2)}
 
 
-def run_all(jobs: int = 2, yosys: str = "yosys") -> dict[str, dict]:
-    """Synthesize every design of ``DESIGNS``; returns name -> {top, params, cells, totals}."""
+def run_all(jobs: int = 2, yosys: str = "yosys", only: list[str] | None = None) -> dict[str, dict]:
+    """Synthesize the designs of ``DESIGNS`` (those named in ``only``, default all).
+
+    Returns name -> {top, params, cells, cell/flip-flop/latch counts, area_ge}.
+    """
+    unknown = set(only or ()) - {d[0] for d in DESIGNS}
+    if unknown:
+        raise ValueError(f"unknown designs {sorted(unknown)}; choose from {[d[0] for d in DESIGNS]}")
+    todo = [d for d in DESIGNS if only is None or d[0] in only]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda d: synthesize(d[1], d[2], d[3], yosys), DESIGNS))
+        results = list(pool.map(lambda d: synthesize(d[1], d[2], d[3], yosys), todo))
     return {name: {"top": top, "params": params, "cells": cells, **summarize(cells)}
-            for (name, top, _, params), cells in zip(DESIGNS, results)}
+            for (name, top, _, params), cells in zip(todo, results)}
 
 
 def per_pe(table: dict[str, dict]) -> dict[str, dict[str, float]]:
@@ -168,16 +176,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", type=Path, help="compare with this pinned table; exit 1 on a difference")
     ap.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs")
     ap.add_argument("--yosys", default="yosys", help="Yosys executable")
+    ap.add_argument("--only", nargs="+", help="synthesize only these designs (with --check: compare only them)")
     args = ap.parse_args(argv)
     if shutil.which(args.yosys) is None:
         print(f"{args.yosys} is not installed (Debian: apt-get install yosys)", file=sys.stderr)
         return 2
-    table = run_all(args.jobs, args.yosys)
-    print(markdown(table))
+    table = run_all(args.jobs, args.yosys, args.only)
+    print(markdown(table) if args.only is None else json.dumps(table, indent=1))
     bad = [n for n, r in table.items() if r["latches"]]
     if bad:
         print(f"latches inferred in {bad}", file=sys.stderr)
         return 2
+    if args.only is not None:
+        if args.json:
+            print("--json writes the whole table; drop --only", file=sys.stderr)
+            return 2
+        if args.check:
+            pinned = json.loads(args.check.read_text())["designs"]
+            diff = [n for n in table if pinned.get(n) != json.loads(json.dumps(table[n]))]
+            if diff:
+                print(f"synthesis result differs from {args.check} in {diff}", file=sys.stderr)
+                return 1
+        return 0
     doc = {"designs": table, "per_pe": per_pe(table)}
     if args.json:
         args.json.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")

@@ -119,7 +119,7 @@ def run_all(jobs: int = 2, yosys: str = "yosys", only: list[str] | None = None) 
     todo = [d for d in DESIGNS if only is None or d[0] in only]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda d: synthesize(d[1], d[2], d[3], yosys), todo))
-    return {name: {"top": top, "params": params, "cells": cells, **summarize(cells)}
+    return {name: {"top": top, "params": params, "cells_by_type": cells, **summarize(cells)}
             for (name, top, _, params), cells in zip(todo, results)}
 
 

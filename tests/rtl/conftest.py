@@ -45,3 +45,15 @@ def mnist_files(tmp_path_factory):
 def minilm_files(tmp_path_factory):
     """The same for MiniLM-L6 (slow tests)."""
     return _encoded_files(tmp_path_factory.mktemp("rtl_minilm"), "minilm-l6")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow RTL tests (100,000 simulated groups, the whole synthesis table) run only when
+    the marker expression asks for slow tests (``-m slow``, ``make rtl``), not in ``make test``."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    here = Path(__file__).resolve().parent
+    skip = pytest.mark.skip(reason="slow RTL run: select it with -m slow (make rtl)")
+    for item in items:
+        if "slow" in item.keywords and Path(str(item.fspath)).resolve().parent == here:
+            item.add_marker(skip)

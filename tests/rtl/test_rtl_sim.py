@@ -27,7 +27,7 @@ from bitvert.codec import decode
 from bitvert.core.analysis import free_columns
 from bitvert.codec.rtl_vectors import PEPasses, pe_passes
 
-GROUPS_PER_TENSOR = int(os.environ.get("BITVERT_RTL_GROUPS", "300"))
+GROUPS_PER_TENSOR = int(os.environ.get("BITVERT_RTL_GROUPS", "64"))
 """Groups sampled per tensor of the real files in the default run (the slow test takes 100,000+)."""
 
 
@@ -132,28 +132,48 @@ def test_bitvert_simulator_charges_rtl_cycles(real_run):
             start += len(p)
 
 
-@pytest.fixture(scope="module")
-def corners() -> list[tuple[str, PEPasses]]:
+def _corner_cases(every_pass: bool) -> list[tuple[str, PEPasses]]:
+    """Every corner group; by default only the first pass of each (the second repeats its
+    metadata with other columns) and extreme activations on every fourth group."""
     cases = []
     for i, (name, enc) in enumerate(metadata_corners() + plain_corners()):
-        cases.append((name, pe_passes(enc, seed=100 + i)))
-        cases.append((name + "-extreme-activations",
-                      pe_passes(enc, seed=200 + i, activation_values=[-128, 127, -1, 0, 1])))
+        p = pe_passes(enc, seed=100 + i)
+        x = pe_passes(enc, seed=200 + i, activation_values=[-128, 127, -1, 0, 1])
+        if not every_pass:
+            p = p.take(np.arange(0, len(p), 2))
+            x = x.take(np.arange(0, len(x), 8))
+        cases += [(name, p), (name + "-extreme-activations", x)]
     return cases
+
+
+@pytest.fixture(scope="module")
+def corners() -> list[tuple[str, PEPasses]]:
+    return _corner_cases(every_pass=False)
 
 
 def _by_zero_point(cases: list[tuple[str, PEPasses]]) -> list[PEPasses]:
     return [_concat([p for _, p in cases if p.zero_point == zp]) for zp in (True, False)]
 
 
-def test_bitvert_corner_cases(corners, tmp_path):
-    for i, batch in enumerate(_by_zero_point(corners)):
+def _check_corners(cases: list[tuple[str, PEPasses]], tmp_path) -> None:
+    for i, batch in enumerate(_by_zero_point(cases)):
         y, cycles = run_feeder({}, batch, tmp_path / f"b{i}")
         bad = np.flatnonzero(y != batch.expected)
         assert bad.size == 0, f"{bad.size} corner outputs differ; first: metadata {batch.metadata[bad[0]]:#04x} " \
                               f"columns {batch.n_columns[bad[0]]} rtl {y[bad[0]]} pe_model {batch.expected[bad[0]]}"
         np.testing.assert_array_equal(cycles, _cycles(batch))
-    assert {1, 2, 4, 6, 8} <= set(np.concatenate([p.n_columns for _, p in corners]).tolist())
+    assert {1, 2, 4, 6, 8} <= set(np.concatenate([p.n_columns for _, p in cases]).tolist())
+
+
+def test_bitvert_corner_cases(corners, tmp_path):
+    """Every metadata byte of both layouts at N = 2, 4, 6; special columns; plain INT8 extremes;
+    1-, 2- and 4-bit plain channels (1 column: the 2-cycle floor)."""
+    _check_corners(corners, tmp_path)
+
+
+@pytest.mark.slow
+def test_bitvert_corner_cases_every_pass(tmp_path):
+    _check_corners(_corner_cases(every_pass=True), tmp_path)
 
 
 @pytest.mark.parametrize("params", [{"SG": 4}, {"SG": 16}, {"SG": 8, "WINDOWED": 0},
@@ -162,7 +182,7 @@ def test_bitvert_corner_cases(corners, tmp_path):
 def test_bitvert_variants(corners, params, tmp_path):
     """The sub-group sizes and unoptimized variants that rtl/synth.py reports compute the same."""
     batch = _by_zero_point(corners)[0]
-    batch = batch.take(np.arange(0, len(batch), 3))
+    batch = batch.take(np.arange(0, len(batch), 4))
     y, cycles = run_feeder(params, batch, tmp_path)
     np.testing.assert_array_equal(y, batch.expected)
     np.testing.assert_array_equal(cycles, _cycles(batch, params.get("CDIGIT", 3)))
@@ -171,7 +191,7 @@ def test_bitvert_variants(corners, params, tmp_path):
 def test_bitvert_handshake_with_idle_cycles_and_streaming(corners, tmp_path):
     """Driven pass by pass from Python (idle cycles between passes), then back to back."""
     batch = _by_zero_point(corners)[0]
-    batch = batch.take(np.arange(0, len(batch), 8))
+    batch = batch.take(np.arange(0, len(batch), 12))
     y, cycles = run_unit("bitvert_unit", {}, bitvert_inputs(batch), tmp_path / "gaps")
     np.testing.assert_array_equal(y, batch.expected)
     np.testing.assert_array_equal(cycles, _cycles(batch))
@@ -185,10 +205,10 @@ def test_stripes_pe(mnist_files, tmp_path):
     rng = np.random.default_rng(3)
     enc = mnist_files["moderate"].tensors["features.3.weight"]
     w = decode(enc).reshape(-1)
-    w = w[rng.choice(w.size, 8 * 200, replace=False)].reshape(200, 8).astype(np.int64)
-    extremes = rng.choice(np.array([-128, 127, -127, -1, 0, 1]), size=(40, 8))
+    w = w[rng.choice(w.size, 8 * 100, replace=False)].reshape(100, 8).astype(np.int64)
+    extremes = rng.choice(np.array([-128, 127, -127, -1, 0, 1]), size=(30, 8))
     w = np.concatenate([w, extremes])
-    a = np.concatenate([rng.integers(-128, 128, size=(200, 8)), rng.choice(np.array([-128, 127]), size=(40, 8))])
+    a = np.concatenate([rng.integers(-128, 128, size=(100, 8)), rng.choice(np.array([-128, 127]), size=(30, 8))])
     y, cycles = run_unit("stripes_unit", {"LANES": 8}, stripes_inputs(w, a), tmp_path)
     np.testing.assert_array_equal(y, (w * a).sum(axis=1))
     assert (cycles == 8).all()

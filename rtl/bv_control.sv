@@ -79,7 +79,8 @@ module bv_control #(
         sh = '0;
         for (int i = 0; i < NDIG; i++) begin
             if (c == NCW'(i)) begin
-                raw = $signed({(signed_top && i == NDIG - 1) ? f[i*CDIGIT+CDIGIT-1] : 1'b0, f[i*CDIGIT +: CDIGIT]});
+                raw = $signed({(signed_top && i == NDIG - 1) ? f[i*CDIGIT+CDIGIT-1] : 1'b0,
+                               f[i*CDIGIT +: CDIGIT]});
                 sh = DSHW'(i * CDIGIT);
             end
         end

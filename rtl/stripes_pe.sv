@@ -32,7 +32,8 @@ module stripes_pe #(
     end
 
     // AND lanes + adder tree (a function, so that no always block reads what it writes)
-    function automatic logic [COLW-1:0] and_add(input logic [LANES-1:0] bits, input logic [LANES*ABITS-1:0] a);
+    function automatic logic [COLW-1:0] and_add(input logic [LANES-1:0] bits,
+                                                input logic [LANES*ABITS-1:0] a);
         logic signed [COLW-1:0] s;
         s = '0;
         for (int i = 0; i < LANES; i++) begin

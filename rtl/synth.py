@@ -134,9 +134,10 @@ def per_pe(table: dict[str, dict]) -> dict[str, dict[str, float]]:
             nsub = PE_WEIGHTS // sg
             row = nsub * ge(f"scheduler_sg{sg}{suffix}") + ge(f"bitvert_control{suffix}")
             pe = ge(f"bitvert_pe_sg{sg}{suffix}")
+            col = ge(f"sum_gen_sg{sg}")
             out[f"bitvert_sg{sg}{suffix}"] = {
-                "pe_ge": pe, "row_share_ge": row / PES_PER_ROW, "col_share_ge": ge(f"sum_gen_sg{sg}") / PES_PER_COL,
-                "total_ge": pe + row / PES_PER_ROW + ge(f"sum_gen_sg{sg}") / PES_PER_COL}
+                "pe_ge": pe, "row_share_ge": row / PES_PER_ROW, "col_share_ge": col / PES_PER_COL,
+                "total_ge": pe + row / PES_PER_ROW + col / PES_PER_COL}
     for lanes in (8, 16):
         pe = ge(f"stripes_pe_{lanes}")
         row = ge(f"stripes_unit_{lanes}") - pe
@@ -152,19 +153,23 @@ PAPER_UM2 = {"bitvert_sg8": 739.6, "bitvert_sg4": 786.5, "bitvert_sg16": 971.5, 
 
 def markdown(table: dict[str, dict]) -> str:
     """The designs' cell counts and the per-PE comparison with the paper, as Markdown."""
-    lines = ["| design | parameters | cells | flip-flops | latches | area (GE) |", "|---|---|---|---|---|---|"]
+    lines = ["| design | parameters | cells | flip-flops | latches | area (GE) |",
+             "|---|---|---|---|---|---|"]
     for name, r in table.items():
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "defaults"
-        lines.append(f"| {name} | {params} | {r['cells']} | {r['flip_flops']} | {r['latches']} | {r['area_ge']:.0f} |")
+        lines.append(f"| {name} | {params} | {r['cells']} | {r['flip_flops']} | {r['latches']} "
+                     f"| {r['area_ge']:.0f} |")
     pes = per_pe(table)
     ref = pes["stripes_8"]
     lines += ["", "| PE | PE (GE) | + row share | + column share | total (GE) | vs Stripes-8 (PE only) "
-              "| vs Stripes-8 (total) | paper µm² | paper vs Stripes |", "|---|---|---|---|---|---|---|---|---|"]
+              "| vs Stripes-8 (total) | paper µm² | paper vs Stripes |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in pes.items():
         paper = PAPER_UM2.get(name)
         paper_ratio = f"{paper / PAPER_UM2['stripes_8']:.2f}x" if paper else "-"
         lines.append(
-            f"| {name} | {r['pe_ge']:.0f} | {r['row_share_ge']:.1f} | {r['col_share_ge']:.1f} | {r['total_ge']:.0f} "
+            f"| {name} | {r['pe_ge']:.0f} | {r['row_share_ge']:.1f} | {r['col_share_ge']:.1f} "
+            f"| {r['total_ge']:.0f} "
             f"| {r['pe_ge'] / ref['pe_ge']:.2f}x | {r['total_ge'] / ref['total_ge']:.2f}x "
             f"| {paper if paper else '-'} | {paper_ratio} |")
     return "\n".join(lines)
@@ -176,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", type=Path, help="compare with this pinned table; exit 1 on a difference")
     ap.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs")
     ap.add_argument("--yosys", default="yosys", help="Yosys executable")
-    ap.add_argument("--only", nargs="+", help="synthesize only these designs (with --check: compare only them)")
+    ap.add_argument("--only", nargs="+",
+                    help="synthesize only these designs (with --check: compare only them)")
     args = ap.parse_args(argv)
     if shutil.which(args.yosys) is None:
         print(f"{args.yosys} is not installed (Debian: apt-get install yosys)", file=sys.stderr)

@@ -24,7 +24,8 @@ def synthetic(layout: TensorLayout, n_free: int, metadata: np.ndarray, columns: 
     header = {"layout": layout.value, "shape": [k, GROUP], "kind": "linear", "group_size": GROUP,
               "remainder": "short", "weight_bits": 8, "columns": n_free, "chunks": [[n_cols, k, 1]],
               "payload_bytes": int(payload.size), "metadata_bytes": k, "index_bytes": 0, "source": {}}
-    return EncodedTensor.from_bytes(np.concatenate([payload, np.asarray(metadata, np.uint8)]), header, "corner")
+    blob = np.concatenate([payload, np.asarray(metadata, np.uint8)])
+    return EncodedTensor.from_bytes(blob, header, "corner")
 
 
 def every_pattern_columns(k: int, n_cols: int, seed: int) -> np.ndarray:
@@ -64,7 +65,8 @@ def metadata_corners() -> list[tuple[str, EncodedTensor]]:
                 metas += [(r << 6) | f for f in fields]
             md = np.array(metas, dtype=np.uint8)
             seed = len(cases)
-            cols = every_pattern_columns(len(md), n_cols, seed) if seed % 2 else special_columns(len(md), n_cols, seed)
+            make = every_pattern_columns if seed % 2 else special_columns
+            cols = make(len(md), n_cols, seed)
             cases.append((f"{layout.value}-N{n_free}", synthetic(layout, n_free, md, cols)))
     return cases
 

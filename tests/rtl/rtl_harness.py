@@ -61,7 +61,8 @@ def bitvert_inputs(p: PEPasses, act_bits: int = 8) -> dict[str, np.ndarray]:
     }
 
 
-def stripes_inputs(weights: np.ndarray, acts: np.ndarray, wbits: int = 8, act_bits: int = 8) -> dict[str, np.ndarray]:
+def stripes_inputs(weights: np.ndarray, acts: np.ndarray, wbits: int = 8,
+                   act_bits: int = 8) -> dict[str, np.ndarray]:
     """The stripes_unit port values: ``weights`` / ``acts`` are ``[P, LANES]`` signed integers."""
     w = np.asarray(weights, dtype=np.int64) & ((1 << wbits) - 1)
     planes = (w[:, None, :] >> (wbits - 1 - np.arange(wbits))[None, :, None]) & 1  # [P, column j, lane]
@@ -83,11 +84,13 @@ def _build(top: str, sources: list[Path], params: dict[str, int], work: Path) ->
     return runner, build
 
 
-def _test(runner, top: str, testcase: str, build: Path, env: dict[str, str], plusargs: list[str] = ()) -> None:
+def _test(runner, top: str, testcase: str, build: Path, env: dict[str, str],
+          plusargs: list[str] = ()) -> None:
     from cocotb_tools.check_results import get_results
 
     results_xml = runner.test(hdl_toplevel=top, test_module="rtl_tb_pe", testcase=testcase, test_dir=TB_DIR,
-                              build_dir=build, extra_env=env, plusargs=list(plusargs), log_file=build / "sim.log")
+                              build_dir=build, extra_env=env, plusargs=list(plusargs),
+                              log_file=build / "sim.log")
     _, failed = get_results(results_xml)
     assert failed == 0, f"the cocotb run failed; see {build / 'sim.log'}"
 
@@ -194,7 +197,8 @@ def simulator_pass_cost(enc, passes: PEPasses, name: str = "layer") -> np.ndarra
     ids = per_weight_slices(np.arange(1, w.size + 1, dtype=np.int64).reshape(w.shape), layer, lanes)
     flat_slice = np.zeros(w.size, dtype=np.int64)
     hit = ids > 0
-    flat_slice[ids[hit] - 1] = np.broadcast_to(np.arange(cost.size).reshape(cost.shape)[:, :, None], ids.shape)[hit]
+    slice_id = np.broadcast_to(np.arange(cost.size).reshape(cost.shape)[:, :, None], ids.shape)
+    flat_slice[ids[hit] - 1] = slice_id[hit]
     wi = passes.weight_index
     lane_slice = np.where(wi >= 0, flat_slice[np.maximum(wi, 0)], -1)
     first = lane_slice.max(axis=1)

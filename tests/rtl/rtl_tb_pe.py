@@ -97,7 +97,8 @@ async def _run(dut, fields: dict[str, list[int]]) -> None:
                     dut.start.value = 0
                     offering = False
         cycles[:] = 0
-        cycles[0] = round((t_last - t_first) / PERIOD_NS)  # first load edge to the edge that ends the last pass
+        # from the first load edge to the edge that ends the last pass
+        cycles[0] = round((t_last - t_first) / PERIOD_NS)
     np.savez(os.environ["RTL_RESULTS"], y=ys, cycles=cycles)
 
 

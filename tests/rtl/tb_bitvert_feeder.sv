@@ -54,8 +54,9 @@ module tb_bitvert_feeder #(
 
     bitvert_unit #(.W(W), .SG(SG), .WBITS(WBITS), .ABITS(ABITS), .ACCBITS(ACCBITS), .CDIGIT(CDIGIT),
                    .WINDOWED(WINDOWED)) dut (
-        .clk, .rst_n, .start, .cols(m_cols[sent < n ? sent : 0]), .ncols(ctl[NCW-1:0]), .meta(ctl[NCW +: 8]),
-        .has_meta(ctl[NCW+8]), .zero_point(ctl[NCW+9]), .acts_in(m_acts[sent < n ? sent : 0]), .ready, .done, .y);
+        .clk, .rst_n, .start, .cols(m_cols[sent < n ? sent : 0]), .ncols(ctl[NCW-1:0]),
+        .meta(ctl[NCW +: 8]), .has_meta(ctl[NCW+8]), .zero_point(ctl[NCW+9]),
+        .acts_in(m_acts[sent < n ? sent : 0]), .ready, .done, .y);
 
     always_ff @(posedge clk or negedge rst_n) begin
         if (!rst_n) begin

@@ -38,10 +38,12 @@ def _need(tool: str) -> None:
 
 
 @pytest.mark.parametrize("top,files,params", LINT_CASES,
-                         ids=[f"{t}-{'-'.join(f'{k}{v}' for k, v in p.items()) or 'default'}" for t, _, p in LINT_CASES])
+                         ids=[t + "-" + ("-".join(f"{k}{v}" for k, v in p.items()) or "default")
+                              for t, _, p in LINT_CASES])
 def test_verilator_lint_clean(top, files, params):
     _need("verilator")
-    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top] + [f"-G{k}={v}" for k, v in params.items()]
+    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top]
+    cmd += [f"-G{k}={v}" for k, v in params.items()]
     proc = subprocess.run(cmd + [str(RTL / f) for f in files], capture_output=True, text=True)
     assert proc.returncode == 0 and "%Warning" not in proc.stderr, proc.stderr
 
@@ -54,7 +56,8 @@ def test_synth_core_designs_match_pinned_table():
     for name, got in table.items():
         assert got["latches"] == 0, name
         assert json.loads(json.dumps(got)) == pinned[name], \
-            f"{name} synthesizes differently from rtl/synth_table.json; if intended: python rtl/synth.py --json {PINNED}"
+            f"{name} synthesizes differently from rtl/synth_table.json; if intended: " \
+            f"python rtl/synth.py --json {PINNED}"
 
 
 @pytest.mark.slow

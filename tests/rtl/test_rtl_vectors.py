@@ -14,13 +14,19 @@ from bitvert.errors import InputError, UnsupportedLayerError
 from bitvert.pruning import PruneConfig, prune
 
 
+def _fields(p) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pass: stored columns, first plane r and the constant added per activation."""
+    n = p.n_columns.astype(np.int64)
+    r = np.where(p.has_metadata, p.metadata >> 6, p.weight_bits - n).astype(np.int64)
+    f = (p.metadata & 63).astype(np.int64)
+    const = np.where(p.has_metadata, np.where(p.zero_point, -np.where(f > 31, f - 64, f), f), 0)
+    return n, r, const
+
+
 def _column_arithmetic(p) -> np.ndarray:
     """Each pass's dot product computed plainly from its columns and metadata byte (the PE's contract)."""
     b = p.weight_bits
-    n = p.n_columns.astype(np.int64)
-    r = np.where(p.has_metadata, p.metadata >> 6, b - n).astype(np.int64)
-    f = (p.metadata & 63).astype(np.int64)
-    const = np.where(p.has_metadata, np.where(p.zero_point, -np.where(f > 31, f - 64, f), f), 0)
+    n, r, const = _fields(p)
     total = const * p.activations.sum(axis=1)
     for j in range(b):
         col = (p.columns[:, j, :].astype(np.int64) * p.activations).sum(axis=1)
@@ -49,14 +55,11 @@ def test_passes_of_pruned_tensors(seed, method, columns, k, c):
     np.testing.assert_array_equal(_column_arithmetic(p), p.expected)
     dec = decode(enc).reshape(-1)
     live = p.weight_index >= 0
-    assert (p.activations[~live] == 0).all() and (p.columns[:, :, :][np.broadcast_to(~live[:, None, :],
-                                                                                    p.columns.shape)] == 0).all()
+    assert (p.activations[~live] == 0).all()
+    assert (p.columns[np.broadcast_to(~live[:, None, :], p.columns.shape)] == 0).all()
     # the weight value of each lane, rebuilt from its column bits, is the decoded weight
     b = p.weight_bits
-    n = p.n_columns.astype(np.int64)
-    r = np.where(p.has_metadata, p.metadata >> 6, b - n).astype(np.int64)
-    f = (p.metadata & 63).astype(np.int64)
-    const = np.where(p.has_metadata, np.where(p.zero_point, -np.where(f > 31, f - 64, f), f), 0)
+    n, r, const = _fields(p)
     val = np.zeros(p.weight_index.shape, dtype=np.int64) + const[:, None]
     for j in range(b):
         bit = p.columns[:, j, :].astype(np.int64) << np.maximum(b - 1 - r - j, 0)[:, None]

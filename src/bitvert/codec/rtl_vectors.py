@@ -108,7 +108,10 @@ def pe_passes(enc: EncodedTensor, lanes: int = 16, seed: int = 0, activation_bit
     gpc, width, n_groups = lay.groups_per_channel, lay.width, lay.n_groups
     n_pass = -(-width // lanes)
     wpad = n_pass * lanes
-    sel = np.arange(n_groups, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64).ravel()
+    if groups is None:
+        sel = np.arange(n_groups, dtype=np.int64)
+    else:
+        sel = np.asarray(groups, dtype=np.int64).ravel()
     if sel.size and (sel.min() < 0 or sel.max() >= n_groups):
         raise InputError(f"groups must index the tensor's {n_groups} groups, got values in "
                          f"[{sel.min()}, {sel.max()}]")
@@ -129,7 +132,7 @@ def pe_passes(enc: EncodedTensor, lanes: int = 16, seed: int = 0, activation_bit
     acts = np.where(pos >= 0, acts, 0)
     n_in = lay.n_weights // lay.n_channels
     x = np.zeros((n_in, gpc * n_pass), dtype=np.int64)
-    vec = np.broadcast_to(np.arange(gpc * n_pass).reshape(gpc, n_pass, 1), (gpc, n_pass, lanes)).reshape(gpc, wpad)
+    vec = np.repeat(np.arange(gpc * n_pass).reshape(gpc, n_pass), lanes, axis=1)  # input vector of each slot
     live = pos >= 0
     x[pos[live], vec[live]] = acts[live]
     out = pe_matmul(enc, x).output.reshape(lay.n_channels, gpc, n_pass)
@@ -155,7 +158,8 @@ def pe_passes(enc: EncodedTensor, lanes: int = 16, seed: int = 0, activation_bit
     slot_id = lay.ungroup(np.arange(n_groups * width, dtype=np.int64).reshape(n_groups, width)).ravel()
     widx = np.full(n_groups * width, -1, dtype=np.int64)
     widx[slot_id] = np.arange(slot_id.size, dtype=np.int64)
-    widx = np.concatenate([widx.reshape(n_groups, width), np.full((n_groups, wpad - width), -1, np.int64)], axis=1)
+    pad = np.full((n_groups, wpad - width), -1, np.int64)
+    widx = np.concatenate([widx.reshape(n_groups, width), pad], axis=1)
 
     ch = sel // gpc
     jg = sel % gpc

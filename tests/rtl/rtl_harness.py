@@ -31,10 +31,11 @@ def require_tools(*tools: str) -> None:
         import cocotb  # noqa: F401
         import cocotb_tools.runner  # noqa: F401
     except ImportError:
-        pytest.skip("cocotb is not installed (pip install 'bitvert[rtl]', or `make rtl-tools`)")
+        pytest.skip("cocotb is not installed (pip install 'bitvert[rtl]'; `make setup` installs it)")
     for tool in tools or (_SIM_BINARY.get(SIM, SIM),):
         if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (Debian: apt-get install {tool}; `make rtl-tools` as root)")
+            pytest.skip(f"{tool} is not installed (Debian: apt-get install {tool}; "
+                        "`make setup` as root does it)")
 
 
 def _bytes_le(bits: np.ndarray) -> np.ndarray:
@@ -90,7 +91,7 @@ def _test(runner, top: str, testcase: str, build: Path, env: dict[str, str],
 
     results_xml = runner.test(hdl_toplevel=top, test_module="rtl_tb_pe", testcase=testcase, test_dir=TB_DIR,
                               build_dir=build, extra_env=env, plusargs=list(plusargs),
-                              log_file=build / "sim.log")
+                              results_xml=str(build / "results.xml"), log_file=build / "sim.log")
     _, failed = get_results(results_xml)
     assert failed == 0, f"the cocotb run failed; see {build / 'sim.log'}"
 

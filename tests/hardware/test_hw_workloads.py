@@ -9,7 +9,6 @@ import torch.nn as nn
 
 from bitvert.errors import ConfigError, InputError, UnsupportedLayerError
 from bitvert.hardware.import_torch import import_workload, quantize_per_channel
-from bitvert.hardware.presets import select_sensitive_channels
 from bitvert.hardware.workload import LayerType, LayerWorkload, Workload
 from bitvert.hardware.workloads_zoo import (
     PAPER_WORKLOADS,
@@ -109,18 +108,6 @@ def test_layer_validation_errors():
         LayerWorkload("x", "linear", np.ones((2, 2), dtype=np.int8), input_density=0.0)
     with pytest.raises(InputError, match="duplicate"):
         Workload("w", (linear("a", np.ones((2, 2))), linear("a", np.ones((2, 2)))))
-
-
-def test_sensitive_selection_rounds_up_per_layer():
-    # layer a: 64 channels, layer b: 40 channels; scores make 10 of a's and 3 of b's the global top 13
-    a = linear("a", np.ones((64, 8)), channel_scale=np.r_[np.full(10, 5.0), np.full(54, 1.0)])
-    b = linear("b", np.ones((40, 8)), channel_scale=np.r_[np.full(3, 4.0), np.linspace(3, 2, 37)])
-    masks = select_sensitive_channels([a, b], 13 / 104, 32)
-    # a: 10 -> 32 (its 10 top channels + the next 22 in score order); b: 3 -> 32 (clamped to <= 40)
-    assert masks["a"].sum() == 32 and masks["a"][:10].all()
-    assert masks["b"].sum() == 32 and masks["b"][:32].all() and not masks["b"][32:].any()
-    none = select_sensitive_channels([a, b], 0.0, 32)
-    assert not none["a"].any() and not none["b"].any()
 
 
 class _HFConv1D(nn.Module):

@@ -16,11 +16,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bitvert.errors import InputError
+
+if TYPE_CHECKING:  # the codec (and torch) is imported only where encodings are built
+    from bitvert.codec.view import WeightEncoding
 
 __all__ = ["LayerType", "LayerWorkload", "Workload"]
 
@@ -62,7 +65,10 @@ class LayerWorkload:
         input_from_previous: the input is the previous layer's output (enables on-chip residency).
         synthetic: the weights were drawn at random (shape-only mode).
         channel_scale: per-output-channel quantization scale (float step size), when known;
-            BitVert presets pick sensitive channels by it.
+            the pipeline's Algorithm 2 scores sensitive channels by it (shape-only workloads).
+        encoding: the variant's encoding of these weights (:class:`~bitvert.codec.view.WeightEncoding`)
+            when the layer comes from a pruned / encoded variant (:mod:`bitvert.hardware.variants`);
+            ``None`` for a layer that only carries integers (the INT8 geometry, attention matmuls).
     """
 
     name: str
@@ -80,6 +86,7 @@ class LayerWorkload:
     input_from_previous: bool = False
     synthetic: bool = False
     channel_scale: np.ndarray | None = field(default=None, repr=False)
+    encoding: WeightEncoding | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -98,7 +105,9 @@ class LayerWorkload:
             )
         if w.size == 0:
             raise InputError(f"layer {self.name!r}: weights are empty")
-        if w.min() < -128 or w.max() > 127:
+        decoded = (self.encoding is not None and getattr(self.encoding, "weights", None) is self.weights
+                   and getattr(self.encoding, "weight_bits", 99) <= 8)
+        if not decoded and (w.min() < -128 or w.max() > 127):  # decoded weights: the codec checked their range
             raise InputError(f"layer {self.name!r}: weights must be INT8 values in [-128, 127]")
         w = w.astype(np.int16, copy=False)
         expected_ndim = 4 if kind in (LayerType.CONV, LayerType.DEPTHWISE) else 2
@@ -127,6 +136,10 @@ class LayerWorkload:
                     f"layer {self.name!r}: channel_scale must hold {w.shape[0]} positive finite values"
                 )
             object.__setattr__(self, "channel_scale", cs)
+        if self.encoding is not None and getattr(getattr(self.encoding, "weights", None), "shape", None) != w.shape:
+            raise InputError(
+                f"layer {self.name!r}: encoding must be a WeightEncoding of weights shaped {w.shape}"
+            )
         if kind is LayerType.DEPTHWISE and w.shape[1] != 1:
             raise InputError(
                 f"layer {self.name!r}: a depthwise layer has one input channel per filter, got shape {w.shape}"

@@ -408,9 +408,9 @@ def run_study(config: StudyConfig | None, out_dir: str | os.PathLike[str], progr
     out = Path(out_dir).expanduser()
     _check_out_dir(out)
     _require("matplotlib", "pip install matplotlib")
-    from bitvert.hardware.config import resolve_accelerators
+    from bitvert.hardware.targets import resolve_targets
 
-    resolve_accelerators(list(config.accelerators))  # fail fast on an unknown accelerator
+    resolve_targets(list(config.accelerators))  # fail fast on an unknown accelerator
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
@@ -717,7 +717,7 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
 
     with timer.stage("simulate"):
         _seed_everything(config.seed)
-        simulation, workload_check = simulate_study(loaded, fp32, config, reports["int8"], tmp / "simulation")
+        simulation, workload_check = simulate_study(loaded, fp32, config, reports["int8"], tmp / "simulation", encoded_dir)
     attach_accelerators(presets, variants, simulation)
     del reports
     gc.collect()

@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 
 from bitvert.errors import ConfigError, InputError, UnsupportedLayerError
-from bitvert.hardware.import_torch import import_workload, quantize_per_channel
+from bitvert.hardware.import_torch import import_workload
+from bitvert.pipeline.quantize import quantize_weight
 from bitvert.hardware.workload import LayerType, LayerWorkload, Workload
 from bitvert.hardware.workloads_zoo import (
     PAPER_WORKLOADS,
@@ -150,8 +151,10 @@ def test_import_torch_layers_by_type_and_exact_name():
     assert proj.weights.shape == (7, 5)  # (in, out) transposed to PyTorch (out, in)
     assert not wl.synthetic_weights
     assert 0.3 < dw.input_density < 0.8  # post-ReLU input, measured
-    q, _ = quantize_per_channel(m.stem.weight.detach().numpy())
-    assert np.array_equal(stem.weights, q)
+    q, _ = quantize_weight(m.stem.weight.detach())  # the pipeline's quantizer: the int8 variant's integers
+    assert np.array_equal(stem.weights, q.numpy())
+    q, _ = quantize_weight(m.proj.weight.detach(), 8, 1)
+    assert np.array_equal(proj.weights, q.numpy().T)
     only = import_workload(m, torch.randn(1, 3, 4, 4), include=["head"], exclude=[])
     assert [layer.name for layer in only.layers] == ["head"]
     dropped = import_workload(m, torch.randn(1, 3, 4, 4), exclude=["dw"])

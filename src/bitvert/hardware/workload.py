@@ -14,7 +14,7 @@ synthetic). Layers carry PyTorch-layout integer weights:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, fields, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from bitvert.errors import InputError
 if TYPE_CHECKING:  # the codec (and torch) is imported only where encodings are built
     from bitvert.codec.view import WeightEncoding
 
-__all__ = ["LayerType", "LayerWorkload", "Workload"]
+__all__ = ["LayerType", "LayerGeometry", "LayerWorkload", "Workload"]
 
 
 class LayerType(str, Enum):
@@ -47,14 +47,15 @@ def _pair(v: int | tuple[int, int], name: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True, eq=False)
-class LayerWorkload:
-    """One layer: shapes, the integer weights and activation statistics.
+class LayerGeometry:
+    """Where a layer's weights meet its activations: every field of a layer but its weights.
+
+    Shared by :class:`LayerWorkload` and the shape-only specs of
+    :mod:`bitvert.hardware.workloads_zoo` (one definition, one set of defaults).
 
     Attributes:
         name: exact qualified name (e.g. ``layer1.0.conv1``).
         kind: :class:`LayerType`.
-        weights: integer weights (``int16``), PyTorch layout (see module doc).
-        batch: batch size (images or sequences).
         input_hw: conv input height/width (``(1, 1)`` for linear/matmul).
         output_hw: conv output height/width (``(1, 1)`` for linear/matmul).
         stride, padding: conv geometry (informational for linear).
@@ -63,18 +64,11 @@ class LayerWorkload:
         repeats: independent instances (attention heads) for matmul; 1 otherwise.
         input_density: fraction of non-zero input activations (SparTen, SparTen's mask overhead).
         input_from_previous: the input is the previous layer's output (enables on-chip residency).
-        synthetic: the weights were drawn at random (shape-only mode).
-        channel_scale: per-output-channel quantization scale (float step size), when known;
-            the pipeline's Algorithm 2 scores sensitive channels by it (shape-only workloads).
-        encoding: the variant's encoding of these weights (:class:`~bitvert.codec.view.WeightEncoding`)
-            when the layer comes from a pruned / encoded variant (:mod:`bitvert.hardware.variants`);
-            ``None`` for a layer that only carries integers (the INT8 geometry, attention matmuls).
     """
 
     name: str
     kind: LayerType
-    weights: np.ndarray
-    batch: int = 1
+    _: KW_ONLY
     input_hw: tuple[int, int] = (1, 1)
     output_hw: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)
@@ -84,6 +78,29 @@ class LayerWorkload:
     repeats: int = 1
     input_density: float = 1.0
     input_from_previous: bool = False
+
+    def geometry(self) -> dict[str, Any]:
+        """The :class:`LayerGeometry` fields of this object, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(LayerGeometry)}
+
+
+@dataclass(frozen=True, eq=False)
+class LayerWorkload(LayerGeometry):
+    """One layer: its geometry (:class:`LayerGeometry`), the integer weights and what they are.
+
+    Attributes:
+        weights: integer weights (``int16``), PyTorch layout (see module doc).
+        batch: batch size (images or sequences).
+        synthetic: the weights were drawn at random (shape-only mode).
+        channel_scale: per-output-channel quantization scale (float step size), when known;
+            the pipeline's Algorithm 2 scores sensitive channels by it (shape-only workloads).
+        encoding: the variant's encoding of these weights (:class:`~bitvert.codec.view.WeightEncoding`)
+            when the layer comes from a pruned / encoded variant (:mod:`bitvert.hardware.variants`);
+            ``None`` for a layer that only carries integers (the INT8 geometry, attention matmuls).
+    """
+
+    weights: np.ndarray
+    batch: int = 1
     synthetic: bool = False
     channel_scale: np.ndarray | None = field(default=None, repr=False)
     encoding: WeightEncoding | None = field(default=None, repr=False)

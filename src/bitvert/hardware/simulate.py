@@ -300,6 +300,7 @@ def simulate(
         described[wl.name] = wl.describe()
         if variant_notes:
             described[wl.name]["variants"] = variant_notes
+        del wl  # free this workload before the iterable builds the next one
     return Report(
         rows=rows,
         totals=totals,

@@ -8,6 +8,10 @@ accelerator simulator with baselines, and accuracy evaluation.
 
 from __future__ import annotations
 
+from bitvert.cachedir import route_numba_cache
+
 __version__ = "0.1.0"
+
+route_numba_cache()  # compiled kernels go to the user cache folder, never into the installed package
 
 __all__ = ["__version__"]

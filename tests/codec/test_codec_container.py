@@ -59,6 +59,14 @@ def test_round_trip(saved):
         m.float_weight("conv.weight")
 
 
+def test_same_content_writes_identical_bytes(saved, tmp_path):
+    """Byte-reproducible: a second save of the same content equals the first, byte for byte."""
+    path, tensors, _, scales, state = saved
+    again = save_encoded(tmp_path / "again.bbs.safetensors", tensors, scales, state, source={"note": "test"})
+    assert again.read_bytes() == path.read_bytes()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
 def test_accounting_adds_up_to_the_file_size(saved):
     path, tensors, *_ = saved
     acc = file_accounting(path)

@@ -43,7 +43,7 @@ def test_header_is_json_and_integer_weights_are_int8(block, block_batches, tmp_p
     report = prune_model_(block, "llm-conservative", calibration=block_batches)
     path = save_pruned(tmp_path / "p.safetensors", block, report, {"name": "tiny-block"})
     header, meta = read_header(path)
-    assert meta["format"] == "bitvert-pruned" and meta["format_version"] == "1"
+    assert meta["format"] == "bitvert-pruned" and meta["format_version"] == "2"
     info = json.loads(meta["bitvert"])
     assert info["weight_int_range"] == [-127, 127]
     assert info["preset"]["name"] == "llm-conservative"
@@ -108,3 +108,46 @@ def test_no_pickle_in_file(cnn, cnn_batches, tmp_path):
     (n,) = struct.unpack("<Q", raw[:8])
     json.loads(raw[8 : 8 + n])  # a plain safetensors JSON header
     assert b"\x80\x04\x95" not in raw[: 8 + n]  # no pickle protocol marker in the header
+
+
+def test_checksums_catch_tampering_and_files_are_reproducible(cnn, cnn_batches, tmp_path):
+    """A flipped weight or an edited header is a FormatError; the same run writes the same bytes."""
+    from safetensors import safe_open
+
+    from bitvert.tensorfile import save_tensors
+
+    report = prune_model_(cnn, "moderate", calibration=cnn_batches)
+    a = save_pruned(tmp_path / "a.safetensors", cnn, report, {"name": "tiny"})
+    b = save_pruned(tmp_path / "b.safetensors", cnn, report, {"name": "tiny"})
+    assert a.read_bytes() == b.read_bytes()
+    assert (a.stat().st_mode & 0o777) == (0o666 & ~_umask())
+    with safe_open(str(a), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    flipped = dict(tensors)
+    q = flipped["layer.1.q"].clone()
+    q.view(-1)[:5] += 1
+    flipped["layer.1.q"] = q
+    save_tensors(tmp_path / "flipped.safetensors", flipped, meta)
+    with pytest.raises(FormatError, match="'layer.1.q' fails its checksum"):
+        load_pruned(tmp_path / "flipped.safetensors")
+    edited = dict(meta, bitvert=meta["bitvert"].replace('"tiny"', '"other"'))
+    save_tensors(tmp_path / "edited.safetensors", tensors, edited)
+    with pytest.raises(FormatError, match="header checksum"):
+        load_pruned(tmp_path / "edited.safetensors")
+    dropped = {k: v for k, v in tensors.items() if k != "layer.0.scale"}
+    save_tensors(tmp_path / "dropped.safetensors", dropped, meta)
+    with pytest.raises(FormatError, match="'layer.0.scale' is missing"):
+        load_pruned(tmp_path / "dropped.safetensors")
+    # a version-1 file (no checksums) still loads, with a warning
+    v1 = {k: v for k, v in meta.items() if not k.startswith("bitvert_checksum")}
+    save_tensors(tmp_path / "v1.safetensors", tensors, dict(v1, format_version="1"))
+    assert len(load_pruned(tmp_path / "v1.safetensors").layers) == len(report.quantized_layers)
+
+
+def _umask() -> int:
+    import os
+
+    m = os.umask(0)
+    os.umask(m)
+    return m

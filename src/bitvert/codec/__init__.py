@@ -10,7 +10,7 @@
 * :func:`pe_matmul` -- bit-exact functional model of the BitVert PE on encoded columns.
 """
 
-from bitvert.codec.checkpoint import encode_checkpoint, encode_checkpoint_file, to_pruned_checkpoint
+from bitvert.codec.checkpoint import encode_checkpoint, encode_checkpoint_file, encode_report, to_pruned_checkpoint
 from bitvert.codec.container import EncodedModel, file_accounting, load_encoded, save_encoded
 from bitvert.codec.layout import FORMAT_NAME, FORMAT_VERSION, Chunk, TensorLayout
 from bitvert.codec.pe_model import PEResult, pe_matmul, reference_matmul
@@ -31,6 +31,7 @@ __all__ = [
     "load_encoded",
     "file_accounting",
     "encode_checkpoint",
+    "encode_report",
     "encode_checkpoint_file",
     "to_pruned_checkpoint",
     "load_model_",

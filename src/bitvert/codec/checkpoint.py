@@ -3,6 +3,8 @@
 * :func:`encode_checkpoint` -- every quantized layer of a pruned checkpoint becomes an
   :class:`~bitvert.codec.tensor.EncodedTensor` (BBS / BitWave layouts for pruned layers,
   ``plain`` for INT8 and fewer-bit RTN layers); scales and every other tensor are kept.
+* :func:`encode_report` -- the same for a pruning run held in memory (a
+  :class:`~bitvert.pipeline.ModelPruneReport`, e.g. of :func:`~bitvert.pipeline.prune_int_layers`);
 * :func:`to_pruned_checkpoint` -- the inverse: a
   :class:`~bitvert.pipeline.PrunedCheckpoint` rebuilt from decoded weights, which
   :func:`bitvert.pipeline.apply_checkpoint_` loads into a model.
@@ -22,10 +24,11 @@ from bitvert.codec.tensor import EncodedTensor, encode, encode_plain
 from bitvert.codec.view import channel_widths, sensitive_channels
 from bitvert.core.grouping import make_layout
 from bitvert.errors import FormatError, InputError
-from bitvert.pipeline.checkpoint import CheckpointLayer, PrunedCheckpoint, load_pruned
+from bitvert.pipeline.checkpoint import CheckpointLayer, PrunedCheckpoint, load_pruned, to_checkpoint
+from bitvert.pipeline.global_prune import ModelPruneReport
 from bitvert.pruning import GroupMetadata, PruneConfig, PruneResult
 
-__all__ = ["weight_key", "encode_checkpoint", "encode_checkpoint_file", "to_pruned_checkpoint"]
+__all__ = ["weight_key", "encode_checkpoint", "encode_report", "encode_checkpoint_file", "to_pruned_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,17 @@ def encode_checkpoint(checkpoint: PrunedCheckpoint | str | os.PathLike[str]) -> 
         scales[name] = layer.scale.to(torch.float32)
     return EncodedModel(tensors=tensors, scales=scales, state=dict(checkpoint.state),
                         source=dict(checkpoint.header))
+
+
+def encode_report(report: ModelPruneReport, model_info: dict[str, Any] | None = None) -> EncodedModel:
+    """Encode every quantized layer of a pruning run held in memory (no model state, no file).
+
+    The same encoder as :func:`encode_checkpoint` on the checkpoint :func:`bitvert.pipeline.save_pruned`
+    would write; the result's ``source`` is that checkpoint's header (preset, per-layer summary).
+    """
+    if not isinstance(report, ModelPruneReport):
+        raise InputError(f"encode_report expects a ModelPruneReport, got {type(report).__name__}")
+    return encode_checkpoint(to_checkpoint(report, model_info=model_info))
 
 
 def encode_checkpoint_file(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]) -> EncodedModel:

@@ -17,7 +17,6 @@ raises :class:`~bitvert.errors.FormatError` naming the file and the tensor.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,26 +31,14 @@ import torch
 from bitvert.codec.layout import FORMAT_NAME, FORMAT_VERSION
 from bitvert.codec.tensor import EncodedTensor, decode
 from bitvert.errors import FormatError, InputError
+from bitvert.tensorfile import save_tensors, text_checksum, verify_checksums
+from bitvert.tensorfile import tensor_checksum as checksum
 
 __all__ = ["EncodedModel", "save_encoded", "load_encoded", "checksum", "file_accounting"]
 
 log = logging.getLogger(__name__)
 
 _PREFIX_BBS, _PREFIX_SCALE, _PREFIX_STATE = "bbs.", "scale.", "state."
-
-
-def checksum(t: torch.Tensor) -> str:
-    """blake2b-128 (hex) of a tensor's dtype, shape and raw bytes (C order, little-endian)."""
-    flat = t.detach().cpu().contiguous().reshape(-1)
-    raw = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{str(t.dtype)}|{list(t.shape)}|".encode())
-    h.update(raw.tobytes())
-    return h.hexdigest()
-
-
-def _text_checksum(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -128,8 +115,6 @@ def save_encoded(
     Returns:
         The path written.
     """
-    from safetensors.torch import save_file
-
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"output folder {str(path.parent)!r} does not exist; create it first")
@@ -168,9 +153,8 @@ def save_encoded(
     }
     text = json.dumps(doc, sort_keys=True)
     meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "bitvert": text,
-            "bitvert_checksum": _text_checksum(text)}
-    save_file(out, str(path), metadata=meta)
-    return path
+            "bitvert_checksum": text_checksum(text)}
+    return save_tensors(path, out, meta)
 
 
 def load_encoded(path: str | os.PathLike[str]) -> EncodedModel:
@@ -202,7 +186,7 @@ def load_encoded(path: str | os.PathLike[str]) -> EncodedModel:
         raise FormatError(f"{where} has format version {meta.get('format_version')!r}; this bitvert reads "
                           f"version {FORMAT_VERSION} (upgrade bitvert, or re-encode the pruned checkpoint)")
     text = meta.get("bitvert", "")
-    if meta.get("bitvert_checksum") != _text_checksum(text):
+    if meta.get("bitvert_checksum") != text_checksum(text):
         raise FormatError(f"{where}: the header checksum does not match; the file is corrupted")
     try:
         doc = json.loads(text)
@@ -214,15 +198,7 @@ def load_encoded(path: str | os.PathLike[str]) -> EncodedModel:
         raise FormatError(f"{where}: malformed header ({type(exc).__name__}: {exc})") from None
     if version != FORMAT_VERSION:
         raise FormatError(f"{where}: header format version {version}, this bitvert reads {FORMAT_VERSION}")
-    missing = sorted(set(sums) - set(stored))
-    if missing:
-        raise FormatError(f"{where}: tensor {missing[0]!r} is missing ({len(missing)} missing in all)")
-    extra = sorted(set(stored) - set(sums))
-    if extra:
-        raise FormatError(f"{where}: unexpected tensor {extra[0]!r} not listed in the header")
-    for key, t in stored.items():
-        if checksum(t) != sums[key]:
-            raise FormatError(f"{where}: tensor {key!r} fails its checksum; the file is corrupted")
+    verify_checksums(where, sums, stored, "re-encode the pruned checkpoint with `bitvert encode`")
     tensors: dict[str, EncodedTensor] = {}
     scales: dict[str, torch.Tensor] = {}
     for name, h in headers.items():

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from bitvert.cachedir import CACHE_ENV, cache_root
 from bitvert.errors import ConfigError
 
-#: Environment variable that overrides the cache location.
-CACHE_ENV = "BITVERT_CACHE_DIR"
+__all__ = ["CACHE_ENV", "cache_dir"]
 
 
 def cache_dir(*parts: str, create: bool = True) -> Path:
@@ -16,9 +15,7 @@ def cache_dir(*parts: str, create: bool = True) -> Path:
 
     Raises :class:`ConfigError` when the directory cannot be created.
     """
-    root = os.environ.get(CACHE_ENV)
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "bitvert"
-    path = base.joinpath(*parts)
+    path = cache_root().joinpath(*parts)
     if create:
         try:
             path.mkdir(parents=True, exist_ok=True)

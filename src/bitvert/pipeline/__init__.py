@@ -2,6 +2,7 @@
 pruning (the paper's Algorithm 2), presets and the pruned-checkpoint format.
 
 Entry points: :func:`prune_model_` (in place, returns a :class:`ModelPruneReport`),
+:func:`prune_int_layers` (the same Algorithm 2 on integer layers without a model),
 :func:`quantize_model_` (the INT8 baseline), :func:`get_preset`, :func:`save_pruned` /
 :func:`load_pruned` / :func:`apply_checkpoint_`.
 """
@@ -12,11 +13,14 @@ from bitvert.pipeline.checkpoint import (
     apply_checkpoint_,
     load_pruned,
     save_pruned,
+    to_checkpoint,
 )
 from bitvert.pipeline.global_prune import (
+    IntLayer,
     LayerPruneRecord,
     ModelPruneReport,
     channel_scores,
+    prune_int_layers,
     prune_model_,
     select_sensitive,
 )
@@ -27,6 +31,7 @@ from bitvert.pipeline.quantize import (
     LayerRole,
     QuantConfig,
     QuantLayer,
+    assign_roles,
     dequantize_weight,
     quantize_model_,
     quantize_weight,
@@ -44,6 +49,7 @@ __all__ = [
     "quantize_weight",
     "dequantize_weight",
     "weight_int_range",
+    "assign_roles",
     "select_layers",
     "run_batches",
     "quantize_model_",
@@ -57,9 +63,12 @@ __all__ = [
     "channel_scores",
     "LayerPruneRecord",
     "ModelPruneReport",
+    "IntLayer",
     "prune_model_",
+    "prune_int_layers",
     "CheckpointLayer",
     "PrunedCheckpoint",
+    "to_checkpoint",
     "save_pruned",
     "load_pruned",
     "apply_checkpoint_",

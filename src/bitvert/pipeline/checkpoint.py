@@ -13,9 +13,14 @@ Tensors, for the ``i``-th quantized layer (its module name is in the header):
   embeddings, FP32 layers, buffers) so the file restores the full model.
 
 Header metadata (safetensors string metadata): ``format = "bitvert-pruned"``,
-``format_version = "1"`` and ``bitvert`` = JSON with the model description, the preset,
+``format_version = "2"``, ``bitvert`` = JSON with the model description, the preset,
 the per-layer descriptions (name, kind, shape, out_axis, role, layout), the calibrated
-activation ranges, ``weight_int_range`` and the report summary.
+activation ranges, ``weight_int_range`` and the report summary; ``bitvert_checksums`` = JSON
+``{tensor name: blake2b-128}`` of every tensor (:func:`bitvert.tensorfile.tensor_checksum`) and
+``bitvert_checksum`` = blake2b-128 of the ``bitvert`` text followed by the ``bitvert_checksums``
+text. :func:`load_pruned` verifies all of them (version-1 files, which have none, load with a
+warning). Files are written canonically (:func:`bitvert.tensorfile.save_tensors`): the same
+run gives the same bytes.
 """
 
 from __future__ import annotations
@@ -45,14 +50,16 @@ from bitvert.pipeline.quantize import (
     layer_kind,
     set_weight_,
 )
+from bitvert.tensorfile import save_tensors, tensor_checksum, text_checksum, verify_checksums
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint", "save_pruned", "load_pruned",
-           "apply_checkpoint_"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint", "to_checkpoint", "save_pruned",
+           "load_pruned", "apply_checkpoint_"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "bitvert-pruned"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 adds checksums (every tensor and the header); version-1 files are still read, with a warning."""
 _META_KEYS = ("redundant", "constant", "free_columns", "pruned")
 
 
@@ -109,53 +116,47 @@ def _int_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a.astype(np.int16))
 
 
-def save_pruned(
-    path: str | Path,
-    model: nn.Module,
+def to_checkpoint(
     report: ModelPruneReport,
+    model: nn.Module | None = None,
     model_info: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write ``model`` pruned by ``report`` to ``path`` (a ``.safetensors`` file).
+) -> PrunedCheckpoint:
+    """The in-memory checkpoint of a pruning run: what :func:`save_pruned` writes and :func:`load_pruned` reads.
 
     Args:
-        path: output file; its folder must exist.
-        model: the model :func:`prune_model_` rewrote (its non-quantized tensors are saved too).
-        report: the :class:`ModelPruneReport` of that run (integer weights, scales, metadata).
-        model_info: JSON-friendly description of the base model (e.g. ``{"name": "mnist-cnn"}``),
-            used by ``bitvert eval`` to rebuild the architecture.
-
-    Returns:
-        The path written.
+        report: the :class:`ModelPruneReport` of :func:`prune_model_` or :func:`prune_int_layers`.
+        model: the model :func:`prune_model_` rewrote; its tensors other than the quantized weights
+            become ``state`` (``None``, e.g. for integer layers without a model: empty state).
+        model_info: JSON-friendly description of the base model (e.g. ``{"name": "mnist-cnn"}``).
     """
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError(f"output folder {str(path.parent)!r} does not exist; create it first")
-    tensors: dict[str, torch.Tensor] = {}
+    layers: list[CheckpointLayer] = []
     layers_meta = []
     skip_keys = set()
     for i, rec in enumerate(report.quantized_layers):
-        assert rec.q is not None and rec.scale is not None and rec.channel_bits is not None
-        tensors[f"layer.{i}.q"] = _int_tensor(rec.q)
-        tensors[f"layer.{i}.scale"] = torch.from_numpy(np.ascontiguousarray(rec.scale, dtype=np.float32))
-        tensors[f"layer.{i}.channel_bits"] = torch.from_numpy(np.ascontiguousarray(rec.channel_bits))
+        if rec.q is None or rec.scale is None or rec.channel_bits is None:
+            raise InputError(f"layer {rec.name!r} of the report has no integer weights; it was not quantized")
         sens = rec.sensitive if rec.sensitive is not None else np.zeros(rec.n_channels, dtype=bool)
-        tensors[f"layer.{i}.sensitive"] = torch.from_numpy(sens.astype(np.uint8))
+        md = {}
         if rec.metadata is not None:
-            for key in _META_KEYS:
-                arr = rec.metadata[key]
-                arr = arr.astype(np.uint8) if arr.dtype == np.bool_ else arr
-                tensors[f"layer.{i}.meta.{key}"] = torch.from_numpy(np.ascontiguousarray(arr))
+            md = {k: torch.from_numpy(np.ascontiguousarray(rec.metadata[k])) for k in _META_KEYS}
+        layers.append(CheckpointLayer(
+            name=rec.name, kind=rec.kind, shape=tuple(rec.shape), out_axis=rec.out_axis, role=rec.role,
+            q=torch.from_numpy(np.ascontiguousarray(rec.q, dtype=np.int16)),
+            scale=torch.from_numpy(np.ascontiguousarray(rec.scale, dtype=np.float32)),
+            channel_bits=torch.from_numpy(np.ascontiguousarray(rec.channel_bits)),
+            sensitive=torch.from_numpy(np.ascontiguousarray(sens, dtype=bool)), metadata=md, layout=rec.layout,
+        ))
         layers_meta.append({
             "index": i, "name": rec.name, "kind": rec.kind, "shape": list(rec.shape), "out_axis": rec.out_axis,
             "role": rec.role, "layout": rec.layout, "has_metadata": rec.metadata is not None,
         })
         skip_keys.add(f"{rec.name}.weight" if rec.name else "weight")
-    for key, value in model.state_dict().items():
-        if key in skip_keys or not isinstance(value, torch.Tensor):
-            continue
-        tensors[f"state.{key}"] = value.detach().cpu().contiguous().clone()
+    state: dict[str, torch.Tensor] = {}
+    if model is not None:
+        for key, value in model.state_dict().items():
+            if key in skip_keys or not isinstance(value, torch.Tensor):
+                continue
+            state[key] = value.detach().cpu().contiguous().clone()
     summary = report.to_dict()
     summary.pop("layers")
     summary.pop("preset")
@@ -168,10 +169,59 @@ def save_pruned(
         "summary": summary,
         "layer_summary": [l.to_dict() for l in report.layers],
     }
-    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "bitvert": json.dumps(header)}
-    save_file(tensors, str(path), metadata=metadata)
-    return path
+    return PrunedCheckpoint(header=header, layers=layers, state=state)
 
+
+def save_pruned(
+    path: str | Path,
+    model: nn.Module,
+    report: ModelPruneReport,
+    model_info: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` pruned by ``report`` to ``path`` (a ``.safetensors`` file; see :func:`to_checkpoint`).
+
+    Args:
+        path: output file; its folder must exist.
+        model: the model :func:`prune_model_` rewrote (its non-quantized tensors are saved too).
+        report: the :class:`ModelPruneReport` of that run (integer weights, scales, metadata).
+        model_info: JSON-friendly description of the base model (e.g. ``{"name": "mnist-cnn"}``),
+            used by ``bitvert eval`` to rebuild the architecture.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"output folder {str(path.parent)!r} does not exist; create it first")
+    ckpt = to_checkpoint(report, model, model_info)
+    tensors: dict[str, torch.Tensor] = {}
+    for i, layer in enumerate(ckpt.layers):
+        tensors[f"layer.{i}.q"] = _int_tensor(layer.q.numpy())
+        tensors[f"layer.{i}.scale"] = layer.scale
+        tensors[f"layer.{i}.channel_bits"] = layer.channel_bits
+        tensors[f"layer.{i}.sensitive"] = layer.sensitive.to(torch.uint8)
+        for key, arr in layer.metadata.items():
+            tensors[f"layer.{i}.meta.{key}"] = arr.to(torch.uint8) if arr.dtype == torch.bool else arr
+    for key, value in ckpt.state.items():
+        tensors[f"state.{key}"] = value
+    text = json.dumps(ckpt.header)
+    sums = json.dumps({key: tensor_checksum(t) for key, t in sorted(tensors.items())}, sort_keys=True)
+    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "bitvert": text,
+                "bitvert_checksums": sums, "bitvert_checksum": text_checksum(text + sums)}
+    return save_tensors(path, tensors, metadata)
+
+
+def _verify_checksums(path: Path, meta: Mapping[str, str], tensors: Mapping[str, torch.Tensor]) -> None:
+    where = repr(str(path))
+    text, sums_text = meta.get("bitvert", ""), meta.get("bitvert_checksums", "")
+    if meta.get("bitvert_checksum") != text_checksum(text + sums_text):
+        raise FormatError(f"{where}: the header checksum does not match; the file is corrupted or was edited "
+                          "(re-run `bitvert prune`)")
+    try:
+        sums = dict(json.loads(sums_text))
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"{where}: malformed checksum table ({exc})") from None
+    verify_checksums(where, sums, tensors, "re-run `bitvert prune`")
 
 def load_pruned(path: str | Path) -> PrunedCheckpoint:
     """Read a checkpoint written by :func:`save_pruned`.
@@ -196,9 +246,15 @@ def load_pruned(path: str | Path) -> PrunedCheckpoint:
     if meta.get("format") != FORMAT_NAME or "bitvert" not in meta:
         raise FormatError(f"{str(path)!r} is not a bitvert pruned checkpoint (format={meta.get('format')!r}); "
                           "write one with `bitvert prune`")
-    if meta.get("format_version") != str(FORMAT_VERSION):
-        raise FormatError(f"{str(path)!r} has format version {meta.get('format_version')!r}; this bitvert reads "
-                          f"version {FORMAT_VERSION} (upgrade bitvert or re-run `bitvert prune`)")
+    version = meta.get("format_version")
+    if version not in ("1", str(FORMAT_VERSION)):
+        raise FormatError(f"{str(path)!r} has format version {version!r}; this bitvert reads versions 1 and "
+                          f"{FORMAT_VERSION} (upgrade bitvert or re-run `bitvert prune`)")
+    if version == "1":
+        logger.warning("%s is a version-1 pruned checkpoint without checksums: its integrity cannot be verified "
+                       "(re-run `bitvert prune` to write a verified one)", path)
+    else:
+        _verify_checksums(path, meta, tensors)
     try:
         header = json.loads(meta["bitvert"])
         layers = []

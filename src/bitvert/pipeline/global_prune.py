@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,21 +45,28 @@ from bitvert.pipeline.presets import PipelinePreset, get_preset
 from bitvert.pipeline.quantize import (
     ActivationQuantizer,
     LayerRole,
+    QuantConfig,
     QuantLayer,
     _channel_view,
     _untie_shared_weights,
+    assign_roles,
     attach_activation_quant,
+    dequantize_weight,
     from_rows,
     get_weight,
     quantize_weight,
     select_layers,
     set_weight_,
     to_rows,
+    weight_int_range,
 )
 from bitvert.pipeline._kernels import dequantize_rows
 from bitvert.pruning import PruneConfig, prune
 
-__all__ = ["select_sensitive", "channel_scores", "LayerPruneRecord", "ModelPruneReport", "prune_model_"]
+__all__ = [
+    "select_sensitive", "channel_scores", "LayerPruneRecord", "ModelPruneReport", "IntLayer", "prune_model_",
+    "prune_int_layers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -290,6 +297,128 @@ def _group_bits(layout: Any, active: np.ndarray, stored_bits: int, full_bits: in
     return int(np.where(active, lengths * stored_bits + meta_bits, lengths * full_bits).sum())
 
 
+@dataclass(frozen=True, eq=False)
+class IntLayer:
+    """One already-quantized layer given as arrays, for Algorithm 2 without a PyTorch model.
+
+    Used for shape-only (synthetic) workloads of the simulator and for checkpoints streamed tensor by
+    tensor; :func:`prune_int_layers` applies exactly the rules of :func:`prune_model_` to them.
+
+    Attributes:
+        name: the layer's qualified name (unique).
+        kind: grouping kind of its weight: ``linear``, ``linear_in_out`` (HF ``Conv1D``) or ``conv``.
+        q: integer weights in the layer's own layout, within the symmetric INT range of the
+            weight bits (``[-127, 127]`` at 8 bits).
+        scale: ``float[K]`` per-output-channel step size, ``weight ≈ q * scale`` along ``out_axis``.
+        out_axis: axis of ``q`` holding output channels (1 for ``linear_in_out``, else 0).
+        weight: the float weights when known (used by the ``rtn`` baseline, the ``std`` sensitivity
+            score and the float error figures); ``None`` = ``q * scale``.
+    """
+
+    name: str
+    kind: str
+    q: np.ndarray
+    scale: np.ndarray
+    out_axis: int = 0
+    weight: np.ndarray | None = None
+
+
+@dataclass
+class _LayerJob:
+    """A layer on its way through Algorithm 2: role, float weight, and where the result goes."""
+
+    name: str
+    kind: str
+    out_axis: int
+    role: LayerRole
+    reason: str
+    config: QuantConfig
+    weight: torch.Tensor
+    module: nn.Module | None = None
+
+
+def _jobs_from_model(layers: Sequence[QuantLayer]) -> list[_LayerJob]:
+    return [_LayerJob(name=l.name, kind=l.kind, out_axis=l.out_axis, role=l.role, reason=l.reason, config=l.config,
+                      weight=get_weight(l.module), module=l.module) for l in layers]
+
+
+def _check_int_layer(layer: Any, i: int) -> IntLayer:
+    if not isinstance(layer, IntLayer):
+        raise InputError(f"layers[{i}] must be an IntLayer, got {type(layer).__name__}")
+    q = np.asarray(layer.q)
+    where = f"layer {layer.name!r}"
+    if q.dtype.kind not in "iu":
+        raise InputError(f"{where}: q must hold integers, got dtype {q.dtype}; quantize the weights first")
+    if q.ndim < 2:
+        raise InputError(f"{where}: q must be at least 2-d (out, in, ...), got shape {q.shape}")
+    axis = int(layer.out_axis)
+    if not 0 <= axis < q.ndim:
+        raise InputError(f"{where}: out_axis {axis} is out of range for q of shape {q.shape}")
+    scale = np.asarray(layer.scale, dtype=np.float32).reshape(-1)
+    if scale.shape[0] != q.shape[axis] or not np.isfinite(scale).all() or (scale <= 0).any():
+        raise InputError(f"{where}: scale must hold {q.shape[axis]} positive finite values (one per output "
+                         f"channel), got shape {np.shape(layer.scale)}")
+    if layer.weight is not None and np.shape(layer.weight) != q.shape:
+        raise InputError(f"{where}: weight has shape {np.shape(layer.weight)}, q has {q.shape}")
+    return layer
+
+
+def prune_int_layers(
+    layers: Sequence[IntLayer],
+    preset: PipelinePreset | str,
+    rules: Mapping[str, LayerRole | str | None] | None = None,
+    progress: bool = False,
+) -> ModelPruneReport:
+    """Algorithm 2 on already-quantized integer layers (no PyTorch model needed).
+
+    The same role rule (:func:`bitvert.pipeline.quantize.assign_roles`: first/last layer, regex
+    rules), the same short-group rule, channel scores, global selection and per-layer pruning as
+    :func:`prune_model_`; only the INT8 quantization is skipped (``q`` and ``scale`` are given).
+    Layers are taken in the given order (which decides "first" and "last").
+
+    Args:
+        layers: the quantizable layers, in execution order.
+        preset: a :class:`PipelinePreset` or a preset name.
+        rules: extra regex -> role rules, applied before ``preset.rules``.
+        progress: show a progress bar over layers (stderr).
+
+    Returns:
+        A :class:`ModelPruneReport` (no activation ranges: activations are not modelled here).
+
+    Raises:
+        InputError: malformed layers, duplicate names, integers outside the weight range.
+    """
+    preset = get_preset(preset)
+    layers = [_check_int_layer(l, i) for i, l in enumerate(layers)]
+    if not layers:
+        raise InputError("layers is empty; pass at least one IntLayer")
+    names = [l.name for l in layers]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"layer names must be unique, got duplicates {dupes[:5]}")
+    t0 = time.perf_counter()
+    roles = assign_roles(names, preset.quant, {**(rules or {}), **preset.rules}, preset.first_layer,
+                         preset.last_layer)
+    jobs: list[_LayerJob] = []
+    given: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for layer, (role, cfg, why) in zip(layers, roles):
+        q = np.asarray(layer.q)
+        scale = np.asarray(layer.scale, dtype=np.float32).reshape(-1)
+        lo, hi = weight_int_range(cfg.weight_bits)
+        if role is not LayerRole.FP32 and (q.min() < lo or q.max() > hi):
+            raise InputError(f"layer {layer.name!r}: integers span [{q.min()}, {q.max()}], outside the "
+                             f"{cfg.weight_bits}-bit weight range [{lo}, {hi}]")
+        if layer.weight is not None:
+            w = torch.as_tensor(np.asarray(layer.weight, dtype=np.float32))
+        else:
+            w = dequantize_weight(q, scale, layer.out_axis)
+        jobs.append(_LayerJob(name=layer.name, kind=layer.kind, out_axis=int(layer.out_axis), role=role, reason=why,
+                              config=cfg, weight=w))
+        given[layer.name] = (torch.from_numpy(q.astype(np.int16, copy=False)), torch.from_numpy(scale))
+    records = _algorithm2(jobs, preset, lambda job: given[job.name], progress)
+    return ModelPruneReport(preset=preset, layers=records, prune_seconds=time.perf_counter() - t0)
+
+
 def prune_model_(
     model: nn.Module,
     preset: PipelinePreset | str,
@@ -328,33 +457,14 @@ def prune_model_(
     all_rules: dict[str, Any] = {**(rules or {}), **preset.rules}
     layers = select_layers(model, preset.quant, all_rules, preset.first_layer, preset.last_layer)
     _untie_shared_weights(model, layers)
-    if preset.method != "none":
-        _keep_unprofitable_dense(layers, preset)
-    sens_kind = preset.sensitivity
-    if sens_kind == "auto":
-        sens_kind = "scale" if preset.quant.weight_granularity == "per_channel" else "std"
+    jobs = _jobs_from_model(layers)
 
-    quantized: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    for layer in layers:
-        if layer.role is not LayerRole.FP32:
-            w = get_weight(layer.module)
-            quantized[layer.name] = quantize_weight(
-                w, layer.config.weight_bits, layer.out_axis, layer.config.weight_granularity
-            )
-    pruned_layers = [l for l in layers if l.role is LayerRole.PRUNE and preset.method != "none"]
-    scores = [
-        channel_scores(get_weight(l.module), quantized[l.name][1], l.out_axis, sens_kind) for l in pruned_layers
-    ]
-    masks = select_sensitive(scores, preset.sensitive_fraction, preset.channel_multiple)
-    global_counts = _global_counts(scores, preset.sensitive_fraction)
-    mask_of = {l.name: m for l, m in zip(pruned_layers, masks)}
-    count_of = {l.name: c for l, c in zip(pruned_layers, global_counts)}
+    def quantize(job: _LayerJob) -> tuple[torch.Tensor, torch.Tensor]:
+        return quantize_weight(job.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
 
-    records: list[LayerPruneRecord] = []
-    bar = tqdm(layers, desc=f"prune ({preset.name})", unit="layer", disable=not progress, leave=False)
-    for layer in bar:
-        records.append(_process_layer(layer, preset, quantized.get(layer.name), mask_of.get(layer.name),
-                                      count_of.get(layer.name, 0)))
+    records = _algorithm2(jobs, preset, quantize, progress)
+    for layer, job in zip(layers, jobs):  # the short-group rule may have changed a role
+        layer.role, layer.reason = job.role, job.reason
     prune_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -369,7 +479,31 @@ def prune_model_(
     return report
 
 
-def _keep_unprofitable_dense(layers: list[QuantLayer], preset: PipelinePreset) -> None:
+def _algorithm2(
+    jobs: list[_LayerJob],
+    preset: PipelinePreset,
+    quantize: Callable[[_LayerJob], tuple[torch.Tensor, torch.Tensor]],
+    progress: bool,
+) -> list[LayerPruneRecord]:
+    """Short-group rule, INT8 integers, channel scores, global selection and per-layer pruning."""
+    if preset.method != "none":
+        _keep_unprofitable_dense(jobs, preset)
+    sens_kind = preset.sensitivity
+    if sens_kind == "auto":
+        sens_kind = "scale" if preset.quant.weight_granularity == "per_channel" else "std"
+    quantized = {job.name: quantize(job) for job in jobs if job.role is not LayerRole.FP32}
+    pruned = [j for j in jobs if j.role is LayerRole.PRUNE and preset.method != "none"]
+    scores = [channel_scores(j.weight, quantized[j.name][1], j.out_axis, sens_kind) for j in pruned]
+    masks = select_sensitive(scores, preset.sensitive_fraction, preset.channel_multiple)
+    global_counts = _global_counts(scores, preset.sensitive_fraction)
+    mask_of = {j.name: m for j, m in zip(pruned, masks)}
+    count_of = {j.name: c for j, c in zip(pruned, global_counts)}
+    bar = tqdm(jobs, desc=f"prune ({preset.name})", unit="layer", disable=not progress, leave=False)
+    return [_process_layer(job, preset, quantized.get(job.name), mask_of.get(job.name), count_of.get(job.name, 0))
+            for job in bar]
+
+
+def _keep_unprofitable_dense(layers: list[_LayerJob], preset: PipelinePreset) -> None:
     """Give role ``int8`` to ``prune`` layers whose groups are too short for pruning to save bits.
 
     A group of ``w`` weights costs ``(b - N)·w + metadata`` bits pruned and ``b·w`` dense; when
@@ -380,8 +514,7 @@ def _keep_unprofitable_dense(layers: list[QuantLayer], preset: PipelinePreset) -
     for layer in layers:
         if layer.role is not LayerRole.PRUNE:
             continue
-        layout = make_layout(tuple(get_weight(layer.module).shape), layer.kind, preset.group_size,
-                             preset.remainder)
+        layout = make_layout(tuple(layer.weight.shape), layer.kind, preset.group_size, preset.remainder)
         if preset.columns * layout.width <= preset.metadata_bits_per_group:
             layer.role, layer.reason = LayerRole.INT8, f"groups of {layout.width} too short to save bits"
 
@@ -395,13 +528,13 @@ def _global_counts(scores: Sequence[np.ndarray], fraction: float) -> list[int]:
 
 
 def _process_layer(
-    layer: QuantLayer,
+    layer: _LayerJob,
     preset: PipelinePreset,
     qs: tuple[torch.Tensor, torch.Tensor] | None,
     sensitive: np.ndarray | None,
     n_global: int,
 ) -> LayerPruneRecord:
-    w = get_weight(layer.module)
+    w = layer.weight
     rec = LayerPruneRecord(
         name=layer.name, kind=layer.kind, shape=tuple(w.shape), out_axis=layer.out_axis, role=layer.role.value,
         reason=layer.reason, n_weights=int(w.numel()), n_channels=int(w.shape[layer.out_axis]),
@@ -450,12 +583,16 @@ def _process_layer(
     scale_np = scale_out.to(torch.float32).numpy()
     # A float32 CPU weight with output channels first is rewritten in place (the kernel reads each
     # element before writing it); any other layout goes through a buffer and a copy.
-    in_place = np.shares_memory(rows_fp, w.detach().numpy()) if w.dtype == torch.float32 and not w.is_cuda else False
+    # A float32 CPU weight of a module with output channels first is rewritten in place (the kernel reads
+    # each element before writing it); any other layout goes through a buffer and a copy. Integer layers
+    # without a module (prune_int_layers) only measure the error.
+    in_place = (layer.module is not None and w.dtype == torch.float32 and not w.is_cuda
+                and np.shares_memory(rows_fp, w.detach().numpy()))
     out = rows_fp if in_place else np.empty_like(rows_fp)
     with torch.no_grad():
         sse, energy, int_sse = dequantize_rows(to_rows(q, axis), scale_np, rows_fp, to_rows(q_ref, axis), out)
     rec.float_sse, rec.float_energy, rec.int_sse = float(sse.sum()), float(energy.sum()), int(int_sse.sum())
-    if not in_place:
+    if not in_place and layer.module is not None:
         set_weight_(layer.module, from_rows(out, rec.shape, axis))
     rec.q = q.numpy().astype(np.int16, copy=False)
     rec.scale = scale_out.to(torch.float32).numpy()

@@ -10,6 +10,7 @@ preset                    β     normal channels     N    first/last layer   eff
 ``llm-moderate``          0     zero-point shift    4    pruned             4.25 (FP activations)
 ``bitwave-<preset>``      same  BitWave bit flip    same same               same as ``<preset>``
 ``rtn-<preset>``          same  (8-N)-bit RTN       same same               ``<preset>`` - 8/g on normal channels
+``bitwave-w5`` / ``-w6``  0     BitWave bit flip    3/2  int8 (not pruned)  per model (paper's BitWave setting)
 ========================  ====  ==================  ===  =================  =====================
 
 ``bitwave-*`` applies the BitWave bit-flip baseline (BBS.md §6.5) with the same
@@ -141,9 +142,17 @@ PRESETS: dict[str, PipelinePreset] = {
         _make(name="llm-moderate", description="BBS LLM mod: no sensitive channels, zero-point shifting, "
               "N = 4 (4.25 bits), weight-only", method="zero_point", columns=4,
               first_layer=LayerRole.PRUNE, last_layer=LayerRole.PRUNE, quant=_WEIGHT_ONLY),
+        # BitWave as the BBS paper evaluates it (BBS.md §10.3): bit flip to w_prec kept columns, g = 32,
+        # no sensitive channels; w_prec = 6 for ViT-S, BERT-MRPC and ResNet-34, 5 for the other workloads.
+        _make(name="bitwave-w5", description="BitWave (paper setting): bit flip to 5 kept columns (N = 3), g = 32, "
+              "no sensitive channels", method="bitflip", semantics="code", columns=3),
+        _make(name="bitwave-w6", description="BitWave (paper setting): bit flip to 6 kept columns (N = 2), g = 32, "
+              "no sensitive channels", method="bitflip", semantics="code", columns=2),
     )
 }
 """The named presets of the paper (BBS.md §7.3) plus the INT8 baseline."""
+
+_BBS_METHODS = ("rounded_avg", "zero_point")
 
 BASELINES: tuple[str, ...] = ("bitwave", "rtn")
 """Baselines derivable from every pruning preset: ``bitwave-<preset>`` and ``rtn-<preset>``."""
@@ -153,7 +162,7 @@ def baseline_of(preset: PipelinePreset, baseline: str) -> PipelinePreset:
     """The ``bitwave`` or ``rtn`` baseline at the same β, N, g and layer rules as ``preset``."""
     if baseline not in BASELINES:
         raise ConfigError(f"baseline must be one of {list(BASELINES)}, got {baseline!r}")
-    if preset.method in ("none", "bitflip", "rtn"):
+    if preset.method not in _BBS_METHODS:
         raise ConfigError(f"preset {preset.name!r} is not a BBS pruning preset; baselines derive from one")
     if baseline == "bitwave":
         return preset.model_copy(update={
@@ -170,7 +179,7 @@ def baseline_of(preset: PipelinePreset, baseline: str) -> PipelinePreset:
 def list_presets() -> list[str]:
     """Every name :func:`get_preset` accepts."""
     names = list(PRESETS)
-    names += [f"{b}-{n}" for n, p in PRESETS.items() if p.method not in ("none",) for b in BASELINES]
+    names += [f"{b}-{n}" for n, p in PRESETS.items() if p.method in _BBS_METHODS for b in BASELINES]
     return names
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
@@ -45,6 +45,7 @@ __all__ = [
     "quantize_weight",
     "dequantize_weight",
     "weight_int_range",
+    "assign_roles",
     "select_layers",
     "get_weight",
     "set_weight_",
@@ -286,27 +287,33 @@ def _untie_shared_weights(model: nn.Module, layers: list[QuantLayer]) -> None:
             layer.extra["untied"] = True
 
 
-def select_layers(
-    model: nn.Module,
+def assign_roles(
+    names: Sequence[str],
     config: QuantConfig | None = None,
     rules: Mapping[str, LayerRule] | None = None,
     first_layer: LayerRole | str = LayerRole.INT8,
     last_layer: LayerRole | str = LayerRole.INT8,
-) -> list[QuantLayer]:
-    """List the quantizable layers of ``model`` with the role each gets.
+) -> list[tuple[LayerRole, QuantConfig, str]]:
+    """The role rule of the pipeline: ``(role, config, reason)`` for each quantizable layer, in order.
+
+    This is the one place that decides which layers are pruned, kept INT8 or left in FP32, for a
+    PyTorch model (:func:`select_layers`) and for integer layers without a model
+    (:func:`bitvert.pipeline.prune_int_layers`, the simulator's shape-only workloads) alike.
 
     Args:
-        model: any PyTorch module.
+        names: fully-qualified names of the quantizable layers in execution/registration order.
         config: default :class:`QuantConfig` (INT8 weights and activations when ``None``).
-        rules: regex (``re.fullmatch`` on the fully-qualified module name) -> rule; the first
-            matching pattern in insertion order wins and beats the first/last-layer rule. A
-            pattern may match non-quantizable modules too; it is then ignored.
-        first_layer: role of the first quantizable module in registration order.
-        last_layer: role of the last quantizable module in registration order.
+        rules: regex (``re.fullmatch`` on the name) -> rule; the first matching pattern in insertion
+            order wins and beats the first/last-layer rule.
+        first_layer: role of the first layer; ``last_layer``: role of the last one.
 
     Raises:
-        UnsupportedLayerError: the model has no Linear, Conv or ``Conv1D`` layer.
-        ConfigError: a pattern is not a valid regular expression or a rule is malformed.
+        ConfigError: a pattern is not a valid regular expression, a rule or role is malformed.
+
+    Example::
+
+        >>> [(r.value, why) for r, _, why in assign_roles(["a", "b", "c"], rules={"b": "fp32"})]
+        [('int8', 'first_layer'), ('fp32', "rule 'b'"), ('int8', 'last_layer')]
     """
     config = QuantConfig() if config is None else config
     if not isinstance(config, QuantConfig):
@@ -323,30 +330,53 @@ def select_layers(
             raise ConfigError(f"layer pattern {pattern!r} is not a valid regular expression: {exc}") from None
         role, cfg = _parse_rule(rule, config, pattern)
         compiled.append((rx, pattern, role, cfg))
+    out: list[tuple[LayerRole, QuantConfig, str]] = [(LayerRole.PRUNE, config, "default") for _ in names]
+    if out:
+        out[0] = (first_role, config, "first_layer")
+    if len(out) > 1:
+        out[-1] = (last_role, config, "last_layer")
+    for i, name in enumerate(names):
+        for rx, pattern, role, cfg in compiled:
+            if rx.fullmatch(name):
+                out[i] = (role, cfg, f"rule {pattern!r}")
+                break
+    unused = [p for rx, p, _, _ in compiled if not any(rx.fullmatch(n) for n in names)]
+    if unused:
+        logger.warning("layer patterns matched no quantizable module: %s", unused)
+    return out
 
-    layers: list[QuantLayer] = []
-    for name, module in model.named_modules():
-        kind = layer_kind(module)
-        if kind is None:
-            continue
-        layers.append(QuantLayer(name=name, module=module, kind=kind[0], out_axis=kind[1], role=LayerRole.PRUNE,
-                                 config=config))
-    if not layers:
+
+def select_layers(
+    model: nn.Module,
+    config: QuantConfig | None = None,
+    rules: Mapping[str, LayerRule] | None = None,
+    first_layer: LayerRole | str = LayerRole.INT8,
+    last_layer: LayerRole | str = LayerRole.INT8,
+) -> list[QuantLayer]:
+    """List the quantizable layers of ``model`` with the role each gets (:func:`assign_roles`).
+
+    Args:
+        model: any PyTorch module.
+        config: default :class:`QuantConfig` (INT8 weights and activations when ``None``).
+        rules: regex (``re.fullmatch`` on the fully-qualified module name) -> rule; the first
+            matching pattern in insertion order wins and beats the first/last-layer rule. A
+            pattern may match non-quantizable modules too; it is then ignored.
+        first_layer: role of the first quantizable module in registration order.
+        last_layer: role of the last quantizable module in registration order.
+
+    Raises:
+        UnsupportedLayerError: the model has no Linear, Conv or ``Conv1D`` layer.
+        ConfigError: a pattern is not a valid regular expression or a rule is malformed.
+    """
+    found = [(name, module, kind) for name, module in model.named_modules()
+             if (kind := layer_kind(module)) is not None]
+    roles = assign_roles([name for name, _, _ in found], config, rules, first_layer, last_layer)
+    if not found:
         raise UnsupportedLayerError(
             f"model {type(model).__name__} has no nn.Linear, nn.Conv1d/2d/3d or HuggingFace Conv1D layer to quantize"
         )
-    layers[0].role, layers[0].reason = first_role, "first_layer"
-    if len(layers) > 1:
-        layers[-1].role, layers[-1].reason = last_role, "last_layer"
-    for layer in layers:
-        for rx, pattern, role, cfg in compiled:
-            if rx.fullmatch(layer.name):
-                layer.role, layer.config, layer.reason = role, cfg, f"rule {pattern!r}"
-                break
-    unused = [p for rx, p, _, _ in compiled if not any(rx.fullmatch(l.name) for l in layers)]
-    if unused:
-        logger.warning("layer patterns matched no quantizable module: %s", unused)
-    return layers
+    return [QuantLayer(name=name, module=module, kind=kind[0], out_axis=kind[1], role=role, config=cfg, reason=why)
+            for (name, module, kind), (role, cfg, why) in zip(found, roles)]
 
 
 # --------------------------------------------------------------------------- activations

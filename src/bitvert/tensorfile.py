@@ -1,0 +1,113 @@
+"""Writing and checksumming safetensors files: byte-reproducible, atomic, ``0644``-style permissions.
+
+Every file bitvert writes in the safetensors format (``pruned.safetensors``, ``*.bbs.safetensors``)
+goes through :func:`save_tensors`:
+
+* **reproducible**: the safetensors library stores the string metadata in a hash map whose
+  iteration order changes from run to run, so two identical runs wrote different bytes. The header
+  is re-serialized here as canonical JSON (sorted keys, no spaces, UTF-8), padded with spaces to a
+  multiple of 8 bytes as the format asks; the data section is the library's own (its order is
+  deterministic). Same tensors and metadata -> identical bytes;
+* **atomic**: written to a hidden temporary file in the same folder and renamed over the target, so
+  a crash or a full disk never leaves a truncated file under the final name;
+* **permissions**: created with mode ``0666`` minus the process umask (``0644`` under the usual
+  umask ``022``), like any other file a user's tool writes -- not ``0600``.
+
+:func:`tensor_checksum` (blake2b-128 over dtype, shape and raw bytes) and :func:`text_checksum` are
+the checksums both file formats store and verify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bitvert.errors import FormatError, InputError
+
+__all__ = ["tensor_checksum", "text_checksum", "verify_checksums", "canonical_safetensors", "save_tensors"]
+
+
+def tensor_checksum(t: torch.Tensor) -> str:
+    """blake2b-128 (hex) of a tensor's dtype, shape and raw bytes (C order, little-endian)."""
+    flat = t.detach().cpu().contiguous().reshape(-1)
+    raw = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{str(t.dtype)}|{list(t.shape)}|".encode())
+    h.update(raw.tobytes())
+    return h.hexdigest()
+
+
+def text_checksum(text: str) -> str:
+    """blake2b-128 (hex) of a UTF-8 text."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def verify_checksums(where: str, sums: Mapping[str, str], tensors: Mapping[str, torch.Tensor], fix: str) -> None:
+    """Check a file's tensors against its checksum table: none missing, none extra, every one intact.
+
+    Args:
+        where: the file, for messages (e.g. ``"'model.bbs.safetensors'"``).
+        sums: tensor name -> :func:`tensor_checksum` as stored in the file.
+        tensors: the tensors read from the file.
+        fix: what the user should do, appended to the corruption message.
+
+    Raises:
+        FormatError: naming the file and the first offending tensor.
+    """
+    missing = sorted(set(sums) - set(tensors))
+    if missing:
+        raise FormatError(f"{where}: tensor {missing[0]!r} is missing ({len(missing)} missing in all)")
+    extra = sorted(set(tensors) - set(sums))
+    if extra:
+        raise FormatError(f"{where}: unexpected tensor {extra[0]!r} not listed in the checksum table")
+    for key, t in tensors.items():
+        if tensor_checksum(t) != sums[key]:
+            raise FormatError(f"{where}: tensor {key!r} fails its checksum; the file is corrupted or was edited "
+                              f"({fix})")
+
+
+def canonical_safetensors(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header in canonical form (sorted keys, compact, UTF-8).
+
+    >>> import safetensors.torch as st
+    >>> b = canonical_safetensors(st.save({"w": torch.zeros(2)}, metadata={"b": "2", "a": "1"}))
+    >>> b[8:8 + int.from_bytes(b[:8], "little")].decode().rstrip()
+    '{"__metadata__":{"a":"1","b":"2"},"w":{"data_offsets":[0,8],"dtype":"F32","shape":[2]}}'
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n].decode("utf-8"))
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
+
+
+def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],
+                 metadata: Mapping[str, str] | None = None) -> Path:
+    """Write ``tensors`` (and string ``metadata``) to ``path`` as a canonical safetensors file, atomically.
+
+    Raises:
+        InputError: the folder of ``path`` does not exist.
+        OSError: the folder is not writable or the disk is full (nothing is left under ``path``).
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"output folder {str(path.parent)!r} does not exist; create it first")
+    blob = canonical_safetensors(save(dict(tensors), metadata=dict(metadata or {})))
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

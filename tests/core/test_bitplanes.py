@@ -5,7 +5,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from bitvert.core.bitplanes import NumberFormat, from_bitplanes, int_range, to_bitplanes
+from bitvert.core.bitplanes import (
+    NumberFormat,
+    from_bitplanes,
+    int_range,
+    nonzero_magnitude_planes,
+    plane_count,
+    to_bitplanes,
+    zero_magnitude_planes,
+)
 from bitvert.errors import InputError
 
 
@@ -85,3 +93,24 @@ def test_bad_input(w, kwargs, match):
 def test_from_bitplanes_rejects_non_binary():
     with pytest.raises(InputError, match="only 0 and 1"):
         from_bitplanes(np.full((8, 2), 2))
+
+
+def test_plane_count_and_magnitude_planes_by_hand():
+    assert plane_count(np.array([0, 1, 0b1011, 0xFF], np.uint16)).tolist() == [0, 1, 3, 8]
+    # BBS.md vector 12 after the bit flip: magnitudes 16, 56, 16, 8 -> planes of 32, 16, 8 are non-zero
+    orv = np.array([16 | 56 | 16 | 8, 0, 127, 0x80 | 1])
+    assert nonzero_magnitude_planes(orv, 8).tolist() == [3, 0, 7, 1]  # bit 7 (the sign plane) is ignored
+    assert zero_magnitude_planes(orv, 8).tolist() == [4, 7, 0, 6]
+    assert zero_magnitude_planes(np.array([[0b101]]), 4).tolist() == [[1]]  # shape kept
+    with pytest.raises(InputError):
+        zero_magnitude_planes(np.array([1]), 9)
+
+
+@given(arrays(np.int16, (5, 7), elements=st.integers(-127, 127)), st.integers(2, 8))
+def test_zero_magnitude_planes_equal_all_zero_sign_magnitude_planes(w, bits):
+    lim = (1 << (bits - 1)) - 1
+    w = np.clip(w, -lim, lim)
+    planes = to_bitplanes(w, bits, NumberFormat.SIGN_MAGNITUDE)  # [bits, 5, 7]
+    expected = (planes[1:].max(axis=2) == 0).sum(axis=0)
+    orv = np.bitwise_or.reduce(np.abs(w.astype(np.int64)), axis=1)
+    assert zero_magnitude_planes(orv, bits).tolist() == expected.tolist()

@@ -154,18 +154,6 @@ def test_sparten_dense_activations_max_and_floor():
     assert r.effectual_macs == pytest.approx(150)
 
 
-def test_sparten_expected_max_with_sparse_activations():
-    w = np.zeros((1, 4), dtype=np.int16)
-    w[0, :2] = 3
-    # one row, n=2 non-zero weights, 2 tokens (2 columns), density 0.5, no floor:
-    # per column Binomial(2, .5): P(<=0)=1/4, P(<=1)=3/4; max of 2 columns: P(<=0)=1/16, P(<=1)=9/16
-    # E[max] = (1 - 1/16) + (1 - 9/16) = 22/16
-    layer = linear("fc", w, tokens=2, input_density=0.5)
-    (r,) = run("sparten", layer, min_cycles_per_chunk=0)
-    assert r.compute_cycles == pytest.approx(22 / 16)
-    assert r.effectual_macs == pytest.approx(2 * 0.5 * 2)
-
-
 def test_sparten_uses_full_token_count():
     # 197 tokens on 16 columns: 12 full column tiles + one with 5 columns; density 1 -> 16-cycle floor each
     (r,) = run("sparten", linear("fc", ones((32, 128)), tokens=197))

@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitvert.hardware.accelerators import model_for
-from bitvert.hardware.accelerators.sparten import binomial_log_cdf, expected_tile_max
 from bitvert.hardware.config import load_accelerator
 from bitvert.hardware.workload import LayerType, LayerWorkload, Workload
 from hw_helpers import encoded
@@ -93,13 +92,3 @@ def test_cost_linear_in_batch(layer):
             assert b.compute_cycles <= 2 * a.compute_cycles  # token tiles may pack better
         else:
             assert abs(b.compute_cycles - 2 * a.compute_cycles) <= 1e-9 * a.compute_cycles
-
-
-@given(st.integers(0, 128), st.floats(0.01, 1.0), st.integers(1, 16), st.floats(0, 20))
-def test_expected_max_properties(n, p, cols, floor):
-    lf = binomial_log_cdf(128, p)
-    e = float(expected_tile_max(lf[n][None], cols, floor)[0])
-    assert max(floor, n * p) - 1e-9 <= e or cols == 1 and e >= max(floor, n * p) - 1e-9
-    assert e <= max(floor, n) + 1e-9
-    e_more = float(expected_tile_max(lf[n][None], cols + 1, floor)[0])
-    assert e_more >= e - 1e-9  # more columns: the maximum can only grow

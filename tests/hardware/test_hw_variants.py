@@ -12,9 +12,9 @@ from torch import nn
 
 from bitvert.cli import main
 from bitvert.codec import encode, encode_checkpoint, load_encoded, save_encoded
-from bitvert.codec.pack import plane_count
 from bitvert.codec.tensor import plan_groups
 from bitvert.codec.view import model_encodings, weight_encoding
+from bitvert.core.bitplanes import plane_count
 from bitvert.errors import ConfigError, InputError, UnsupportedLayerError
 from bitvert.hardware.import_torch import import_workload
 from bitvert.hardware.simulate import simulate

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from pipeline_models import TinyBlock, TinyCNN
 
 import bitvert.cli.prune as prune_cli
+import bitvert.report.variants as variants_mod
 from bitvert.cli import main
 
 _X = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(5))
@@ -33,7 +34,7 @@ def _load(name: str) -> SimpleNamespace:
                            calibration_batches=batches)
 
 
-def _evaluate(loaded, model, task, reference=None, limit=None):
+def _evaluate(loaded, model, task, reference=None, limit=None, memo=None):
     x = _X[: limit or 16]
     with torch.no_grad():
         out = model(x)
@@ -47,7 +48,7 @@ def _evaluate(loaded, model, task, reference=None, limit=None):
 @pytest.fixture(autouse=True)
 def _stub(monkeypatch):
     monkeypatch.setattr(prune_cli, "load_model", _load)
-    monkeypatch.setattr(prune_cli, "evaluate", _evaluate)
+    monkeypatch.setattr(variants_mod, "evaluate_model", _evaluate)
 
 
 def test_prune_writes_checkpoint_summary_and_table(tmp_path):
@@ -129,3 +130,37 @@ def test_eval_plain_model():
     assert res.exit_code == 0, res.output
     got = json.loads(res.output)
     assert got["variant"] == "fp32" and "mean_logit" in got["metrics"]
+
+
+def test_prune_creates_no_folder_when_an_input_is_wrong(tmp_path):
+    for args in (["--model", "nope"], ["--model", "tiny-cnn", "--preset", "moderat"],
+                 ["--model", "tiny-cnn", "--limit", "0"]):
+        out = tmp_path / "new"
+        res = CliRunner().invoke(main, ["prune", *args, "--out", str(out)])
+        assert res.exit_code == 2, res.output
+        assert not out.exists()
+
+
+def test_prune_defaults_are_those_of_bitvert_run(tmp_path, monkeypatch):
+    from bitvert.report import StudyConfig
+
+    limits = []
+
+    def recording(loaded, model, task, reference=None, limit=None, memo=None):
+        limits.append(limit)
+        return _evaluate(loaded, model, task, reference, limit)
+
+    monkeypatch.setattr(variants_mod, "evaluate_model", recording)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["prune", "--model", "tiny-cnn", "--out", str(out), "--no-baselines"])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["calibration_samples"] == StudyConfig().calibration_samples == 32
+    assert s["limit_rule"] == "auto" and s["limit"] == 4000  # the "vision" family of the stub
+    assert s["seed"] == 0 and s["variants"] == ["int8", "moderate"]
+    assert s["variant_descriptions"]["int8"] == "per-channel symmetric INT8 weights, 8-bit activations (baseline)"
+    res = CliRunner().invoke(main, ["eval", str(out), "--json"])  # `bitvert eval` follows the same rule
+    assert res.exit_code == 0, res.output
+    assert limits == [4000, 4000, 4000, 4000]  # fp32, int8, moderate, then eval
+    res = CliRunner().invoke(main, ["eval", str(out), "--limit", "full"])
+    assert res.exit_code == 0 and limits[-1] is None

@@ -108,7 +108,7 @@ def _simulated_variants_are_the_files(study: StudyResult) -> list[str]:
     import csv
 
     from bitvert.codec.container import load_encoded
-    from bitvert.codec.pack import plane_count
+    from bitvert.core.bitplanes import plane_count
     from bitvert.codec.tensor import decode, plan_groups
     from bitvert.hardware.import_torch import import_workload
     from bitvert.hardware.simulate import simulate

@@ -25,7 +25,7 @@ from bitvert.report.render import (
     summary_table,
     write_report,
 )
-from bitvert.report.study import finite
+from bitvert.report.results import finite
 
 
 def _acc(cycles: float, energy: float, speedup: float, vs_sparten: float) -> dict[str, Any]:
@@ -59,7 +59,9 @@ def results_doc() -> dict[str, Any]:
         "variants": {
             "fp32": _variant("fp32", "fp32", 32.0, 0.99),
             "int8": _variant("int8", "none", 8.0, 0.98, file_bytes=2048, weight_bytes=1024, weight_ratio_vs_int8=1.0,
-                             verified=True, accelerator="stripes", speedup_vs_stripes=1.0, energy_vs_sparten=0.9),
+                             verified=True, accelerator="stripes", speedup_vs_stripes=1.0, energy_vs_sparten=0.9,
+                             description="per-channel symmetric INT8 weights, weight-only: activations in "
+                                         "floating point (baseline)"),
             "moderate": _variant("moderate", "zero_point", 4.25, 0.97, file_bytes=1536, weight_bytes=512,
                                  weight_ratio_vs_int8=2.0, verified=True, accelerator="bitvert-moderate",
                                  speedup_vs_stripes=2.5, energy_vs_sparten=0.5),
@@ -125,6 +127,10 @@ def test_markdown_has_tables_figures_and_the_story() -> None:
     summary = table[: 2 + 3]
     assert len({line.count(" | ") for line in summary if line.startswith("| ")}) == 1
     assert "| prune | 1.25 | – |" in md  # timings table (no CPU seconds in this document)
+    # what each variant is: the INT8 baseline says it is weight-only; variants without a description are left out
+    assert ("Variants:\n\n- `int8`: per-channel symmetric INT8 weights, weight-only: activations in floating "
+            "point (baseline)\n") in md
+    assert "- `moderate`:" not in md and "- `fp32`:" not in md
     assert json.dumps(doc["config"], indent=2) in md
     # accelerator table: 400 cycles at 2.5x, 0.8 uJ, 1.5 mm2
     assert "| bitvert-moderate | 400 | 0.0005 | 2.50× | 0.8 | 0.5 | 8 | 1.5 |" in md

@@ -16,7 +16,9 @@ from bitvert.cli import main
 from bitvert.errors import ConfigError, InputError, MissingDependencyError
 from bitvert.pipeline import get_preset
 from bitvert.report import REPORT_STATUS_FILE, StageTimer, StudyConfig, is_complete_report, run_study
-from bitvert.report import study as study_mod
+from bitvert.report import memo as memo_mod
+from bitvert.report import publish as publish_mod
+from bitvert.report import variants as variants_mod
 
 
 def test_config_defaults_and_normalisation() -> None:
@@ -47,13 +49,13 @@ def test_config_rejects_bad_values(kwargs: dict[str, Any], match: str) -> None:
 
 
 def test_variants_order_and_baselines() -> None:
-    names = [p.name for p in study_mod._variants(StudyConfig.create(presets=("moderate", "conservative")))]
+    names = [p.name for p in StudyConfig.create(presets=("moderate", "conservative")).variant_presets()]
     assert names == ["int8", "moderate", "bitwave-moderate", "rtn-moderate", "conservative",
                      "bitwave-conservative", "rtn-conservative"]
-    names = [p.name for p in study_mod._variants(StudyConfig.create(presets=("moderate",), baselines=()))]
+    names = [p.name for p in StudyConfig.create(presets=("moderate",), baselines=()).variant_presets()]
     assert names == ["int8", "moderate"]
     # a baseline preset given directly gets no baselines of its own
-    names = [p.name for p in study_mod._variants(StudyConfig.create(presets=("rtn-moderate",)))]
+    names = [p.name for p in StudyConfig.create(presets=("rtn-moderate",)).variant_presets()]
     assert names == ["int8", "rtn-moderate"]
 
 
@@ -118,7 +120,7 @@ def test_publish_replaces_a_previous_complete_report(tmp_path: Path) -> None:
     tmp = tmp_path / ".rep.partial-1"
     tmp.mkdir()
     (tmp / "new.txt").write_text("new")
-    study_mod._publish(tmp, out, {"status": "complete", "n": 1})
+    publish_mod.publish(tmp, out, {"status": "complete", "n": 1})
     assert not tmp.exists()
     assert sorted(p.name for p in out.iterdir()) == ["new.txt", REPORT_STATUS_FILE]
     assert json.loads((out / REPORT_STATUS_FILE).read_text())["n"] == 1
@@ -140,7 +142,7 @@ def _interrupt(*args: Any, **kwargs: Any) -> Any:
 
 
 def test_interrupt_leaves_no_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(study_mod, "_evaluate", _interrupt)
+    monkeypatch.setattr(variants_mod, "evaluate_model", _interrupt)
     out = tmp_path / "rep"
     with pytest.raises(KeyboardInterrupt):
         run_study(StudyConfig(model="mnist-cnn"), out)
@@ -152,7 +154,7 @@ def test_interrupt_keeps_the_previous_report(tmp_path: Path, monkeypatch: pytest
     out = tmp_path / "rep"
     out.mkdir()
     (out / REPORT_STATUS_FILE).write_text(json.dumps({"status": "complete", "tag": "previous"}))
-    monkeypatch.setattr(study_mod, "_evaluate", _interrupt)
+    monkeypatch.setattr(variants_mod, "evaluate_model", _interrupt)
     with pytest.raises(KeyboardInterrupt):
         run_study(StudyConfig(model="mnist-cnn"), out)
     assert json.loads((out / REPORT_STATUS_FILE).read_text())["tag"] == "previous"
@@ -220,7 +222,7 @@ def test_reference_memo_reuses_outputs_only_for_identical_inputs() -> None:
     x = torch.arange(6, dtype=torch.float32).reshape(2, 3)
     fresh = m(x)
     m.calls = 0
-    memo = study_mod.ReferenceMemo(m)
+    memo = memo_mod.ReferenceMemo(m)
     with memo:
         a = m(x)
         b = m(x.clone())                      # same content -> reused
@@ -235,7 +237,7 @@ def test_reference_memo_reuses_outputs_only_for_identical_inputs() -> None:
     m(x)
     assert m.calls == 6
     copy.deepcopy(m)(x)                      # a copy made afterwards is an ordinary module
-    disabled = study_mod.ReferenceMemo(m, enabled=False)
+    disabled = memo_mod.ReferenceMemo(m, enabled=False)
     with disabled:
         m(x)
         m(x)
@@ -243,7 +245,7 @@ def test_reference_memo_reuses_outputs_only_for_identical_inputs() -> None:
 
 
 def test_variant_seed_depends_on_the_study_seed_and_the_name_only() -> None:
-    s = study_mod._variant_seed
+    s = variants_mod.variant_seed
     assert s(0, "moderate") == s(0, "moderate")
     assert len({s(0, n) for n in ("int8", "moderate", "conservative", "rtn-moderate", "bitwave-moderate")}) == 5
     assert s(1, "moderate") == (s(0, "moderate") + 1) % 2**32

@@ -12,6 +12,7 @@ import click
 
 from bitvert.cli import prune as _prune_cli
 from bitvert.errors import InputError
+from bitvert.report import variants as _variants
 
 __all__ = ["eval_cmd", "run_eval"]
 
@@ -22,13 +23,15 @@ def _is_pruned_checkpoint(target: str) -> bool:
 
 
 def run_eval(target: str, model_name: str | None = None, task: str | None = None,
-             limit: int | None = None) -> dict[str, Any]:
+             limit: _variants.EvalLimit | None = "auto") -> dict[str, Any]:
     """Evaluate ``target``: a ``pruned.safetensors`` file (or a folder holding one), an encoded
     ``*.bbs.safetensors`` file (decoded on load), or a model name/path.
 
     A checkpoint is loaded into the architecture it was made from (``model_name`` overrides the
     name stored in its header) and compared with that model's FP32 weights; a model name is
-    evaluated as is (FP32).
+    evaluated as is (FP32). ``limit`` follows the rule of ``bitvert prune`` / ``bitvert run``
+    (``"auto"`` by model family, ``"full"`` or ``None``: the task's default, or a number), so the
+    default reproduces the metrics those commands report.
     """
     from bitvert.pipeline import apply_checkpoint_, load_pruned
 
@@ -49,7 +52,8 @@ def run_eval(target: str, model_name: str | None = None, task: str | None = None
         model = copy.deepcopy(reference)
         apply_checkpoint_(model, ckpt)
         task = task or ckpt.model_info.get("default_task") or loaded.default_task
-        metrics = _prune_cli.evaluate(loaded, model, task, reference=reference, limit=limit)
+        metrics = _variants.evaluate_model(loaded, model, task, reference=reference,
+                                           limit=_variants.resolve_eval_limit(limit, loaded.family))
         return {"target": str(path), "model": loaded.name, "variant": ckpt.preset.name,
                 "effective_bits": ckpt.effective_bits, "task": task, "metrics": metrics}
     if Path(target).suffix == ".safetensors" and not Path(target).exists():
@@ -57,7 +61,8 @@ def run_eval(target: str, model_name: str | None = None, task: str | None = None
                          "`bitvert prune` or a model name (see `bitvert models`)")
     loaded = _prune_cli.load_model(model_name or target)
     task = task or loaded.default_task
-    metrics = _prune_cli.evaluate(loaded, loaded.model.eval(), task, reference=None, limit=limit)
+    metrics = _variants.evaluate_model(loaded, loaded.model.eval(), task, reference=None,
+                                       limit=_variants.resolve_eval_limit(limit, loaded.family))
     return {"target": target, "model": loaded.name, "variant": "fp32", "effective_bits": 32.0, "task": task,
             "metrics": metrics}
 
@@ -67,11 +72,14 @@ def run_eval(target: str, model_name: str | None = None, task: str | None = None
 @click.option("--model", "model_name", default=None,
               help="Architecture to load the checkpoint into (default: the one recorded in it).")
 @click.option("--task", default=None, help="Evaluation task (default: the model's own).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate on at most this many samples.")
+@click.option("--limit", default="auto", show_default=True,
+              help="Examples per evaluation: a number, 'auto' (by model family, as `bitvert prune` and "
+                   "`bitvert run`) or 'full'.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def eval_cmd(target: str, model_name: str | None, task: str | None, limit: int | None, as_json: bool) -> None:
+def eval_cmd(target: str, model_name: str | None, task: str | None, limit: str, as_json: bool) -> None:
     """Evaluate TARGET: a pruned.safetensors (or its folder) from `bitvert prune`, or a model name."""
-    result = run_eval(target, model_name=model_name, task=task, limit=limit)
+    result = run_eval(target, model_name=model_name, task=task,
+                      limit=_variants.parse_eval_limit(limit, "--limit"))
     if as_json:
         click.echo(json.dumps(result, default=float))
         return

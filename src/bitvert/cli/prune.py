@@ -6,37 +6,41 @@ Writes into ``--out``:
   per-group metadata, activation ranges; see :mod:`bitvert.pipeline.checkpoint`);
 * ``summary.json`` -- the resolved configuration, ``effective_bits`` and a ``metrics`` object
   keyed by variant (``fp32``, ``int8``, the preset and each baseline), plus per-layer records;
+  ``variant_descriptions`` says what each variant is (a weight-only preset's ``int8`` row is weight-only);
 * ``table.txt`` -- the same as a readable table (also printed).
+
+The variants are run by :func:`bitvert.report.variants.run_variants`, the runner of ``bitvert run``,
+with the same defaults (calibration samples, ``--limit auto``) and seeding.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import gc
 import json
 import logging
-import math
 import platform
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
-import torch
-from tqdm.auto import tqdm
 
 from bitvert import __version__
 from bitvert.errors import ConfigError, MissingDependencyError
 from bitvert.jsonutil import json_default
-from bitvert.pipeline import BASELINES, baseline_of, get_preset, list_presets, prune_model_, save_pruned
+from bitvert.pipeline import BASELINES, get_preset, list_presets, save_pruned
 from bitvert.pipeline.presets import PipelinePreset
+from bitvert.report.variants import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    EvalLimit,
+    parse_eval_limit,
+    run_variants,
+    variant_presets,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["prune_cmd", "load_model", "evaluate", "parse_overrides", "format_variants_table"]
+__all__ = ["prune_cmd", "load_model", "parse_overrides", "format_variants_table", "run_prune"]
 
 
 def load_model(name: str) -> Any:
@@ -46,42 +50,6 @@ def load_model(name: str) -> Any:
     except ImportError as exc:  # pragma: no cover - only without the models package
         raise MissingDependencyError(f"bitvert.models could not be imported ({exc}); reinstall bitvert") from None
     return _load(name)
-
-
-def evaluate(loaded: Any, module: Any, task: str, reference: Any = None, limit: int | None = None
-             ) -> dict[str, float]:
-    """Evaluate ``module`` (a copy of ``loaded.model`` with rewritten weights) with ``bitvert.evaluation``.
-
-    ``loaded`` supplies the tokenizer / preprocessing; ``reference`` is the FP32 module the fidelity
-    metrics compare against (``None``: task metrics only, used for the FP32 model itself).
-    """
-    try:
-        from bitvert.evaluation import evaluate as _evaluate
-    except ImportError as exc:  # pragma: no cover - only without the evaluation package
-        raise MissingDependencyError(
-            f"bitvert.evaluation could not be imported ({exc}); reinstall bitvert"
-        ) from None
-    target = loaded if module is loaded.model else dataclasses.replace(loaded, model=module)
-    result = _evaluate(target, task, reference=reference, limit=limit, fidelity=reference is not None)
-    return {k: float(v) for k, v in result.items()}
-
-
-def output_fidelity(module: Any, reference: Any, batches: list[Any]) -> dict[str, float]:
-    """Output SQNR of ``module`` against ``reference`` on ``batches`` (relative L2 error of the primary
-    output tensor: logits, embeddings, ...). A stable fidelity measure even when softmax outputs saturate."""
-    from bitvert.models import output_tensor
-
-    num = den = 0.0
-    for batch in batches:
-        with torch.inference_mode():
-            ref = output_tensor(reference(**batch) if isinstance(batch, Mapping) else reference(batch)).double()
-            out = output_tensor(module(**batch) if isinstance(batch, Mapping) else module(batch)).double()
-        num += float(((out - ref) ** 2).sum())
-        den += float((ref ** 2).sum())
-    if den == 0.0:
-        return {}
-    return {"output_rel_error": math.sqrt(num / den),
-            "output_sqnr_db": 10.0 * math.log10(den / num) if num > 0 else 999.0}
 
 
 def parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
@@ -157,79 +125,73 @@ def run_prune(
     out_dir: Path,
     baselines: bool = True,
     task: str | None = None,
-    limit: int | None = None,
-    calibration_samples: int = 128,
+    limit: EvalLimit | None = "auto",
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     overrides: tuple[str, ...] = (),
     rules: tuple[str, ...] = (),
     evaluate_variants: bool = True,
     progress: bool = False,
     fidelity_samples: int = 16,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """The work behind ``bitvert prune``; returns the summary it writes."""
+    """The work behind ``bitvert prune``; returns the summary it writes.
+
+    The variants (``int8`` on the preset's quantization footing, the preset, its baselines) are run by
+    :func:`bitvert.report.variants.run_variants` with the same defaults and seeding as ``bitvert run``,
+    so both commands report the same numbers for the same preset.
+    """
     preset = _merge(get_preset(preset_name), parse_overrides(overrides))  # fail fast, before loading
-    if preset.method in ("bitflip", "rtn"):
-        baselines = False  # a baseline has no baselines of its own
-    variants: list[PipelinePreset] = []
-    if preset.name != "int8":
-        variants.append(get_preset("int8", quant=preset.quant.model_dump(), rules=preset.rules))
-    variants.append(preset)
-    if baselines and preset.method not in ("none",):
-        variants += [baseline_of(preset, b) for b in BASELINES]
+    variants = variant_presets([preset], BASELINES if baselines else ())
     layer_rules = _parse_rules(rules)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    limit = parse_eval_limit("full" if limit is None else limit, "--limit")
 
     t0 = time.perf_counter()
     loaded = load_model(model_name)
     load_s = time.perf_counter() - t0
-    fp32 = loaded.model.eval()
-    task = task or loaded.default_task
+    out_dir.mkdir(parents=True, exist_ok=True)  # after every input was checked and the model loaded
+    model_info = {"name": loaded.name, "family": loaded.family, "default_task": loaded.default_task}
+    saved: dict[str, Path] = {}
+
+    def save(variant: PipelinePreset, model: Any, report: Any) -> None:
+        if variant.name == preset.name:
+            saved["checkpoint"] = save_pruned(out_dir / "pruned.safetensors", model, report, model_info)
+
+    runs = run_variants(loaded, variants, task=task, eval_limit=limit, calibration_samples=calibration_samples,
+                        seed=seed, rules=layer_rules, evaluate=evaluate_variants,
+                        fidelity_samples=fidelity_samples if evaluate_variants else 0, on_variant=save,
+                        progress=progress)
+    main_report = runs.variants[preset.name].report
+    done = list(runs.variants.items())
+    ckpt = saved["checkpoint"]
     metrics: dict[str, dict[str, float]] = {}
-    bits: dict[str, float] = {}
-    sqnr: dict[str, float | None] = {}
     timings: dict[str, float] = {"load_seconds": load_s}
     if evaluate_variants:
-        t = time.perf_counter()
-        metrics["fp32"] = evaluate(loaded, fp32, task, reference=None, limit=limit)
-        timings["eval_fp32_seconds"] = time.perf_counter() - t
-    fid_batches = list(loaded.calibration_batches(fidelity_samples)) if evaluate_variants else []
-    main_report = None
-    bar = tqdm(variants, desc="variants", unit="variant", disable=not progress)
-    for variant in bar:
-        bar.set_postfix_str(variant.name)
-        model = copy.deepcopy(fp32)
-        calib = loaded.calibration_batches(calibration_samples) if variant.quant.act_bits is not None else None
-        report = prune_model_(model, variant, calibration=calib, rules=layer_rules, progress=progress)
-        bits[variant.name] = report.effective_bits
-        sqnr[variant.name] = report.to_dict()["weight_sqnr_db"]
-        timings[f"prune_{variant.name}_seconds"] = report.prune_seconds
-        timings[f"calibrate_{variant.name}_seconds"] = report.calibration_seconds
+        metrics["fp32"] = runs.fp32_metrics
+        timings["eval_fp32_seconds"] = runs.fp32_eval_seconds
+    for name, run in runs.variants.items():
+        timings[f"prune_{name}_seconds"] = run.prune_seconds
+        timings[f"calibrate_{name}_seconds"] = run.calibration_seconds
         if evaluate_variants:
-            t = time.perf_counter()
-            metrics[variant.name] = evaluate(loaded, model, task, reference=fp32, limit=limit)
-            metrics[variant.name].update(output_fidelity(model, fp32, fid_batches))
-            timings[f"eval_{variant.name}_seconds"] = time.perf_counter() - t
-        if variant.name == preset.name:
-            main_report = report
-            ckpt = save_pruned(out_dir / "pruned.safetensors", model, report,
-                               {"name": loaded.name, "family": loaded.family, "default_task": loaded.default_task})
-        del model
-        gc.collect()
-    assert main_report is not None
+            metrics[name] = run.metrics
+            timings[f"eval_{name}_seconds"] = run.eval_seconds
     summary: dict[str, Any] = {
         "bitvert_version": __version__,
         "python": platform.python_version(),
         "model": {"name": loaded.name, "family": loaded.family, "requested": model_name},
-        "task": task,
-        "limit": limit,
+        "task": runs.task,
+        "limit": runs.eval_limit,
+        "limit_rule": limit,
         "calibration_samples": calibration_samples,
         "fidelity_samples": fidelity_samples,
+        "seed": seed,
         "preset": preset.to_dict(),
         "layer_rules": layer_rules,
-        "variants": [v.name for v in variants],
+        "variants": list(runs.variants),
+        "variant_descriptions": {name: run.preset.description for name, run in runs.variants.items()},
         "effective_bits": main_report.effective_bits,
         "compression_vs_int8": main_report.compression_vs_int8,
-        "effective_bits_by_variant": {"fp32": 32.0, **bits},
-        "weight_sqnr_db_by_variant": sqnr,
+        "effective_bits_by_variant": {"fp32": 32.0, **{n: r.report.effective_bits for n, r in done}},
+        "weight_sqnr_db_by_variant": {n: r.report.to_dict()["weight_sqnr_db"] for n, r in done},
         "metrics": metrics,
         "weight_int_range": main_report.to_dict()["weight_int_range"],
         "checkpoint": {"file": ckpt.name, "size_bytes": ckpt.stat().st_size},
@@ -253,9 +215,12 @@ def run_prune(
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Also run the BitWave bit-flip and round-to-nearest baselines at the same beta and N.")
 @click.option("--task", default=None, help="Evaluation task (default: the model's own).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate on at most this many samples.")
-@click.option("--calibration-samples", type=click.IntRange(min=1), default=128, show_default=True,
-              help="Samples used to calibrate 8-bit activations.")
+@click.option("--limit", default="auto", show_default=True,
+              help="Examples per evaluation: a number, 'auto' (by model family, as `bitvert run`) or 'full'.")
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=DEFAULT_CALIBRATION_SAMPLES,
+              show_default=True, help="Samples used to calibrate 8-bit activations (as `bitvert run`).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of every random choice (as `bitvert run`).")
 @click.option("--fidelity-samples", type=click.IntRange(min=1), default=16, show_default=True,
               help="Calibration-set samples on which output_sqnr_db / output_rel_error vs FP32 are measured.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -264,10 +229,11 @@ def run_prune(
               help="Per-module rule (full-match regex over module names): prune, int8 or fp32.")
 @click.option("--no-eval", is_flag=True, help="Only prune and write the checkpoint; skip every evaluation.")
 def prune_cmd(model_name: str, preset_name: str, out_dir: Path, baselines: bool, task: str | None,
-              limit: int | None, calibration_samples: int, fidelity_samples: int, overrides: tuple[str, ...],
+              limit: str, calibration_samples: int, seed: int, fidelity_samples: int, overrides: tuple[str, ...],
               rules: tuple[str, ...], no_eval: bool) -> None:
     """Quantize to INT8 and globally binary-prune a model (BBS Algorithm 2); compare with the baselines."""
-    summary = run_prune(model_name, preset_name, out_dir, baselines=baselines, task=task, limit=limit,
+    summary = run_prune(model_name, preset_name, out_dir, baselines=baselines, task=task,
+                        limit=parse_eval_limit(limit, "--limit"), seed=seed,
                         calibration_samples=calibration_samples, overrides=overrides, rules=rules,
                         evaluate_variants=not no_eval, progress=sys.stderr.isatty(),
                         fidelity_samples=fidelity_samples)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import click
 
-from bitvert.errors import BitvertError, ConfigError
+from bitvert.errors import BitvertError
+from bitvert.report.variants import DEFAULT_CALIBRATION_SAMPLES, parse_eval_limit
 
 logger = logging.getLogger(__name__)
 
@@ -24,19 +25,6 @@ __all__ = ["run_cmd"]
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in value.split(",") if s.strip())
-
-
-def _limit(value: str) -> int | str:
-    v = value.strip().lower()
-    if v in ("auto", "full"):
-        return v
-    try:
-        n = int(v)
-    except ValueError:
-        raise ConfigError(f"--limit must be a positive integer, 'auto' or 'full', got {value!r}") from None
-    if n < 1:
-        raise ConfigError(f"--limit must be a positive integer, 'auto' or 'full', got {value!r}")
-    return n
 
 
 @click.command("run")
@@ -54,9 +42,9 @@ def _limit(value: str) -> int | str:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--task", default=None, help="Evaluation task (default: the model's own; NAME:PATH for user data).")
 @click.option("--limit", "limit", default="auto", show_default=True,
-              help="Examples per evaluation: a number, 'auto' (by model family) or 'full'.")
-@click.option("--calibration-samples", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Samples used to calibrate 8-bit activations.")
+              help="Examples per evaluation: a number, 'auto' (by model family, as `bitvert prune`) or 'full'.")
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=DEFAULT_CALIBRATION_SAMPLES,
+              show_default=True, help="Samples used to calibrate 8-bit activations (as `bitvert prune`).")
 @click.option("--calibration-data", "calibration_path", default=None,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="ImageNet-style image folder calibrating vision models that have none embedded.")
@@ -76,12 +64,12 @@ def run_cmd(model: str, presets: str, baselines: str, accelerators: str, out_dir
         _configure_logging(verbose, quiet)
     from bitvert.report import StudyConfig, run_study
     from bitvert.report.render import summary_table
-    from bitvert.report.study import finite
+    from bitvert.report.results import finite
 
     config = StudyConfig.create(
         model=model, presets=_split(presets),
         baselines=() if baselines.strip().lower() == "none" else _split(baselines),
-        accelerators=_split(accelerators), seed=seed, task=task, eval_limit=_limit(limit),
+        accelerators=_split(accelerators), seed=seed, task=task, eval_limit=parse_eval_limit(limit, "--limit"),
         calibration_samples=calibration_samples,
         calibration_path=None if calibration_path is None else str(calibration_path), simulate_batch=batch,
         keep_checkpoints=keep_checkpoints,

@@ -1,11 +1,31 @@
-"""Numba kernels of the encoder: one pass over the groups of a tensor."""
+"""Numba kernels of the codec: the encoder's group scan and the one byte-layout walk.
+
+The byte layout of a tensor (docs/format.md) is described once, by three kernels shared by
+the encoder and the decoder:
+
+* :func:`walk_kernel` -- which group is stored where: stream order (chunks in order, each
+  stored channel's groups in order), each group's stored width and which groups own a
+  metadata entry (entries follow stream order);
+* :func:`metadata_kernel` -- the encoder's only own step: it fills the metadata entries of
+  the groups the walk marked;
+* :func:`plan_kernel` -- from the walk and the metadata bytes, every stored group's plane
+  mask, finishing constants and bit offset in the column stream.
+
+The encoder runs walk -> metadata -> plan -> pack, the decoder walk -> plan -> unpack, so the
+plane masks and offsets the encoder packs with are, by construction, the ones the decoder reads.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["scan_groups", "MODE_RAW", "MODE_OFFSET", "MODE_SIGN_MAGNITUDE"]
+from bitvert.codec.layout import CONSTANT_FIELD_BITS, REDUNDANT_FIELD_MAX
+
+__all__ = [
+    "scan_groups", "walk_kernel", "metadata_kernel", "plan_kernel",
+    "MODE_RAW", "MODE_OFFSET", "MODE_SIGN_MAGNITUDE",
+]
 
 MODE_RAW = 0
 """Two's complement code of the weight itself."""
@@ -120,129 +140,131 @@ def scan_groups(
 PLAN_OK, PLAN_SHORT_METADATA, PLAN_REDUNDANT, PLAN_PATTERN, PLAN_BITWAVE_WIDTH = 0, 1, 2, 3, 4
 LAYOUT_RA, LAYOUT_ZP, LAYOUT_BITWAVE, LAYOUT_PLAIN = 0, 1, 2, 3
 
+_FIELD_MASK = (1 << CONSTANT_FIELD_BITS) - 1
+_FIELD_SIGN = 1 << (CONSTANT_FIELD_BITS - 1)
+
 
 @njit(cache=True)
-def plan_kernel(perm, gpc, lengths, prunable, ch_cols, ch_meta, md, bits, layout, order, planes, sign_pos, add,
-                msb, has_meta, offsets):  # pragma: no cover - jit
-    """Walk the stored groups once: stream order, plane masks, finishing constants, bit offsets.
+def walk_kernel(perm, gpc, prunable, ch_cols, ch_meta, bits, order, columns, has_meta):  # pragma: no cover - jit
+    """Where every group is stored: the one walk of the chunk table.
 
-    ``ch_cols`` / ``ch_meta`` are per *stored* channel. Returns ``(status, group, a, b, total_bits,
-    metadata_groups)``; a non-zero status (``PLAN_*``) names the first inconsistent metadata
-    group and two values for the message.
+    ``perm`` is the original index of each stored channel, ``ch_cols`` / ``ch_meta`` the
+    columns and metadata flag of its chunk. Per stored group ``s`` it writes ``order[s]`` (the
+    original group index), ``has_meta[s]`` (the group owns the next metadata entry: a
+    prunable group of a metadata channel) and ``columns[s]`` (the chunk's columns; ``bits`` for
+    an unprunable group of a metadata channel, stored whole). Returns the number of metadata
+    groups.
     """
     s = 0
+    m = 0
+    for ci in range(perm.shape[0]):
+        row0 = perm[ci] * gpc
+        cols = ch_cols[ci]
+        meta = ch_meta[ci]
+        for j in range(gpc):
+            row = row0 + j
+            order[s] = row
+            hm = meta and prunable[row]
+            has_meta[s] = hm
+            columns[s] = cols if hm or not meta else bits
+            if hm:
+                m += 1
+            s += 1
+    return m
+
+
+@njit(cache=True)
+def metadata_kernel(order, columns, has_meta, redundant, first, constant, mag_or, bits, layout,
+                    md_out):  # pragma: no cover - jit
+    """Encoder: fill the metadata entries of the groups :func:`walk_kernel` marked, in stream order.
+
+    BBS layouts write one byte ``r << 6 | field`` per group (``r = min(R, 3, b - S)``; field =
+    the low-column pattern for rounded averaging, ``c & 63`` for zero-point shifting). BitWave
+    sets, in ``md_out`` (zero-initialised), the bit of every all-zero magnitude plane of the
+    group's ``b-1``-bit mask.
+    """
+    m = 0
+    for s in range(order.shape[0]):
+        if not has_meta[s]:
+            continue
+        row = order[s]
+        cols = np.int64(columns[s])
+        if layout == LAYOUT_RA or layout == LAYOUT_ZP:
+            r = min(np.int64(redundant[row]), REDUNDANT_FIELD_MAX, bits - cols)
+            if layout == LAYOUT_RA:
+                fld = first[row] & ((1 << (bits - cols - r)) - 1)
+            else:
+                fld = constant[row] & _FIELD_MASK
+            md_out[m] = (r << CONSTANT_FIELD_BITS) | fld
+        else:
+            mo = mag_or[row]
+            for p in range(1, bits):
+                if (mo >> (bits - 1 - p)) & 1 == 0:
+                    q = m * (bits - 1) + p - 1
+                    md_out[q >> 3] |= 1 << (7 - (q & 7))
+        m += 1
+
+
+@njit(cache=True)
+def plan_kernel(order, lengths, columns, has_meta, md, bits, layout, planes, sign_pos, add, msb,
+                offsets):  # pragma: no cover - jit
+    """Stored planes, finishing constants and bit offsets of the groups of :func:`walk_kernel`.
+
+    A metadata group stores the planes its entry names (BBS: ``columns`` planes below ``r``
+    redundant ones; BitWave: the sign and the magnitude planes not masked as zero); any other
+    group stores its top ``columns`` planes. Groups follow one another in stream order.
+    Returns ``(status, group, a, b, total_bits, metadata_groups)``; a non-zero status
+    (``PLAN_*``) names the first inconsistent metadata group and two values for the message.
+    """
     pos = 0
     m = 0
     n_md = md.shape[0]
-    for ci in range(perm.shape[0]):
-        ch = perm[ci]
-        cols = ch_cols[ci]
-        meta = ch_meta[ci]
-        for j in range(gpc):
-            row = ch * gpc + j
-            order[s] = row
-            if meta and prunable[row]:
-                has_meta[s] = True
-                if layout == LAYOUT_RA or layout == LAYOUT_ZP:
-                    if m >= n_md:
+    for s in range(order.shape[0]):
+        cols = np.int64(columns[s])
+        if has_meta[s]:
+            if layout == LAYOUT_RA or layout == LAYOUT_ZP:
+                if m >= n_md:
+                    return PLAN_SHORT_METADATA, m, 0, 0, 0, m
+                byte = np.int64(md[m])
+                r = byte >> CONSTANT_FIELD_BITS
+                fld = byte & _FIELD_MASK
+                k = bits - cols - r
+                if k < 0:
+                    return PLAN_REDUNDANT, m, r, cols, 0, m
+                if layout == LAYOUT_RA:
+                    if fld >= (1 << k):
+                        return PLAN_PATTERN, m, fld, k, 0, m
+                    a = fld
+                else:
+                    a = -(fld - (_FIELD_MASK + 1)) if fld >= _FIELD_SIGN else -fld
+                planes[s] = ((1 << cols) - 1) << r
+                sign_pos[s] = bits - 1 - r
+                add[s] = a
+                msb[s] = r
+                nc = cols
+            else:
+                mask = 1
+                nc = 1
+                for p in range(1, bits):
+                    q = m * (bits - 1) + p - 1
+                    if (q >> 3) >= n_md:
                         return PLAN_SHORT_METADATA, m, 0, 0, 0, m
-                    byte = np.int64(md[m])
-                    r = byte >> 6
-                    fld = byte & 63
-                    k = bits - cols - r
-                    if k < 0:
-                        return PLAN_REDUNDANT, m, r, cols, 0, m
-                    if layout == LAYOUT_RA:
-                        if fld >= (1 << k):
-                            return PLAN_PATTERN, m, fld, k, 0, m
-                        a = fld
-                    else:
-                        a = -(fld - 64) if fld > 31 else -fld
-                    planes[s] = ((1 << cols) - 1) << r
-                    sign_pos[s] = bits - 1 - r
-                    add[s] = a
-                    msb[s] = r
-                    nc = cols
-                else:
-                    mask = 1
-                    nc = 1
-                    for p in range(1, bits):
-                        q = m * (bits - 1) + p - 1
-                        if (q >> 3) >= n_md:
-                            return PLAN_SHORT_METADATA, m, 0, 0, 0, m
-                        if (md[q >> 3] >> (7 - (q & 7))) & 1 == 0:
-                            mask |= 1 << p
-                            nc += 1
-                    if nc > cols:
-                        return PLAN_BITWAVE_WIDTH, m, nc, cols, 0, m
-                    planes[s] = mask
-                    sign_pos[s] = -1
-                    add[s] = 0
-                    msb[s] = 0
-                m += 1
-            else:
-                has_meta[s] = False
-                w = bits if meta else cols
-                planes[s] = ((1 << w) - 1) << (bits - w)
-                sign_pos[s] = w - 1
+                    if (md[q >> 3] >> (7 - (q & 7))) & 1 == 0:
+                        mask |= 1 << p
+                        nc += 1
+                if nc > cols:
+                    return PLAN_BITWAVE_WIDTH, m, nc, cols, 0, m
+                planes[s] = mask
+                sign_pos[s] = -1
                 add[s] = 0
-                msb[s] = bits - w
-                nc = w
-            offsets[s] = pos
-            pos += lengths[row] * nc
-            s += 1
+                msb[s] = 0
+            m += 1
+        else:
+            planes[s] = ((1 << cols) - 1) << (bits - cols)
+            sign_pos[s] = cols - 1
+            add[s] = 0
+            msb[s] = bits - cols
+            nc = cols
+        offsets[s] = pos
+        pos += lengths[order[s]] * nc
     return PLAN_OK, 0, 0, 0, pos, m
-
-
-@njit(cache=True)
-def assign_kernel(perm, gpc, lengths, prunable, ch_cols, ch_meta, redundant, first, constant, mag_or, bits, layout,
-                  order, planes, offsets, md_out):  # pragma: no cover - jit
-    """Encoder side of :func:`plan_kernel`: stream order, plane masks, metadata entries, bit offsets.
-
-    Per metadata group: BBS layouts write ``r << 6 | field`` (``r = min(R, 3, b - S)``; field =
-    the low-column pattern for rounded averaging, ``c & 63`` for zero-point shifting); BitWave
-    sets the zero-column bits of the ``b-1``-bit mask in ``md_out`` (zero-initialised).
-    Returns ``(total_bits, metadata_groups)``.
-    """
-    s = 0
-    pos = 0
-    m = 0
-    for ci in range(perm.shape[0]):
-        ch = perm[ci]
-        cols = ch_cols[ci]
-        meta = ch_meta[ci]
-        for j in range(gpc):
-            row = ch * gpc + j
-            order[s] = row
-            if meta and prunable[row]:
-                if layout == LAYOUT_RA or layout == LAYOUT_ZP:
-                    r = min(redundant[row], 3, bits - cols)
-                    k = bits - cols - r
-                    if layout == LAYOUT_RA:
-                        fld = first[row] & ((1 << k) - 1)
-                    else:
-                        fld = constant[row] & 63
-                    md_out[m] = (r << 6) | fld
-                    planes[s] = ((1 << cols) - 1) << r
-                    nc = cols
-                else:
-                    mask = 1
-                    nc = 1
-                    mo = mag_or[row]
-                    for p in range(1, bits):
-                        if (mo >> (bits - 1 - p)) & 1:
-                            mask |= 1 << p
-                            nc += 1
-                        else:
-                            q = m * (bits - 1) + p - 1
-                            md_out[q >> 3] |= 1 << (7 - (q & 7))
-                    planes[s] = mask
-                m += 1
-            else:
-                w = bits if meta else cols
-                planes[s] = ((1 << w) - 1) << (bits - w)
-                nc = w
-            offsets[s] = pos
-            pos += lengths[row] * nc
-            s += 1
-    return pos, m

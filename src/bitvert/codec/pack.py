@@ -18,11 +18,11 @@ import sys
 import numpy as np
 from numba import njit, prange
 
+from bitvert.core.bitplanes import plane_count
+
 __all__ = ["pack_columns", "unpack_columns", "stream_offsets", "plane_count"]
 
 _LITTLE = sys.byteorder == "little"
-
-
 
 
 @njit(cache=True)
@@ -142,11 +142,6 @@ def _unpack_kernel(stream, spread16, out64, fast_ok, order, lengths, planes, off
                     code |= ((stream[q >> 3] >> (7 - (q & 7))) & 1) << (bits - 1 - p)
                     j += 1
                 out[row, i] = _finish(code, bits, sb, a)
-
-
-def plane_count(planes: np.ndarray) -> np.ndarray:
-    """Number of stored planes per group from the plane masks (``int64``)."""
-    return np.bitwise_count(np.asarray(planes, dtype=np.uint16)).astype(np.int64)
 
 
 def stream_offsets(lengths_in_order: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, int]:

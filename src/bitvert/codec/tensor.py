@@ -41,7 +41,8 @@ from bitvert.codec.layout import (
     Chunk,
     TensorLayout,
 )
-from bitvert.codec.pack import pack_columns, plane_count, unpack_columns
+from bitvert.codec.pack import pack_columns, unpack_columns
+from bitvert.core.bitplanes import zero_magnitude_planes
 from bitvert.core.grouping import GroupLayout, LayerKind, RemainderPolicy, make_layout
 from bitvert.core.validation import as_int_array, check_bits, check_positive_int
 from bitvert.errors import ConfigError, FormatError, InputError
@@ -214,11 +215,9 @@ class EncodedTensor:
         byte count of :meth:`to_bytes` (columns + metadata + channel-index table).
         """
         plan = plan_groups(self)
-        lengths = plan.lengths[plan.order].astype(np.int64)
-        column_bits = int((lengths * plane_count(plan.planes)).sum())
+        column_bits = plan.total_bits
         n_meta = int(plan.has_metadata.sum())
-        meta_bits = n_meta * (METADATA_BITS_BBS if self.layout.is_bbs else
-                              (self.weight_bits - 1 if self.layout is TensorLayout.BITWAVE else 0))
+        meta_bits = n_meta * _metadata_bits_per_group(self.layout, self.weight_bits)
         total = int(self.payload.shape[0] + self.metadata.shape[0] + self.index_table().shape[0])
         normal = [c for c in self.chunks if c.metadata]
         escaped = sum(c.channels for c in normal if c.columns > self.weight_bits - self.columns) \
@@ -274,11 +273,65 @@ class GroupPlan:
     total_bits: int
 
 
-def _chunk_arrays(enc: EncodedTensor) -> tuple[np.ndarray, np.ndarray]:
-    cols = np.repeat(np.array([c.columns for c in enc.chunks], dtype=np.int64),
-                     [c.channels for c in enc.chunks])
-    meta = np.repeat(np.array([c.metadata for c in enc.chunks], dtype=bool), [c.channels for c in enc.chunks])
-    return cols, meta
+_LAYOUT_CODE = {TensorLayout.BBS_ROUNDED_AVG: K.LAYOUT_RA, TensorLayout.BBS_ZERO_POINT: K.LAYOUT_ZP,
+                TensorLayout.BITWAVE: K.LAYOUT_BITWAVE, TensorLayout.PLAIN: K.LAYOUT_PLAIN}
+
+
+def _metadata_bits_per_group(layout: TensorLayout, bits: int) -> int:
+    """Metadata bits of one metadata group: 8 (BBS), ``b - 1`` (BitWave mask), 0 (plain)."""
+    return METADATA_BITS_BBS if layout.is_bbs else (bits - 1 if layout is TensorLayout.BITWAVE else 0)
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """Output of :func:`~bitvert.codec._kernels.walk_kernel`, per stored group in stream order."""
+
+    order: np.ndarray
+    columns: np.ndarray
+    has_metadata: np.ndarray
+    metadata_groups: int
+
+
+def _walk(lay: GroupLayout, channel_order: np.ndarray, chunks: tuple[Chunk, ...], bits: int) -> _Walk:
+    """Stream order, stored width and metadata placement of every group (the one layout walk)."""
+    n = lay.n_groups
+    ch_cols = np.repeat(np.array([c.columns for c in chunks], dtype=np.uint8), [c.channels for c in chunks])
+    ch_meta = np.repeat(np.array([c.metadata for c in chunks], dtype=np.bool_), [c.channels for c in chunks])
+    order = np.empty(n, dtype=np.int64)
+    columns = np.empty(n, dtype=np.uint8)
+    has_meta = np.empty(n, dtype=np.bool_)
+    n_meta = K.walk_kernel(np.ascontiguousarray(channel_order, dtype=np.int64), lay.groups_per_channel,
+                           lay.prunable(), ch_cols, ch_meta, int(bits), order, columns, has_meta)
+    return _Walk(order=order, columns=columns, has_metadata=has_meta, metadata_groups=int(n_meta))
+
+
+def _plan(walk: _Walk, lengths: np.ndarray, md: np.ndarray, layout: TensorLayout, bits: int,
+          where: str) -> GroupPlan:
+    """Plane masks, finishing constants and offsets of the walked groups, read from the metadata ``md``.
+
+    Raises:
+        FormatError: the metadata contradicts the chunk table (the message names ``where``).
+    """
+    n = walk.order.shape[0]
+    planes = np.empty(n, dtype=np.uint16)
+    sign_pos = np.empty(n, dtype=np.int32)
+    add = np.empty(n, dtype=np.int32)
+    msb = np.empty(n, dtype=np.int32)
+    offsets = np.empty(n, dtype=np.int64)
+    status, g, v1, v2, total, _ = K.plan_kernel(walk.order, lengths, walk.columns, walk.has_metadata, md, bits,
+                                                _LAYOUT_CODE[layout], planes, sign_pos, add, msb, offsets)
+    if status == K.PLAN_SHORT_METADATA:
+        raise FormatError(f"{where}: metadata holds {md.shape[0]} bytes, too few for the metadata groups the chunk "
+                          "table implies; the data is truncated or corrupted")
+    if status == K.PLAN_REDUNDANT:
+        raise FormatError(f"{where}: metadata group {g} records {v1} redundant columns, more than the "
+                          f"{bits - v2} free columns of its {v2}-column chunk")
+    if status == K.PLAN_PATTERN:
+        raise FormatError(f"{where}: metadata group {g} has constant {v1}, wider than its {v2} free low columns")
+    if status == K.PLAN_BITWAVE_WIDTH:
+        raise FormatError(f"{where}: BitWave group {g} stores {v1} columns, more than its chunk's {v2}")
+    return GroupPlan(order=walk.order, lengths=lengths, planes=planes, sign_pos=sign_pos, add=add,
+                     has_metadata=walk.has_metadata, msb_plane=msb, offsets=offsets, total_bits=int(total))
 
 
 def _check_pad(stream: np.ndarray, used_bits: int, where: str, what: str) -> None:
@@ -296,47 +349,22 @@ def plan_groups(enc: EncodedTensor, name: str = "tensor") -> GroupPlan:
     where = f"tensor {name!r}"
     lay = enc.group_layout
     b = int(enc.weight_bits)
-    gpc = lay.groups_per_channel
-    lengths = lay.lengths()
-    n = lay.n_groups
-    ch_cols, ch_meta = _chunk_arrays(enc)
-    order = np.empty(n, dtype=np.int64)
-    planes = np.empty(n, dtype=np.uint16)
-    sign_pos = np.empty(n, dtype=np.int32)
-    add = np.empty(n, dtype=np.int32)
-    msb = np.empty(n, dtype=np.int32)
-    has_meta = np.empty(n, dtype=np.bool_)
-    offsets = np.empty(n, dtype=np.int64)
-    code = {TensorLayout.BBS_ROUNDED_AVG: K.LAYOUT_RA, TensorLayout.BBS_ZERO_POINT: K.LAYOUT_ZP,
-            TensorLayout.BITWAVE: K.LAYOUT_BITWAVE, TensorLayout.PLAIN: K.LAYOUT_PLAIN}[enc.layout]
+    walk = _walk(lay, enc.channel_order, enc.chunks, b)
     md = enc.metadata
-    per_group = METADATA_BITS_BBS if enc.layout.is_bbs else (b - 1 if enc.layout is TensorLayout.BITWAVE else 0)
-    prunable = lay.prunable()
-    n_meta = int(ch_meta.sum()) * int(prunable[:gpc].sum())  # every channel has the same group pattern
-    need = -(-n_meta * per_group // 8)
+    n_meta = walk.metadata_groups
+    meta_bits = n_meta * _metadata_bits_per_group(enc.layout, b)
+    need = -(-meta_bits // 8)
     if md.shape[0] != need:
         raise FormatError(f"{where}: metadata holds {md.shape[0]} bytes, the chunk table implies {n_meta} "
                           f"metadata groups ({need} bytes)")
-    status, g, v1, v2, total, _ = K.plan_kernel(
-        enc.channel_order.astype(np.int64), gpc, lengths, prunable, ch_cols, ch_meta, md, b, code,
-        order, planes, sign_pos, add, msb, has_meta, offsets)
-    if status == K.PLAN_SHORT_METADATA:
-        raise FormatError(f"{where}: metadata holds {md.shape[0]} bytes, too few for the metadata groups the chunk "
-                          "table implies; the data is truncated or corrupted")
-    if status == K.PLAN_REDUNDANT:
-        raise FormatError(f"{where}: metadata group {g} records {v1} redundant columns, more than the "
-                          f"{b - v2} free columns of its {v2}-column chunk")
-    if status == K.PLAN_PATTERN:
-        raise FormatError(f"{where}: metadata group {g} has constant {v1}, wider than its {v2} free low columns")
-    if status == K.PLAN_BITWAVE_WIDTH:
-        raise FormatError(f"{where}: BitWave group {g} stores {v1} columns, more than its chunk's {v2}")
-    _check_pad(md, n_meta * per_group, where, "metadata")
+    plan = _plan(walk, lay.lengths(), md, enc.layout, b, where)
+    _check_pad(md, meta_bits, where, "metadata")
+    total = plan.total_bits
     if enc.payload.shape[0] != -(-total // 8):
         raise FormatError(f"{where}: column stream holds {enc.payload.shape[0]} bytes, the groups need "
                           f"{-(-total // 8)} ({total} bits); the data is truncated or corrupted")
     _check_pad(enc.payload, total, where, "column stream")
-    return GroupPlan(order=order, lengths=lengths, planes=planes, sign_pos=sign_pos, add=add,
-                     has_metadata=has_meta, msb_plane=msb, offsets=offsets, total_bits=total)
+    return plan
 
 
 def decode(enc: EncodedTensor) -> np.ndarray:
@@ -394,21 +422,18 @@ def _bbs_min_width(redundant: np.ndarray, trailing: np.ndarray, bits: int, field
     return np.maximum(1, bits - np.minimum(redundant, REDUNDANT_FIELD_MAX) - t)
 
 
-def _assign_and_pack(scan: dict[str, np.ndarray], perm: np.ndarray, gpc: int, lengths: np.ndarray,
-                     prunable: np.ndarray, ch_cols: np.ndarray, ch_meta: np.ndarray, constant: np.ndarray, bits: int,
-                     layout: TensorLayout, metadata_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stream order, plane masks and metadata (one numba pass), then the column stream."""
-    n = lengths.shape[0]
-    order = np.empty(n, dtype=np.int64)
-    planes = np.empty(n, dtype=np.uint16)
-    offsets = np.empty(n, dtype=np.int64)
-    md = np.zeros(-(-metadata_bits // 8), dtype=np.uint8)
-    code = {TensorLayout.BBS_ROUNDED_AVG: K.LAYOUT_RA, TensorLayout.BBS_ZERO_POINT: K.LAYOUT_ZP,
-            TensorLayout.BITWAVE: K.LAYOUT_BITWAVE, TensorLayout.PLAIN: K.LAYOUT_PLAIN}[layout]
-    total, _ = K.assign_kernel(perm.astype(np.int64), gpc, lengths, prunable, ch_cols.astype(np.int64),
-                               ch_meta.astype(np.bool_), scan["redundant"], scan["first"], constant.astype(np.int32),
-                               scan["mag_or"], bits, code, order, planes, offsets, md)
-    payload = pack_columns(scan["codes"], order, lengths, planes, bits, offsets=offsets, total_bits=total)
+def _pack(scan: dict[str, np.ndarray], lay: GroupLayout, lengths: np.ndarray, perm: np.ndarray,
+          chunks: tuple[Chunk, ...], constant: np.ndarray, bits: int, layout: TensorLayout,
+          name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Column stream and metadata: the shared walk, the metadata values, the shared plan, then packing."""
+    walk = _walk(lay, perm, chunks, bits)
+    md = np.zeros(-(-walk.metadata_groups * _metadata_bits_per_group(layout, bits) // 8), dtype=np.uint8)
+    K.metadata_kernel(walk.order, walk.columns, walk.has_metadata, scan["redundant"], scan["first"],
+                      np.ascontiguousarray(constant, dtype=np.int32), scan["mag_or"], bits, _LAYOUT_CODE[layout],
+                      md)
+    plan = _plan(walk, lengths, md, layout, bits, f"tensor {name!r}")
+    payload = pack_columns(scan["codes"], plan.order, plan.lengths, plan.planes, bits, offsets=plan.offsets,
+                           total_bits=plan.total_bits)
     return payload, md
 
 
@@ -483,9 +508,7 @@ def encode(result: PruneResult, name: str = "tensor") -> EncodedTensor:
         raise _first_bad(name, lay, values, bad, what + "; pass the PruneResult of bitvert.pruning.prune unchanged")
     red = scan["redundant"].astype(np.int64)
     if layout is TensorLayout.BITWAVE:
-        zero_planes = np.zeros(n_groups, dtype=np.int64)
-        for q in range(b - 1):
-            zero_planes += ((scan["mag_or"] >> q) & 1) == 0
+        zero_planes = zero_magnitude_planes(scan["mag_or"], b)
         free = zero_planes
     else:
         trailing = (scan["trail_const"] if layout is TensorLayout.BBS_ROUNDED_AVG else scan["trail_zero"]).astype(
@@ -511,10 +534,7 @@ def encode(result: PruneResult, name: str = "tensor") -> EncodedTensor:
         ch_need = np.where(meta_group, s_min, 0).reshape(kch, gpc).max(axis=1)
         width = np.where(normal_ch, np.maximum(b - n_cols, ch_need), b)
     perm, chunks = _order_channels(width.astype(np.int64), normal_ch)
-    per_group = METADATA_BITS_BBS if layout.is_bbs else b - 1
-    n_meta = int(normal_ch.sum()) * int(prunable[:gpc].sum())
-    payload, metadata = _assign_and_pack(scan, perm, gpc, lengths, prunable, width[perm], normal_ch[perm], constant,
-                                         b, layout, n_meta * per_group)
+    payload, metadata = _pack(scan, lay, lengths, perm, chunks, constant, b, layout, name)
     enc = EncodedTensor(
         layout=layout, shape=lay.shape, kind=lay.kind, group_size=lay.group_size, remainder=lay.remainder,
         weight_bits=b, columns=n_cols, chunks=chunks, channel_order=perm, payload=payload,
@@ -572,8 +592,8 @@ def encode_plain(
         raise InputError(f"{name}: output channel {ch} needs {int(need[ch])} bits but channel_bits gives "
                          f"{int(width[ch])}")
     perm, chunks = _order_channels(width, np.zeros(kch, dtype=bool))
-    payload, _ = _assign_and_pack(scan, perm, gpc, lengths, lay.prunable(), width[perm], np.zeros(kch, dtype=bool),
-                                  np.zeros(lay.n_groups, np.int16), b, TensorLayout.PLAIN, 0)
+    payload, _ = _pack(scan, lay, lengths, perm, chunks, np.zeros(lay.n_groups, np.int16), b,
+                       TensorLayout.PLAIN, name)
     return EncodedTensor(
         layout=TensorLayout.PLAIN, shape=lay.shape, kind=lay.kind, group_size=lay.group_size,
         remainder=lay.remainder, weight_bits=b, columns=0, chunks=chunks, channel_order=perm, payload=payload,

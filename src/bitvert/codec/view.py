@@ -9,7 +9,7 @@ accelerator runs is what the encoder wrote. :func:`weight_encoding` turns one
   here, once, by its grouping layout's :meth:`~bitvert.core.grouping.GroupLayout.to_rows`;
 * ``stored_columns`` -- the bit columns the encoder stored for each group
   (:func:`~bitvert.codec.tensor.plan_groups` plane masks counted by
-  :func:`~bitvert.codec.pack.plane_count`, scattered from stored order to layout order);
+  :func:`~bitvert.core.bitplanes.plane_count`, scattered from stored order to layout order);
 * ``sensitive`` -- the output channels stored at full width without metadata;
 * ``footprint_bits`` -- ``8 *`` the tensor's bytes in the file
   (:meth:`~bitvert.codec.tensor.EncodedTensor.to_bytes`: column stream + metadata + index table,
@@ -28,8 +28,8 @@ import numpy as np
 
 from bitvert.codec.container import EncodedModel
 from bitvert.codec.layout import TensorLayout
-from bitvert.codec.pack import plane_count
 from bitvert.codec.tensor import EncodedTensor, decode, plan_groups
+from bitvert.core.bitplanes import plane_count
 from bitvert.core.grouping import GroupLayout, LayerKind, make_layout
 from bitvert.errors import InputError
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from bitvert.core import _kernels
-from bitvert.core.bitplanes import NumberFormat
+from bitvert.core.bitplanes import NumberFormat, zero_magnitude_planes
 from bitvert.core.grouping import LayerKind, RemainderPolicy, group_weights
 from bitvert.core.validation import check_bits, check_positive_int
 from bitvert.errors import InputError
@@ -149,11 +149,7 @@ def zero_magnitude_columns(values: Any, lengths: Any = None, bits: int = 8) -> n
     neg_min = -(1 << (bits - 1))
     if (values[_valid_mask(values, lengths)] <= neg_min).any():
         raise InputError(f"values hold {neg_min} (or less), which has no {bits}-bit sign-magnitude code")
-    orv = _kernels.magnitude_or_kernel(values, lengths)
-    nonzero = np.zeros(values.shape[0], dtype=np.int64)
-    for k in range(bits - 1):
-        nonzero += (orv >> k) & 1
-    return (bits - 1 - nonzero).astype(np.uint8)
+    return zero_magnitude_planes(_kernels.magnitude_or_kernel(values, lengths), bits).astype(np.uint8)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ __all__ = [
     "to_bitplanes",
     "from_bitplanes",
     "apply_neg_min_policy",
+    "plane_count",
+    "nonzero_magnitude_planes",
+    "zero_magnitude_planes",
 ]
 
 
@@ -135,3 +138,43 @@ def from_bitplanes(planes: Any, fmt: NumberFormat | str = NumberFormat.TWOS_COMP
         return (p * signed).sum(axis=0, dtype=np.int16)
     mag = (p[1:] * weights[1:]).sum(axis=0, dtype=np.int16)
     return np.where(p[0] == 1, -mag, mag).astype(np.int16)
+
+
+def plane_count(masks: Any) -> np.ndarray:
+    """Number of planes named by each plane mask (bit ``p`` set = plane ``p``): ``int64``, same shape.
+
+    >>> plane_count(np.array([0, 0b1011, 0xFF])).tolist()
+    [0, 3, 8]
+    """
+    return np.bitwise_count(np.asarray(masks)).astype(np.int64)
+
+
+def nonzero_magnitude_planes(magnitude_or: Any, bits: int = 8) -> np.ndarray:
+    """Magnitude planes (sign-magnitude planes ``1..bits-1``) holding a 1 in some weight of a group.
+
+    Args:
+        magnitude_or: per group, the bitwise OR of the magnitudes ``|w|`` of its weights
+            (plane ``k`` of a weight is bit ``bits-1-k`` of its magnitude, so a plane is all
+            zero over the group iff that bit of the OR is 0). Any shape; bits at or above
+            ``bits-1`` are ignored.
+        bits: the sign-magnitude width ``b``.
+
+    Returns:
+        ``int64`` counts in ``[0, bits-1]``, the shape of ``magnitude_or``.
+
+    >>> nonzero_magnitude_planes(np.array([16 | 56 | 8]), 8).tolist()  # magnitudes 16, 56, 8 (BBS.md vector 12): planes 32, 16, 8
+    [3]
+    """
+    bits = check_bits(bits)
+    return plane_count(np.asarray(magnitude_or, dtype=np.int64) & ((1 << (bits - 1)) - 1))
+
+
+def zero_magnitude_planes(magnitude_or: Any, bits: int = 8) -> np.ndarray:
+    """All-zero magnitude planes of a group: ``bits - 1 -`` :func:`nonzero_magnitude_planes` (``int64``).
+
+    These are the columns BitWave skips and BBS bit flipping frees.
+
+    >>> zero_magnitude_planes(np.array([16 | 56 | 8]), 8).tolist()
+    [4]
+    """
+    return (check_bits(bits) - 1) - nonzero_magnitude_planes(magnitude_or, bits)

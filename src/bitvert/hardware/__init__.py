@@ -29,9 +29,9 @@ def __getattr__(name: str) -> object:
 
         return import_workload
     if name == "resolve_targets":
-        from bitvert.hardware.config import resolve_accelerators
+        from bitvert.hardware.targets import resolve_targets
 
-        return resolve_accelerators
+        return resolve_targets
     if name in ("Workload", "LayerWorkload"):
         from bitvert.hardware import workload
 

@@ -63,6 +63,8 @@ class LayerGeometry:
         tokens: rows per batch element for linear/matmul (sequence length; 1 for a CNN classifier).
         repeats: independent instances (attention heads) for matmul; 1 otherwise.
         input_density: fraction of non-zero input activations (SparTen, SparTen's mask overhead).
+        input_mask: optional boolean non-zero mask of the real input (conv ``(batch, in, ih, iw)``; linear /
+            matmul ``repeats * batch * tokens * in`` elements); SparTen then costs every tile from it.
         input_from_previous: the input is the previous layer's output (enables on-chip residency).
     """
 
@@ -77,6 +79,7 @@ class LayerGeometry:
     tokens: int = 1
     repeats: int = 1
     input_density: float = 1.0
+    input_mask: np.ndarray | None = field(default=None, repr=False)
     input_from_previous: bool = False
 
     def geometry(self) -> dict[str, Any]:
@@ -146,6 +149,13 @@ class LayerWorkload(LayerGeometry):
             raise InputError(
                 f"layer {self.name!r}: input_density must lie in (0, 1], got {self.input_density!r}"
             )
+        if self.input_mask is not None:
+            mask = np.asarray(self.input_mask)
+            if mask.dtype != np.bool_:
+                raise InputError(
+                    f"layer {self.name!r}: input_mask must be boolean (x != 0), got dtype {mask.dtype}"
+                )
+            object.__setattr__(self, "input_mask", mask)
         if self.channel_scale is not None:
             cs = np.asarray(self.channel_scale, dtype=np.float64).reshape(-1)
             if cs.shape[0] != w.shape[0] or not np.all(np.isfinite(cs)) or np.any(cs <= 0):

@@ -10,19 +10,21 @@
 baselines, evaluates every variant, encodes and verifies the weights, simulates the accelerators on
 the model's real weights and writes a report folder (``report.md``, ``report.html``,
 ``results.json``, plots) atomically: the folder appears under its final name only when complete.
+
+Modules, one job each: :mod:`~bitvert.report.variants` (the variant runner shared with ``bitvert prune``),
+:mod:`~bitvert.report.memo` (FP32 reference outputs reused across variants),
+:mod:`~bitvert.report.verify` (encode / decode / verify each variant), :mod:`~bitvert.report.simulation`
+(the accelerators), :mod:`~bitvert.report.results` (configuration and ``results.json``),
+:mod:`~bitvert.report.publish` (atomic report folder), :mod:`~bitvert.report.render` and
+:mod:`~bitvert.report.plots` (report.md / report.html), :mod:`~bitvert.report.study` (the flow of ``bitvert run``).
 """
 
 from __future__ import annotations
 
-from bitvert.report.study import (
-    REPORT_STATUS_FILE,
-    StageTimer,
-    StudyConfig,
-    StudyResult,
-    VariantResult,
-    is_complete_report,
-    run_study,
-)
+from bitvert.report.publish import REPORT_STATUS_FILE, is_complete_report
+from bitvert.report.results import StudyConfig, StudyResult, VariantResult
+from bitvert.report.study import run_study
+from bitvert.report.variants import StageTimer
 
 __all__ = [
     "REPORT_STATUS_FILE",

@@ -211,6 +211,10 @@ def build_blocks(results: dict[str, Any], figures: list[str]) -> list[Block]:
         blocks.append(Block("list", items=story))
     headers, rows = _summary_rows(results)
     blocks += [Block("h2", "Summary"), Block("table", headers=headers, rows=rows)]
+    described = [f"`{name}`: {v['description']}" for name, v in variants.items()
+                 if name != "fp32" and v.get("description")]
+    if described:  # what each row is, e.g. whether the INT8 baseline quantizes activations
+        blocks += [Block("p", "Variants:"), Block("list", items=described)]
     h, r = _metric_rows(results)
     blocks += [Block("h2", "All metrics"), Block("table", headers=h, rows=r)]
     if results.get("simulation"):
@@ -337,7 +341,7 @@ def render_html(blocks: list[Block], images: dict[str, bytes]) -> str:
 def write_report(result: Any, folder: Path, dpi: int = 110) -> dict[str, Path]:
     """Write ``plots/*.png``, ``report.md`` and ``report.html`` for ``result`` (a StudyResult or its dict)."""
     from bitvert.report.plots import all_figures
-    from bitvert.report.study import finite
+    from bitvert.report.results import finite
 
     results = finite(result.to_dict() if hasattr(result, "to_dict") else result)
     folder = Path(folder)

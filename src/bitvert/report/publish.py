@@ -1,0 +1,78 @@
+"""Atomic publishing of a report folder.
+
+Everything is written into a hidden sibling folder ``.<out>.partial-<pid>`` (:func:`partial_folder`)
+which is renamed to ``out`` only when complete (:func:`publish` writes ``status.json`` saying
+``"complete"`` first); an interrupted or failed run removes it, so a half-written report is never
+presented as complete, and a previous complete report is replaced only by a complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bitvert.errors import InputError
+
+__all__ = ["REPORT_STATUS_FILE", "check_out_dir", "is_complete_report", "partial_folder", "publish"]
+
+logger = logging.getLogger(__name__)
+
+REPORT_STATUS_FILE = "status.json"
+"""Written last into a report folder; ``{"status": "complete", ...}`` marks a finished report."""
+
+
+def is_complete_report(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a report folder whose ``status.json`` says ``complete``."""
+    status = Path(path) / REPORT_STATUS_FILE
+    try:
+        return json.loads(status.read_text(encoding="utf-8")).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``out_dir`` that is a file or a non-empty folder that is not a complete report."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {str(out_dir)!r} is a file; give a folder path for the report")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_complete_report(out_dir):
+        raise InputError(
+            f"--out {str(out_dir)!r} is a non-empty folder that is not a bitvert report; choose a new or "
+            "empty folder (a previous complete report there is replaced)"
+        )
+
+
+@contextmanager
+def partial_folder(out_dir: Path) -> Iterator[Path]:
+    """Create and yield the hidden partial folder of ``out_dir``; remove it if the block raises
+    (including ``KeyboardInterrupt``), then re-raise."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        logger.warning("the study did not finish; removed the partial report folder %s", tmp)
+        raise
+
+
+def publish(tmp: Path, out_dir: Path, status: dict[str, Any]) -> None:
+    """Mark ``tmp`` complete and move it to ``out_dir`` (replacing an old report there)."""
+    (tmp / REPORT_STATUS_FILE).write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")
+    old: Path | None = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

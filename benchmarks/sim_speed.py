@@ -3,12 +3,18 @@
 Prints one JSON object per line:
 
 * ``{"bench": "resnet50", ...}`` -- building the workload (synthetic INT8 weights) and simulating all
-  accelerator presets (pruning for BitVert and BitWave included); target <= 30 s on 2 cores;
+  accelerators, each on its own variant (the pipeline's Algorithm 2, encoding and decoding for BitVert
+  and BitWave included); target <= 30 s on 2 cores (2.7 s on a quiet machine before variants were
+  encoded, docs/simulator.md);
 * ``{"bench": "scaling", ...}`` -- Llama-style stacks of growing width (same layer count): the
   marginal seconds per million weights between successive points should stay roughly constant
-  (cost = per-layer overhead + a term linear in the number of weights).
+  (cost = per-layer overhead + a term linear in the number of weights);
+* ``{"bench": "paper_memory", ...}`` -- peak resident memory of ``bitvert simulate --workload paper
+  --accelerators all`` (the seven paper workloads, one workload and one variant in memory at a time),
+  measured on a child process; target <= 2 GB.
 
-Run: ``python benchmarks/sim_speed.py`` (``--quick`` skips the largest scaling point).
+Run: ``python benchmarks/sim_speed.py`` (``--quick`` skips the largest scaling point,
+``--no-paper`` the paper-memory run, which takes minutes).
 """
 
 from __future__ import annotations
@@ -17,11 +23,27 @@ import argparse
 import json
 import os
 import platform
+import resource
+import subprocess
+import sys
+import tempfile
 import time
 
-from bitvert.hardware.config import DEFAULT_ACCELERATORS, resolve_accelerators
 from bitvert.hardware.simulate import simulate
+from bitvert.hardware.targets import DEFAULT_TARGETS, resolve_targets
 from bitvert.hardware.workloads_zoo import build_workload
+
+
+def _paper_memory() -> dict[str, object]:
+    """Peak RSS of ``bitvert simulate --workload paper --accelerators all`` in a child process."""
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "bitvert", "-q", "simulate", "--workload", "paper", "--accelerators",
+                        "all", "--out", out, "--no-plots"], check=True, stdout=subprocess.DEVNULL)
+        elapsed = time.perf_counter() - t0
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: KiB
+    return {"bench": "paper_memory", "workloads": 7, "peak_rss_gb": round(peak_kib / 2**20, 3),
+            "target_gb": 2.0, "within_target": peak_kib / 2**20 <= 2.0, "elapsed_s": round(elapsed, 1)}
 
 
 def _warm_up() -> None:
@@ -35,10 +57,11 @@ def _warm_up() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the largest scaling point")
+    parser.add_argument("--no-paper", action="store_true", help="skip the paper-memory run (minutes)")
     args = parser.parse_args()
     env = {"cpus": os.cpu_count(), "python": platform.python_version()}
     _warm_up()
-    configs = resolve_accelerators("all")
+    configs = resolve_targets("all")
     t0 = time.perf_counter()
     wl = build_workload("resnet50", seed=0)
     t1 = time.perf_counter()
@@ -46,7 +69,7 @@ def main() -> None:
     t2 = time.perf_counter()
     s = rep.to_json()
     print(json.dumps({
-        "bench": "resnet50", "accelerators": list(DEFAULT_ACCELERATORS), "n_weights": wl.n_weights,
+        "bench": "resnet50", "accelerators": list(DEFAULT_TARGETS), "n_weights": wl.n_weights,
         "macs": wl.macs, "build_s": round(t1 - t0, 3), "simulate_s": round(t2 - t1, 3),
         "total_s": round(t2 - t0, 3), "target_s": 30.0, "within_target": (t2 - t0) <= 30.0,
         "speedup_vs_stripes": {k: round(v["speedup_vs_stripes"], 4) for k, v in s["accelerators"].items()},
@@ -71,6 +94,8 @@ def main() -> None:
             "simulate_s": round(t2 - t1, 3), "s_per_mweight": round((t2 - t1) / (wl.n_weights / 1e6), 4),
             "marginal_s_per_mweight": marginal, "build_s": round(t1 - t0, 3),
         }), flush=True)
+    if not args.no_paper:
+        print(json.dumps({**_paper_memory(), **env}), flush=True)
 
 
 if __name__ == "__main__":

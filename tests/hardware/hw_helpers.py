@@ -24,3 +24,18 @@ def conv(
 
 def workload(*layers: LayerWorkload, name: str = "tiny") -> Workload:
     return Workload(name=name, layers=tuple(layers))
+
+
+def encoded(layer: LayerWorkload, method: str, columns: int, sensitive: np.ndarray | None = None,
+            n_sensitive_global: int | None = None, **prune_kw: object) -> LayerWorkload:
+    """``layer`` running its weights pruned by ``method`` and encoded by the codec (what a variant file holds)."""
+    from dataclasses import replace
+
+    from bitvert.codec import encode
+    from bitvert.codec.view import weight_encoding
+    from bitvert.pruning import PruneConfig, prune
+
+    res = prune(layer.weights, PruneConfig(method=method, columns=columns, **prune_kw),
+                kind="conv" if layer.is_conv else "linear", dense_channels=sensitive)
+    enc = weight_encoding(encode(res, name=layer.name), layer.name, n_sensitive_global)
+    return replace(layer, weights=enc.weights, encoding=enc)

@@ -6,20 +6,16 @@ import numpy as np
 import pytest
 
 from bitvert.errors import ConfigError
-from bitvert.hardware.config import (
-    DEFAULT_ACCELERATORS,
-    available_presets,
-    load_accelerator,
-    parse_accelerator,
-    resolve_accelerators,
-)
+from bitvert.hardware.config import available_presets, load_accelerator, parse_accelerator
 from bitvert.hardware.simulate import simulate
+from bitvert.hardware.targets import DEFAULT_TARGETS, NAMED_TARGETS, resolve_targets
 from hw_helpers import linear, workload
 
 
 def test_every_shipped_preset_loads():
     names = available_presets()
-    assert set(DEFAULT_ACCELERATORS) <= set(names)
+    assert set(DEFAULT_TARGETS) - set(NAMED_TARGETS) <= set(names)
+    assert {hw for hw, _, _ in NAMED_TARGETS.values()} <= set(names)
     for n in names:
         cfg = load_accelerator(n)
         assert cfg.name == n and cfg.version == 1
@@ -27,8 +23,9 @@ def test_every_shipped_preset_loads():
 
 def test_iso_lane_array_sizes():
     lanes = {}
-    for c in resolve_accelerators("all"):
-        lanes[c.name] = (c.array_rows, c.array_cols, c.lanes_per_pe)
+    for t in resolve_targets("all"):
+        c = t.config
+        lanes[t.label] = (c.array_rows, c.array_cols, c.lanes_per_pe)
     assert lanes["stripes"] == (16, 16, 16)
     assert lanes["bitvert-moderate"] == (32, 16, 16)
     assert lanes["pragmatic"] == (32, 16, 8)
@@ -72,10 +69,43 @@ def test_missing_and_unknown_design():
 
 
 def test_design_specific_key_validation():
-    with pytest.raises(ConfigError, match="'sensitive_fraction'"):
-        load_accelerator("bitvert-moderate", overrides={"sensitive_fraction": 1.5})
-    with pytest.raises(ConfigError, match="'method'"):
-        load_accelerator("bitvert-moderate", overrides={"method": "magic"})
+    with pytest.raises(ConfigError, match="'group_size'"):
+        load_accelerator("bitvert", overrides={"group_size": 1})
+    with pytest.raises(ConfigError, match="'min_cycles_per_tile'"):
+        load_accelerator("bitwave", overrides={"min_cycles_per_tile": 0})
+
+
+@pytest.mark.parametrize("design,key,value", [
+    ("bitvert", "sensitive_fraction", 0.2), ("bitvert", "method", "zero_point"), ("bitvert", "pruned_columns", 4),
+    ("bitwave", "weight_precision_bits", 5), ("bitwave", "weight_precision_bits_by_workload", {"vgg16": 5}),
+])
+def test_pruning_keys_in_a_hardware_yaml_point_to_the_preset(design, key, value):
+    with pytest.raises(ConfigError, match=f"'{key}'.*not the hardware.*'bitvert:moderate'"):
+        load_accelerator(design, overrides={key: value})
+
+
+def test_targets_pair_hardware_and_variant(tmp_path):
+    t = {x.label: x for x in resolve_targets("all")}
+    assert list(t) == list(DEFAULT_TARGETS)
+    assert t["bitvert-moderate"].preset == "moderate" and t["bitvert-conservative"].preset == "conservative"
+    assert t["bitvert-moderate"].config.name == "bitvert"
+    assert t["stripes"].preset == "int8"
+    bw = t["bitwave"]
+    assert [bw.preset_for(w) for w in ("vit-small", "bert-mrpc", "resnet34", "vgg16", "resnet50")] == \
+        ["bitwave-w6"] * 3 + ["bitwave-w5"] * 2
+    (llm,) = resolve_targets("bitvert:llm-moderate")
+    assert llm.label == "bitvert-llm-moderate" and llm.preset == "llm-moderate"
+    p = tmp_path / "wide.yaml"
+    p.write_text("design: bitvert\nname: wide\narray_rows: 64\narray_cols: 16\nlanes_per_pe: 16\n"
+                 "energy_key: bitvert\n")
+    (mine,) = resolve_targets(f"{p}:conservative")
+    assert mine.label == "wide-conservative" and mine.config.array_rows == 64
+    with pytest.raises(ConfigError, match="name its pipeline preset.*bitvert:moderate"):
+        resolve_targets("bitvert")
+    with pytest.raises(ConfigError, match="cannot run preset 'bitwave-moderate'"):
+        resolve_targets("bitvert:bitwave-moderate")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        resolve_targets("bitvert:nonsense")
 
 
 def test_duplicate_yaml_key_rejected(tmp_path):
@@ -115,4 +145,4 @@ def test_unknown_energy_key_is_named():
 
 def test_duplicate_accelerator_names_rejected():
     with pytest.raises(ConfigError, match="twice"):
-        resolve_accelerators("stripes,stripes")
+        resolve_targets("stripes,stripes")

@@ -8,7 +8,7 @@ import pytest
 from bitvert.hardware.accelerators import model_for
 from bitvert.hardware.config import load_accelerator
 from bitvert.hardware.tiling import map_layer
-from hw_helpers import conv, linear, workload
+from hw_helpers import conv, encoded, linear, workload
 
 
 def run(name: str, *layers, wl_name: str = "tiny", **overrides):
@@ -124,13 +124,18 @@ def test_bitwave_nonzero_magnitude_columns():
     model = BitWave(cfg)
     layer = linear("fc", w)
     model.prepare(workload(layer))
-    # precondition: these weights already have >= 3 zero magnitude columns, so the bit flip keeps them
-    assert np.array_equal(model.pruned_weights(layer), w)
     r = model.layer(layer)
     # g=8 -> 4 slices; row 0 slice 0 has magnitudes {8, 24, 16}: 2 columns; all others 1 -> 2+1+1+1
     assert r.compute_cycles == 5
-    # storage per 32-weight group: (sign + non-zero magnitude columns) * 32 + 8 bits of mask
+    # no encoding: per 32-weight group (sign + non-zero magnitude columns) * 32 + 8 bits of mask
     assert r.weight_bits == (3 * 32 + 8) + 31 * (2 * 32 + 8)
+    # the bitwave-* variant's encoding (these weights already have >= 3 zero magnitude columns, so the bit
+    # flip keeps them): storage = the file's bytes, sign + stored magnitude columns and a 7-bit mask per group
+    flipped = encoded(layer, "bitflip", 3, semantics="code")
+    assert np.array_equal(flipped.weights, w)
+    r = model.layer(flipped)
+    assert r.compute_cycles == 5
+    assert r.weight_bits == flipped.encoding.footprint_bits == 3 * 32 + 31 * 2 * 32 + 32 * 7
 
 
 def test_bitwave_all_zero_tile_never_negative():
@@ -156,83 +161,91 @@ def test_sparten_uses_full_token_count():
 
 
 # ---------------------------------------------------------------- BitVert -------------------------
+# BitVert reads the layer's encoding (hw_helpers.encoded: prune -> codec.encode -> codec.view). The encoder
+# stores exactly 8 - N columns for every group of a normal channel (docs/format.md, fixed width) and 8 for a
+# sensitive channel; these are the columns the PE processes.
 def _bitvert_layer(sensitive_rows: np.ndarray) -> object:
-    # normal rows [1, -1, ...] = 00000001 / 11111111: planes 1..6 repeat the sign -> r = 3 (cap);
-    # below them planes 3..6 differ, plane 7 is all ones (constant) -> 4 free columns, 4 stored
+    # normal rows [1, -1, ...] = 00000001 / 11111111: r = 3 (cap) >= N, unchanged by pruning;
+    # sensitive rows [100, -99]: kept at 8 bits
     w = np.tile(np.array([1, -1], dtype=np.int16), (64, 16))
-    w[sensitive_rows] = np.tile(np.array([100, -99], dtype=np.int16), 16)  # r = 0, no constant column
-    scale = np.ones(64)
-    scale[sensitive_rows] = 2.0
-    return linear("fc", w, tokens=16, channel_scale=scale)
+    w[sensitive_rows] = np.tile(np.array([100, -99], dtype=np.int16), 16)
+    return linear("fc", w, tokens=16)
 
 
-def test_bitvert_cycles_from_pruned_weights_with_reordering():
+def _mask(rows: np.ndarray, n: int = 64) -> np.ndarray:
+    m = np.zeros(n, dtype=bool)
+    m[rows] = True
+    return m
+
+
+def test_bitvert_cycles_from_encoded_columns_with_reordering():
     even = np.arange(0, 64, 2)
-    layer = _bitvert_layer(even)
-    # conservative (rounded averaging, N=2) with beta=0.5: the 32 large-scale rows stay dense.
-    # normal groups already have r = 3 >= N: unchanged, 4 stored columns (see _bitvert_layer);
-    # sensitive groups [100, -99] = 01100100 / 10011101: r = 0, LSB differs -> 8 stored.
-    # reordering packs the 32 sensitive rows in one tile: 2 slices x 8 + 2 slices x 4 = 24 cycles
+    layer = encoded(_bitvert_layer(even), "rounded_avg", 2, _mask(even))
+    # conservative (rounded averaging, N=2): normal groups store 8-2 = 6 columns, sensitive ones 8.
+    # reordering packs the 32 sensitive rows in one tile: 2 slices x 8 + 2 slices x 6 = 28 cycles
     # (without reordering every tile would hold a sensitive row: 4 x 8 = 32)
-    (r,) = run("bitvert-conservative", layer, sensitive_fraction=0.5)
-    assert r.compute_cycles == 24
+    (r,) = run("bitvert", layer)
+    assert r.compute_cycles == 28
     assert r.extra["sensitive_channels"] == 32
-    # fluid model: 4 tiles x (0.5 * 8 + 0.5 * 6) = 28
+    # fluid model, p_l = 8 - N = 6: 4 tiles x (0.5 * 8 + 0.5 * 6) = 28
     assert r.extra["cycles_fluid"] == pytest.approx(28)
-    # storage: 32 groups x 8 cols x 32 + 32 x 4 x 32 + 64 x 8 metadata + 64 x 6-bit channel index
-    assert r.weight_bits == 32 * 8 * 32 + 32 * 4 * 32 + 64 * 8 + 64 * 6
+    # storage = the file's bytes: 32 x 32 x 8 + 32 x 32 x 6 column bits, 32 normal groups x 8 metadata bits,
+    # a 64-entry uint16 channel-index table
+    assert r.weight_bits == 32 * 32 * 8 + 32 * 32 * 6 + 32 * 8 + 64 * 16
+    assert r.weight_bits == layer.encoding.footprint_bits
 
 
-def test_bitvert_slowest_row_sets_tile_time_without_sensitive():
-    layer = _bitvert_layer(np.array([5]))
-    # beta = 0: nothing is sensitive. Row 5 [100, -99]: rounded averaging, N=2, r=0, k_low=2:
-    # low fields [0, 1], mean 0.5 -> 0 (half to even) -> [100, -100] = 01100100 / 10011100, whose
-    # planes 5, 6, 7 are constant -> 3 free, 5 stored. Tile 0 (rows 0..31) waits for row 5:
-    # 2 slices x 5; tile 1: 2 slices x 4 -> 18
-    (r,) = run("bitvert-conservative", layer, sensitive_fraction=0.0)
-    assert r.compute_cycles == 18
+def test_bitvert_slowest_row_sets_tile_time():
+    # one sensitive row (5): reordered first, it shares tile 0 with 31 normal rows, all of which wait for
+    # its 8 columns: tile 0 = 2 slices x 8, tile 1 = 2 slices x 6 -> 28 (all normal would be 24)
+    layer = encoded(_bitvert_layer(np.array([5])), "rounded_avg", 2, _mask(np.array([5])))
+    (r,) = run("bitvert", layer)
+    assert r.compute_cycles == 28
+    (r,) = run("bitvert", encoded(_bitvert_layer(np.array([5])), "rounded_avg", 2))
+    assert r.compute_cycles == 24
 
 
 def test_bitvert_floor_of_two_cycles():
-    (r,) = run("bitvert-moderate", linear("fc", np.zeros((32, 32), dtype=np.int16)), sensitive_fraction=0.0)
-    assert r.compute_cycles == 2 * 2  # two slices, all-zero groups store 0 columns, floor 2
+    from dataclasses import replace
+
+    layer = encoded(linear("fc", np.zeros((32, 32), dtype=np.int16)), "zero_point", 4)
+    assert (layer.encoding.stored_columns == 4).all()
+    (r,) = run("bitvert", layer)
+    assert r.compute_cycles == 2 * 4  # two slices of 4 columns
+    # a (hypothetical) encoding storing 1 column per group still costs the 2-cycle floor per tile
+    one = replace(layer.encoding, stored_columns=np.ones_like(layer.encoding.stored_columns))
+    (r,) = run("bitvert", replace(layer, encoding=one))
+    assert r.compute_cycles == 2 * 2
 
 
-def test_bitvert_moderate_normal_groups_store_at_most_four_columns():
+def test_bitvert_moderate_normal_groups_store_four_columns():
+    from bitvert.pipeline.global_prune import select_sensitive
+
     rng = np.random.default_rng(0)
     w = np.clip(np.rint(rng.laplace(0, 15, size=(64, 96))), -127, 127).astype(np.int16)
-    from bitvert.hardware.presets import select_sensitive_channels, prune_layer
-
-    layer = linear("fc", w, channel_scale=np.linspace(1, 2, 64))
-    mask = select_sensitive_channels([layer], 0.2, 32)[layer.name]
-    assert mask.sum() == 32 and mask[32:].all()  # 13 channels rounded up to 32, largest scales
-    d = prune_layer(layer, mask, "zero_point", 4, 32)
-    normal = ~mask[d.layout.channel_of_group()]
-    assert d.stored_columns[normal].max() <= 4
-    (r,) = run("bitvert-moderate", layer)
-    # 96 inputs = 6 slices; sensitive tile <= 8 per slice, normal tile <= 4 per slice
-    assert r.compute_cycles <= 6 * 8 + 6 * 4
-    assert r.compute_cycles >= 6 * 2 + 6 * 2
+    (mask,) = select_sensitive([np.linspace(1, 2, 64)], 0.2, 32)
+    assert mask.sum() == 32 and mask[32:].all()  # ceil(12.8) = 13 channels rounded up to 32, largest scales
+    layer = encoded(linear("fc", w), "zero_point", 4, mask, n_sensitive_global=13)
+    normal = ~mask[layer.encoding.group_layout.channel_of_group()]
+    assert (layer.encoding.stored_columns[normal] == 4).all() and (layer.encoding.stored_columns[~normal] == 8).all()
+    (r,) = run("bitvert", layer)
+    # 96 inputs = 6 slices; sensitive tile 8 per slice, normal tile 4 per slice
+    assert r.compute_cycles == 6 * 8 + 6 * 4
     # fluid model with the unrounded share: 12 tiles x (13/64 x 8 + 51/64 x 4) = 57.75
     assert r.extra["cycles_fluid"] == pytest.approx(12 * (13 / 64 * 8 + 51 / 64 * 4))
     assert r.extra["sensitive_channels"] == 32
 
 
-def test_bitvert_stored_columns_equal_free_columns_of_stored_groups():
-    from bitvert.core.analysis import free_columns
-    from bitvert.hardware.presets import prune_layer
-    from bitvert.pruning import PruneConfig, prune
+def test_bitvert_rejects_layers_without_bbs_encoding_and_other_group_sizes():
+    from bitvert.errors import ConfigError, UnsupportedLayerError
 
-    rng = np.random.default_rng(3)
-    w = np.clip(np.rint(rng.laplace(0, 20, size=(40, 72))), -127, 127).astype(np.int16)
-    layer = linear("fc", w)
-    sens = np.zeros(40, dtype=bool)
-    sens[:8] = True
-    for method, n in (("zero_point", 4), ("rounded_avg", 2)):
-        d = prune_layer(layer, sens, method, n, 32)
-        res = prune(w, PruneConfig(method=method, columns=n), kind="linear", dense_channels=sens)
-        expect = 8 - free_columns(res.stored_groups(), res.layout.lengths(), bits=8, cap=3).astype(int)
-        assert np.array_equal(d.stored_columns, expect)
+    w = np.ones((32, 64), dtype=np.int16)
+    with pytest.raises(UnsupportedLayerError, match="'fc' has no encoding.*'bitvert:moderate'"):
+        run("bitvert", linear("fc", w))
+    with pytest.raises(UnsupportedLayerError, match="'fc' has a 'bitwave' encoding"):
+        run("bitvert", encoded(linear("fc", w), "bitflip", 3, semantics="code"))
+    with pytest.raises(ConfigError, match="'group_size' = 32.*groups of 16"):
+        run("bitvert", encoded(linear("fc", w), "zero_point", 4, group_size=16))
 
 
 # ---------------------------------------------------------------- depthwise on every design -------
@@ -262,11 +275,10 @@ def test_depthwise_golden_every_design():
     # SparTen, density 1: effectual 9 and 1, depthwise floor 8 per chunk -> 9 + 8
     (r,) = run("sparten", layer)
     assert r.compute_cycles == pytest.approx(17)
-    # BitVert conservative, beta 0, groups along the window (9 weights):
-    # ch0 = 00000011 x9: r = 3 (cap), planes 4..7 constant -> 7 free, 1 stored -> floor 2;
-    # ch1 = [7, 0, ...]: r = 3, LSB column not constant -> 3 free, 5 stored (r >= N: unchanged)
-    (r,) = run("bitvert-conservative", layer, sensitive_fraction=0.0)
-    assert r.compute_cycles == 2 + 5
+    # BitVert conservative, no sensitive channel, groups along the window (9 weights): every group of a
+    # normal channel stores 8 - 2 = 6 columns -> 6 + 6
+    (r,) = run("bitvert", encoded(layer, "rounded_avg", 2))
+    assert r.compute_cycles == 6 + 6
 
 
 def test_depthwise_golden_bitwave():
@@ -275,8 +287,7 @@ def test_depthwise_golden_bitwave():
     layer = _dw_layer()
     model = BitWave(load_accelerator("bitwave"))
     model.prepare(workload(layer))
-    assert np.array_equal(model.pruned_weights(layer), layer.weights)  # >= 3 zero magnitude columns already
-    # g=8: ch0 slices OR = 3 (2 columns), 3 (2); ch1: 7 (3 columns), 0 (floor 1)
+    # BitWave runs the weights as given (a bitwave-* variant's are already flipped); g=8: ch0 slices OR = 3 (2 columns), 3 (2); ch1: 7 (3 columns), 0 (floor 1)
     assert model.layer(layer).compute_cycles == 4 + 4
 
 
@@ -285,9 +296,10 @@ def test_bitvert_window_major_slice_takes_the_largest_group():
     # channel, i.e. one weight from each of the 9 metadata groups (a group = the 3 channels at a position)
     w = np.zeros((32, 3, 3, 3), dtype=np.int16)
     w[0, :, 0, 0] = [100, -99, 5]  # group (channel 0, position (0,0))
-    # rounded averaging, N=2, beta=0: r=0 (01100100 / 10011101 / 00000101), low 2-bit fields [0, 1, 1],
-    # mean 2/3 -> 1 -> [101, -99, 5]; then planes 5, 6, 7 are constant (1, 0, 1) -> 3 free, 5 stored.
-    # All-zero groups store 1 column. Every slice of channel 0 touches that group -> 3 slices x 5 cycles
-    (r,) = run("bitvert-conservative", conv("stem", w, (1, 1), (3, 3)), sensitive_fraction=0.0)
+    # rounded averaging, N=2, no sensitive channel: every group stores 6 columns; channel 0's row tile
+    # (all 32 channels) takes 6 cycles in each of its 3 slices
+    layer = encoded(conv("stem", w, (1, 1), (3, 3)), "rounded_avg", 2)
+    assert layer.weights[0, :, 0, 0].tolist() == [101, -99, 5]  # the pruned values the PE runs
+    (r,) = run("bitvert", layer)
     assert r.mapping.window_major and r.mapping.n_slices == 3
-    assert r.compute_cycles == 3 * 5
+    assert r.compute_cycles == 3 * 6

@@ -10,7 +10,7 @@ from bitvert.hardware.config import load_accelerator
 from bitvert.hardware.energy import layer_energy, load_energy_table
 from bitvert.hardware.memory import layer_traffic
 from bitvert.hardware.simulate import simulate
-from hw_helpers import linear, workload
+from hw_helpers import encoded, linear, workload
 
 
 def _run(name, layer, prev_resident=False, is_last=True, **overrides):
@@ -58,22 +58,26 @@ def test_dram_cycles_scale_linearly_with_bits_not_precision_squared():
 
 
 def test_bitvert_footprint_counts_metadata_and_index_table():
-    # all-zero groups: 3 redundant (cap) + 4 constant low columns are free; the sign column stays
+    # moderate (N = 4) with channel 5 sensitive: the footprint is the encoded file's bytes
     w = np.zeros((32, 64), dtype=np.int16)
-    _, comp, t = _run("bitvert-moderate", linear("fc", w), sensitive_fraction=0.0)
-    # 64 groups of 32 weights: 1 column x 32 bits payload + 8 metadata bits each + 32 channels x 5-bit index
-    assert comp.weight_bits == 64 * 32 + 64 * 8 + 32 * 5
+    sens = np.zeros(32, dtype=bool)
+    sens[5] = True
+    layer = encoded(linear("fc", w), "zero_point", 4, sens)
+    _, comp, t = _run("bitvert", layer)
+    # channel 5: 2 groups x 32 weights x 8 columns, no metadata; 31 normal channels: 2 groups x 32 x 4 columns
+    # + 8 metadata bits per group; channel 5 is stored first, so the 32-entry uint16 channel-index table is kept
+    assert comp.weight_bits == 2 * 32 * 8 + 62 * 32 * 4 + 62 * 8 + 32 * 16
+    assert comp.weight_bits == layer.encoding.footprint_bits
     assert t.weight_dram_bits == comp.weight_bits
 
 
 def test_write_energy_follows_compression():
     rng = np.random.default_rng(1)
     w = np.clip(np.rint(rng.laplace(0, 12, size=(64, 256))), -127, 127).astype(np.int16)
-    layer = linear("fc", w)
     table = load_energy_table()
     res = {}
-    for name in ("bitvert-moderate", "bitvert-conservative"):
-        cfg, comp, t = _run(name, layer, sensitive_fraction=0.0)
+    for name, method, n in (("bitvert-moderate", "zero_point", 4), ("bitvert-conservative", "rounded_avg", 2)):
+        cfg, comp, t = _run("bitvert", encoded(linear("fc", w), method, n))
         e = layer_energy(table.design(cfg.energy_key), cfg, comp, t, 15.625)
         res[name] = (t, e)
     t_mod, e_mod = res["bitvert-moderate"]

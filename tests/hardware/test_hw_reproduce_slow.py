@@ -1,6 +1,6 @@
 """Regression guard on a real-sized workload (slow): ResNet-50 with synthetic INT8 weights.
 
-The full seven-workload reproduction (geomeans 3.08x / 2.41x vs the paper's 3.03x / 2.48x) takes
+The full seven-workload reproduction (geomeans 3.02x / 2.39x vs the paper's 3.03x / 2.48x) takes
 minutes and lives in docs/simulator.md; this test pins one workload of it.
 """
 

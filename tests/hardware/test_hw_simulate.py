@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from bitvert.cli import main
 from bitvert.errors import InputError
-from bitvert.hardware.config import DEFAULT_ACCELERATORS
 from bitvert.hardware.simulate import LAYER_COLUMNS, simulate
+from bitvert.hardware.targets import DEFAULT_TARGETS as DEFAULT_ACCELERATORS
 from bitvert.hardware.workloads_zoo import build_workload
 from hw_helpers import conv, linear, workload
 
@@ -44,7 +44,11 @@ def test_summary_json_contract(tiny_report):
     bv = s["accelerators"]["bitvert-moderate"]
     assert bv["speedup_vs_stripes"] == pytest.approx(st["cycles"] / bv["cycles"])
     assert set(s["configs"]) == set(DEFAULT_ACCELERATORS)
-    assert s["configs"]["bitvert-moderate"]["method"] == "zero_point"
+    assert s["configs"]["bitvert-moderate"]["variant_preset"] == "moderate"
+    assert s["configs"]["bitvert-moderate"]["design"] == "bitvert"
+    assert bv["per_workload"]["llama"]["variant"] == "moderate"
+    assert s["accelerators"]["bitwave"]["per_workload"]["llama"]["variant"] == "bitwave-w5"
+    assert st["per_workload"]["llama"]["variant"] == "int8"
     assert s["workloads"]["llama"]["synthetic_weights"] is True
     json.dumps(s)  # serialisable
 

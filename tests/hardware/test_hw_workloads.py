@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from bitvert.errors import ConfigError, InputError, UnsupportedLayerError
-from bitvert.hardware.import_torch import import_workload, quantize_per_channel
-from bitvert.hardware.presets import select_sensitive_channels
+from bitvert.hardware.import_torch import import_workload
+from bitvert.pipeline.quantize import quantize_weight
 from bitvert.hardware.workload import LayerType, LayerWorkload, Workload
 from bitvert.hardware.workloads_zoo import (
     PAPER_WORKLOADS,
@@ -111,18 +111,6 @@ def test_layer_validation_errors():
         Workload("w", (linear("a", np.ones((2, 2))), linear("a", np.ones((2, 2)))))
 
 
-def test_sensitive_selection_rounds_up_per_layer():
-    # layer a: 64 channels, layer b: 40 channels; scores make 10 of a's and 3 of b's the global top 13
-    a = linear("a", np.ones((64, 8)), channel_scale=np.r_[np.full(10, 5.0), np.full(54, 1.0)])
-    b = linear("b", np.ones((40, 8)), channel_scale=np.r_[np.full(3, 4.0), np.linspace(3, 2, 37)])
-    masks = select_sensitive_channels([a, b], 13 / 104, 32)
-    # a: 10 -> 32 (its 10 top channels + the next 22 in score order); b: 3 -> 32 (clamped to <= 40)
-    assert masks["a"].sum() == 32 and masks["a"][:10].all()
-    assert masks["b"].sum() == 32 and masks["b"][:32].all() and not masks["b"][32:].any()
-    none = select_sensitive_channels([a, b], 0.0, 32)
-    assert not none["a"].any() and not none["b"].any()
-
-
 class _HFConv1D(nn.Module):
     """Minimal stand-in with HuggingFace Conv1D's (in, out) weight layout."""
 
@@ -163,8 +151,10 @@ def test_import_torch_layers_by_type_and_exact_name():
     assert proj.weights.shape == (7, 5)  # (in, out) transposed to PyTorch (out, in)
     assert not wl.synthetic_weights
     assert 0.3 < dw.input_density < 0.8  # post-ReLU input, measured
-    q, _ = quantize_per_channel(m.stem.weight.detach().numpy())
-    assert np.array_equal(stem.weights, q)
+    q, _ = quantize_weight(m.stem.weight.detach())  # the pipeline's quantizer: the int8 variant's integers
+    assert np.array_equal(stem.weights, q.numpy())
+    q, _ = quantize_weight(m.proj.weight.detach(), 8, 1)
+    assert np.array_equal(proj.weights, q.numpy().T)
     only = import_workload(m, torch.randn(1, 3, 4, 4), include=["head"], exclude=[])
     assert [layer.name for layer in only.layers] == ["head"]
     dropped = import_workload(m, torch.randn(1, 3, 4, 4), exclude=["dw"])

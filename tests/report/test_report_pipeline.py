@@ -2,7 +2,7 @@
 
 * sizes in the report equal the encoded files on disk (and their tensor payloads);
 * the decoded weights equal the pruned checkpoint's integers;
-* simulated cycles / energy equal ``bitvert simulate --model mnist-cnn``;
+* the simulator ran each variant's own encoded file (integers, stored columns, bits per weight);
 * metrics equal ``bitvert eval`` of the kept checkpoints;
 * the same configuration twice gives identical numbers;
 * the HTML renders in headless Chromium with every plot visible (skipped without Chromium).
@@ -102,26 +102,78 @@ def test_decoded_weights_equal_the_checkpoint(study: StudyResult) -> None:
         assert ckpt.effective_bits == pytest.approx(study.variants[name].effective_bits)
 
 
-def test_simulation_equals_bitvert_simulate(study: StudyResult, tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["simulate", "--model", "mnist-cnn", "--accelerators", "all", "--out",
-                                  str(tmp_path), "--no-plots"])
-    assert r.exit_code == 0, r.output
-    ref = json.loads((tmp_path / "summary.json").read_text())["accelerators"]
-    ours = study.simulation["accelerators"]
-    assert list(ours) == list(ref)
-    for acc in ref:
-        assert ours[acc]["cycles"] == ref[acc]["cycles"]
-        assert ours[acc]["energy_pj"] == ref[acc]["energy_pj"]
-        assert ours[acc]["speedup_vs_stripes"] == ref[acc]["speedup_vs_stripes"]
+def _simulated_variants_are_the_files(study: StudyResult) -> list[str]:
+    """For every variant with an accelerator: the simulator's per-layer integers, stored columns per group and
+    bits per weight equal those decoded from the variant's *.bbs.safetensors; returns the checked variants."""
+    import csv
+
+    from bitvert.codec.container import load_encoded
+    from bitvert.core.bitplanes import plane_count
+    from bitvert.codec.tensor import decode, plan_groups
+    from bitvert.hardware.import_torch import import_workload
+    from bitvert.hardware.simulate import simulate
+    from bitvert.hardware.variants import FileVariants, module_name
+    from bitvert.models import load_model
+    from bitvert.report.simulation import study_targets
+
+    sim = study.simulation
+    files = {p.name[: -len(".bbs.safetensors")]: p for p in (study.out_dir / "encoded").glob("*.bbs.safetensors")}
+    loaded = load_model(study.config.model)
+    batch = next(iter(loaded.calibration_batches(study.config.simulate_batch)))
+    geometry = import_workload(loaded.model.eval(), batch, name=study.config.model.replace("/", "_"))
+    with (study.out_dir / "simulation" / "layers.csv").open() as fh:
+        rows = {(r["accelerator"], r["layer"]): r for r in csv.DictReader(fh)}
+    source = FileVariants(files, unquantized="drop")
+    checked = []
+    for name, v in study.variants.items():
+        if v.accelerator is None:
+            continue
+        target = sim["configs"][v.accelerator]
+        assert target["variant_preset"] == name or (name == "int8" and target["design"] == "stripes")
+        vw = source.workload(geometry, name)
+        model = load_encoded(files[name])
+        for layer in vw.layers:
+            enc = model.tensors[f"{module_name(layer.name)}.weight"]
+            ints = decode(enc)
+            np.testing.assert_array_equal(layer.weights, ints.T if enc.kind.value == "linear_in_out" else ints)
+            plan = plan_groups(enc)
+            stored = np.empty(len(plan.order), dtype=np.int64)
+            stored[plan.order] = plane_count(plan.planes)
+            np.testing.assert_array_equal(layer.encoding.stored_columns, stored)
+            if target["design"] != "bitwave" or enc.layout.value == "bitwave":
+                bits = float(rows[(v.accelerator, layer.name)]["weight_footprint_bits"]) / layer.n_weights
+                assert bits == pytest.approx(enc.stats()["bits_per_weight"], rel=1e-12)
+        # the study simulated exactly these weights: simulating them again gives its cycles
+        (target,) = [t for t in study_targets(study.config.accelerators, list(files)) if t.label == v.accelerator]
+        again = simulate(geometry, [target], variants=source).to_json()
+        assert again["accelerators"][v.accelerator]["cycles"] == sim["accelerators"][v.accelerator]["cycles"]
+        checked.append(name)
+    return checked
+
+
+def test_simulator_runs_each_variants_encoded_file(study: StudyResult) -> None:
+    checked = _simulated_variants_are_the_files(study)
+    assert checked == ["int8", "conservative", "bitwave-conservative", "moderate", "bitwave-moderate"]
+    assert study.variants["moderate"].accelerator == "bitvert-moderate"
+    assert study.variants["bitwave-moderate"].accelerator == "bitwave-moderate"
+    assert study.variants["rtn-moderate"].accelerator is None
+    acc = study.simulation["accelerators"]
     for name in ("conservative", "moderate", "bitwave-moderate"):
         v = study.variants[name]
-        assert v.speedup_vs_stripes == ref[v.accelerator]["speedup_vs_stripes"]
-        assert v.energy_vs_sparten == ref[v.accelerator]["energy_vs_sparten"]
-    assert study.variants["moderate"].accelerator == "bitvert-moderate"
-    assert study.variants["rtn-moderate"].accelerator is None
-    # the simulator saw the pipeline's INT8 weights
+        assert v.speedup_vs_stripes == acc[v.accelerator]["speedup_vs_stripes"]
+        assert v.energy_vs_sparten == acc[v.accelerator]["energy_vs_sparten"]
+    # the first and last layers stay INT8 in the paper presets: BitVert runs them at 8 columns
+    rows = [r for r in study.layers if r["role"].get("moderate") == "int8"]
+    assert rows and all(r["effective_bits"]["moderate"] == 8.0 for r in rows)
+    # the dense designs ran the pipeline's INT8 weights
     wc = study.workload_check
     assert wc["layers_compared_with_int8"] == 4 and wc["layers_equal_to_int8"] == 4
+
+
+def test_text_model_simulator_runs_each_variants_encoded_file(tmp_path: Path) -> None:
+    cfg = StudyConfig(model="minilm-l6", presets=("moderate",), baselines=("bitwave",), eval_limit=8, seed=2)
+    study = run_study(cfg, tmp_path / "minilm")
+    assert _simulated_variants_are_the_files(study) == ["int8", "moderate", "bitwave-moderate"]
 
 
 @pytest.mark.parametrize("variant", ["fp32", "moderate", "rtn-conservative"])

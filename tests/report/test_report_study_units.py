@@ -59,25 +59,28 @@ def test_variants_order_and_baselines() -> None:
     assert names == ["int8", "rtn-moderate"]
 
 
-def test_accelerator_for_matches_by_parameters() -> None:
-    configs = {
-        "stripes": {"design": "stripes"},
-        "bitwave": {"design": "bitwave"},
-        "my-bitvert": {"design": "bitvert", "method": "zero_point", "pruned_columns": 4, "group_size": 32,
-                       "sensitive_fraction": 0.2},
-        "bitvert-conservative": {"design": "bitvert", "method": "rounded_avg", "pruned_columns": 2,
-                                 "group_size": 32, "sensitive_fraction": 0.1},
-    }
+def test_accelerator_for_every_variant_on_its_hardware() -> None:
     from bitvert.report import simulation as sim_mod
 
+    variants = ["int8", "moderate", "bitwave-moderate", "rtn-moderate", "conservative", "llm-moderate"]
+    targets = sim_mod.study_targets(("all",), variants)
+    labels = {t.label: t.preset for t in targets}
+    # every BBS variant on BitVert hardware, every bit-flip variant on BitWave, the dense designs on int8
+    assert {k: v for k, v in labels.items() if k.startswith(("bitvert", "bitwave"))} == {
+        "bitvert-moderate": "moderate", "bitvert-conservative": "conservative",
+        "bitvert-llm-moderate": "llm-moderate", "bitwave-moderate": "bitwave-moderate"}
+    assert labels["stripes"] == labels["sparten"] == labels["pragmatic"] == "int8"
+    configs = {t.label: t.describe() for t in targets}
     af = sim_mod._accelerator_for
     assert af(get_preset("int8"), configs) == "stripes"
-    assert af(get_preset("moderate"), configs) == "my-bitvert"          # same method, N, g, beta
-    assert af(get_preset("conservative"), configs) == "bitvert-conservative"
-    assert af(get_preset("bitwave-moderate"), configs) == "bitwave"
+    assert af(get_preset("moderate"), configs) == "bitvert-moderate"
+    assert af(get_preset("llm-moderate"), configs) == "bitvert-llm-moderate"  # no YAML needed
+    assert af(get_preset("bitwave-moderate"), configs) == "bitwave-moderate"
     assert af(get_preset("rtn-moderate"), configs) is None
-    assert af(get_preset("moderate", sensitive_fraction=0.3), configs) is None  # no matching design
-    assert af(get_preset("int8"), {"bitwave": {"design": "bitwave"}}) is None
+    # a named target selects its hardware, which then runs every variant it is built for
+    only = sim_mod.study_targets(("stripes", "bitvert-moderate"), ["int8", "moderate", "conservative"])
+    assert [t.label for t in only] == ["stripes", "bitvert-moderate", "bitvert-conservative"]
+    assert af(get_preset("int8"), {t.label: t.describe() for t in only if t.label != "stripes"}) is None
 
 
 def test_stage_timer_accumulates_in_pipeline_order() -> None:

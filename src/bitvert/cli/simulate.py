@@ -1,5 +1,11 @@
 """``bitvert simulate``: run BitVert and the baselines on workloads; write CSV, JSON and figures.
 
+Every accelerator runs its own variant of the model (:mod:`bitvert.hardware.targets`): the dense
+designs INT8, BitVert a BBS preset, BitWave a bit-flip preset. For the shape-only workloads the
+variants are made by the pipeline's Algorithm 2 from the workload's synthetic INT8 weights
+(:class:`bitvert.hardware.variants.PipelineVariants`); with ``--checkpoint FILE`` the variant is the
+file's (a ``pruned.safetensors`` or ``*.bbs.safetensors``).
+
 Writes into ``--out``: ``layers.csv`` (one row per accelerator x layer),
 ``summary.json`` (totals, speedup over Stripes, energy normalized to SparTen,
 resolved configs; shape documented in docs/simulator.md), ``speedup.png`` and
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +38,50 @@ def _model_workload(name: str, batch_size: int, include_attention: bool) -> Any:
     return import_workload(lm.model, batch, name=name.replace("/", "_"), include_matmuls=include_attention)
 
 
+def _checkpoint_setup(path: Path, model: str | None, accelerators: str, batch: int, include_attention: bool
+                      ) -> tuple[Any, list[Any], list[Any], Any]:
+    """Geometry, targets, references and variant source of ``--checkpoint FILE``."""
+    from bitvert.hardware.targets import native, resolve_targets, target_for
+    from bitvert.hardware.variants import FileVariants, file_source
+
+    source = file_source(path)
+    preset = (source.get("preset") or {}).get("name")
+    if not preset:
+        raise InputError(f"{str(path)!r} does not name the preset it was pruned with; it is not a file written by "
+                         "`bitvert prune` / `bitvert encode`")
+    name = model or (source.get("model") or {}).get("name")
+    if not name:
+        raise InputError(f"{str(path)!r} does not name its model; pass --model NAME")
+    hardware: dict[str, Any] = {}
+    for t in resolve_targets(accelerators):
+        hardware.setdefault(t.config.name, t.config)
+    targets = [target_for(c, preset) for c in hardware.values() if native(c.design, preset)]
+    if not targets:
+        raise ConfigError(f"none of the accelerators {sorted(hardware)} can run variant {preset!r} of {str(path)!r}; "
+                          "BitVert runs BBS presets, BitWave bitwave-* presets, the dense designs int8")
+    from bitvert.hardware.config import load_accelerator
+
+    refs = [target_for(load_accelerator(r), preset, label=r) for r in ("stripes", "sparten")]
+    logger.info("importing model %s for the geometry of %s", name, path)
+    geometry = _model_workload(name, batch, include_attention)
+    return geometry, targets, refs, FileVariants({preset: path})
+
+
 @click.command("simulate")
 @click.option("--workload", "workloads", multiple=True,
               help="Workload by name (repeatable): vgg16, resnet34, resnet50, vit-small, vit-base, bert-mrpc, "
                    "bert-sst2, llama3-8b; 'paper' = the seven of Figs. 12-13.")
-@click.option("--model", "models", multiple=True, help="A model of bitvert's zoo (bitvert.models), imported with real weights.")
+@click.option("--model", "models", multiple=True,
+              help="A model of bitvert's zoo (bitvert.models), imported with real weights; with --checkpoint, the "
+                   "model whose geometry the file's weights run on (default: the one named in the file).")
+@click.option("--checkpoint", "checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A pruned.safetensors or *.bbs.safetensors: simulate that variant's own weights on the designs "
+                   "that can run it; Stripes and SparTen run the same integers as ratio references.")
 @click.option("--llama-config", "llama_config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="YAML/JSON file of a Llama-style decoder (LlamaConfig fields); adds workload 'llama'.")
 @click.option("--accelerators", default="all", show_default=True,
-              help="'all', or a comma list of presets / YAML files.")
+              help="'all', or a comma list of accelerators: presets, YAML files, HW:PRESET pairs "
+                   "(e.g. bitvert:llm-moderate).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch size.")
@@ -48,39 +90,56 @@ def _model_workload(name: str, batch_size: int, include_attention: bool) -> Any:
               help="Also cost the attention matmuls (QK^T, AV) of transformer workloads and imported models.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write speedup.png and energy.png.")
 def simulate_cmd(
-    workloads: tuple[str, ...], models: tuple[str, ...], llama_config: Path | None, accelerators: str, out_dir: Path, batch: int, seed: int,
-    include_attention: bool, plots: bool,
+    workloads: tuple[str, ...], models: tuple[str, ...], checkpoint: Path | None, llama_config: Path | None,
+    accelerators: str, out_dir: Path, batch: int, seed: int, include_attention: bool, plots: bool,
 ) -> None:
     """Simulate accelerators on workloads (synthetic-weight workloads say so in every output)."""
-    from bitvert.hardware.config import resolve_accelerators
     from bitvert.hardware.simulate import simulate
-    from bitvert.hardware.workloads_zoo import PAPER_WORKLOADS, build_workload
+    from bitvert.hardware.targets import resolve_targets
+    from bitvert.hardware.workloads_zoo import PAPER_WORKLOADS, available_workloads, build_workload
 
-    if not workloads and not models and llama_config is None:
-        raise InputError(
-            "give at least one --workload NAME, --model NAME or --llama-config FILE (e.g. --workload resnet50)"
-        )
     if batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {batch}")
-    configs = resolve_accelerators(accelerators)
-    names: list[str] = []
-    for w in workloads:
-        names.extend(PAPER_WORKLOADS if w == "paper" else [w])
-    wls = []
-    for n in names:
-        logger.info("building workload %s (synthetic weights, seed %d)", n, seed)
-        wls.append(build_workload(n, batch=batch, seed=seed, include_attention=include_attention))
-    if llama_config is not None:
-        from bitvert.hardware.config import load_yaml
+    if checkpoint is not None:
+        if workloads or llama_config is not None or len(models) > 1:
+            raise InputError("--checkpoint simulates one model's variant: give at most one --model, no --workload "
+                             "or --llama-config")
+        geometry, targets, refs, source = _checkpoint_setup(checkpoint, models[0] if models else None,
+                                                            accelerators, batch, include_attention)
+        report = simulate(geometry, targets, variants=source, references=refs)
+    else:
+        if not workloads and not models and llama_config is None:
+            raise InputError(
+                "give at least one --workload NAME, --model NAME, --llama-config FILE or --checkpoint FILE "
+                "(e.g. --workload resnet50)"
+            )
+        targets = resolve_targets(accelerators)
+        names: list[str] = []
+        for w in workloads:
+            names.extend(PAPER_WORKLOADS if w == "paper" else [w])
+        unknown = [n for n in names if n.lower() not in available_workloads()]
+        if unknown:
+            raise InputError(f"unknown workload {unknown[0]!r}; choose one of {available_workloads() + ['paper']}")
+        llama = None
+        if llama_config is not None:
+            from bitvert.hardware.config import load_yaml
 
-        data = load_yaml(llama_config.read_text(encoding="utf-8"), str(llama_config))
-        if not isinstance(data, dict):
-            raise ConfigError(f"{llama_config}: a Llama config must be a mapping of LlamaConfig fields")
-        wls.append(build_workload("llama", batch=batch, seed=seed, include_attention=include_attention, llama=data))
-    for m in models:
-        logger.info("importing model %s", m)
-        wls.append(_model_workload(m, batch, include_attention))
-    report = simulate(wls, configs)
+            llama = load_yaml(llama_config.read_text(encoding="utf-8"), str(llama_config))
+            if not isinstance(llama, dict):
+                raise ConfigError(f"{llama_config}: a Llama config must be a mapping of LlamaConfig fields")
+
+        def lazy() -> Iterator[Any]:  # one workload in memory at a time
+            for n in names:
+                logger.info("building workload %s (synthetic weights, seed %d)", n, seed)
+                yield build_workload(n, batch=batch, seed=seed, include_attention=include_attention)
+            if llama is not None:
+                yield build_workload("llama", batch=batch, seed=seed, include_attention=include_attention,
+                                     llama=llama)
+            for m in models:
+                logger.info("importing model %s", m)
+                yield _model_workload(m, batch, include_attention)
+
+        report = simulate(lazy(), targets)
     paths = report.write(out_dir)
     summary = report.to_json()
     if plots:
@@ -89,7 +148,10 @@ def simulate_cmd(
         speedup_figure(summary).savefig(out_dir / "speedup.png", dpi=150)
         energy_figure(summary).savefig(out_dir / "energy.png", dpi=150)
     synthetic = " (synthetic weights)" if summary["synthetic_weights"] else ""
-    click.echo(f"{'accelerator':22s} {'speedup_vs_stripes':>18s} {'energy_vs_sparten':>18s}{synthetic}")
+    click.echo(f"{'accelerator':22s} {'variant':>14s} {'speedup_vs_stripes':>18s} {'energy_vs_sparten':>18s}"
+               f"{synthetic}")
     for name, acc in summary["accelerators"].items():
-        click.echo(f"{name:22s} {acc['speedup_vs_stripes']:18.3f} {acc['energy_vs_sparten']:18.3f}")
+        variants = sorted({t["variant"] for t in acc["per_workload"].values()})
+        click.echo(f"{name:22s} {','.join(variants):>14s} {acc['speedup_vs_stripes']:18.3f} "
+                   f"{acc['energy_vs_sparten']:18.3f}")
     click.echo(json.dumps({k: str(v) for k, v in paths.items()}))

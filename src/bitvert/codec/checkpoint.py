@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from bitvert.codec.container import EncodedModel, save_encoded
-from bitvert.codec.layout import TensorLayout
 from bitvert.codec.tensor import EncodedTensor, encode, encode_plain
+from bitvert.codec.view import channel_widths, sensitive_channels
 from bitvert.core.grouping import make_layout
 from bitvert.errors import FormatError, InputError
 from bitvert.pipeline.checkpoint import CheckpointLayer, PrunedCheckpoint, load_pruned, to_checkpoint
@@ -151,18 +151,8 @@ def to_pruned_checkpoint(model: EncodedModel, where: str = "file") -> PrunedChec
         if tuple(enc.shape) != shape:
             raise FormatError(f"{where}: tensor {name!r} has shape {enc.shape}, the layer list says {shape}")
         q = torch.from_numpy(model.decode(name))
-        width = np.empty(enc.n_channels, dtype=np.int64)
-        meta = np.empty(enc.n_channels, dtype=bool)
-        start = 0
-        for c in enc.chunks:
-            idx = enc.channel_order[start:start + c.channels]
-            width[idx] = c.columns
-            meta[idx] = c.metadata
-            start += c.channels
-        if enc.layout is TensorLayout.PLAIN:
-            sensitive = (width == enc.weight_bits) & bool((width < enc.weight_bits).any())
-        else:
-            sensitive = ~meta
+        width, _ = channel_widths(enc)
+        sensitive = sensitive_channels(enc)
         layers.append(CheckpointLayer(
             name=lname, kind=kind, shape=shape, out_axis=out_axis, role=role, q=q, scale=model.scales[name],
             channel_bits=torch.from_numpy(width.astype(np.uint8)), sensitive=torch.from_numpy(sensitive),

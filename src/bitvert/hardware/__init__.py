@@ -4,13 +4,15 @@ Entry points:
 
 * :func:`bitvert.hardware.workloads_zoo.build_workload` -- the paper's workloads by name;
 * :func:`bitvert.hardware.import_torch.import_workload` -- a workload from a PyTorch model;
-* :func:`bitvert.hardware.config.resolve_accelerators` -- accelerator configs (YAML presets);
+* :func:`bitvert.hardware.targets.resolve_targets` -- accelerator configs (YAML, hardware only) paired
+  with the variant (pipeline preset) each runs;
+* :mod:`bitvert.hardware.variants` -- a workload carrying a variant's encoded weights;
 * :func:`bitvert.hardware.simulate.simulate` -- run them, get a :class:`~bitvert.hardware.simulate.Report`.
 """
 
 from __future__ import annotations
 
-__all__ = ["simulate", "build_workload", "import_workload", "resolve_accelerators", "Workload", "LayerWorkload"]
+__all__ = ["simulate", "build_workload", "import_workload", "resolve_targets", "Workload", "LayerWorkload"]
 
 
 def __getattr__(name: str) -> object:
@@ -26,10 +28,10 @@ def __getattr__(name: str) -> object:
         from bitvert.hardware.import_torch import import_workload
 
         return import_workload
-    if name == "resolve_accelerators":
-        from bitvert.hardware.config import resolve_accelerators
+    if name == "resolve_targets":
+        from bitvert.hardware.targets import resolve_targets
 
-        return resolve_accelerators
+        return resolve_targets
     if name in ("Workload", "LayerWorkload"):
         from bitvert.hardware import workload
 

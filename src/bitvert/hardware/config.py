@@ -6,7 +6,9 @@ field names. Presets live in ``bitvert/data/hardware/accelerators/*.yaml``
 Loading rejects duplicate YAML keys, unknown keys and wrong values with a
 :class:`~bitvert.errors.ConfigError` naming the key path.
 
-Array sizes follow the spec's iso-lane table (BBS.md §10.4).
+Array sizes follow the spec's iso-lane table (BBS.md §10.4). A config describes hardware only
+(array, lanes, the datapath's group size, metadata bits, floors, buffers, energy key); which
+variant of the model it runs is named by a simulation target (:mod:`bitvert.hardware.targets`).
 """
 
 from __future__ import annotations
@@ -30,11 +32,9 @@ __all__ = [
     "PragmaticConfig",
     "SparTenConfig",
     "StripesConfig",
-    "DEFAULT_ACCELERATORS",
     "available_presets",
     "load_accelerator",
     "parse_accelerator",
-    "resolve_accelerators",
 ]
 
 CONFIG_VERSION = 1
@@ -74,19 +74,18 @@ class BitParallelConfig(_Base):
 
 
 class BitVertConfig(_Base):
-    """BitVert: cycles from the BBS-pruned weights (BBS.md §9-§10)."""
+    """BitVert datapath: cycles from the stored columns of a BBS-encoded variant (BBS.md §9-§10).
+
+    The pruning (method, N, beta) is the variant's, not the hardware's: a simulation target
+    pairs this config with a pipeline preset (:mod:`bitvert.hardware.targets`).
+    """
 
     design: Literal["bitvert"] = "bitvert"
-    method: Literal["zero_point", "rounded_avg"] = "zero_point"
-    pruned_columns: int = Field(4, ge=0, le=6, description="N, target free columns per normal group")
-    group_size: int = Field(32, gt=1, description="weights per metadata group")
-    sensitive_fraction: float = Field(0.2, ge=0.0, le=1.0, description="beta: output channels kept at 8 bits")
-    sensitive_round_multiple: int = Field(32, gt=0, description="per-layer sensitive count rounded up to this")
+    group_size: int = Field(32, gt=1, description="weights per metadata group the datapath reads")
     metadata_bits_per_group: int = Field(8, ge=0)
     min_cycles_per_tile: int = Field(
         2, ge=1, description="floor: the 6-bit BBS constant is multiplied 3 bits per cycle"
     )
-    fluid_low_precision_bits: float = Field(4.0, gt=0, le=8, description="p_l of the published fluid model")
 
 
 class PragmaticConfig(_Base):
@@ -104,17 +103,12 @@ class BitletConfig(_Base):
 
 
 class BitWaveConfig(_Base):
-    """BitWave: bit-flip pruned sign-magnitude weights, zero-column skipping."""
+    """BitWave datapath: zero-column skipping on a bit-flipped (``bitwave-*``) variant's weights."""
 
     design: Literal["bitwave"] = "bitwave"
-    group_size: int = Field(32, gt=1, description="bit-flip group size")
-    weight_precision_bits: int = Field(5, ge=2, le=8, description="w_prec when the workload is not listed")
-    weight_precision_bits_by_workload: dict[str, int] = Field(default_factory=dict)
+    group_size: int = Field(32, gt=1, description="bit-flip group size the datapath reads")
     metadata_bits_per_group: int = Field(8, ge=0, description="column bitmask per group")
     min_cycles_per_tile: int = Field(1, ge=1, description="floor for an all-zero tile")
-
-    def precision_for(self, workload: str) -> int:
-        return int(self.weight_precision_bits_by_workload.get(workload, self.weight_precision_bits))
 
 
 class AntConfig(_Base):
@@ -154,20 +148,6 @@ AcceleratorConfig = Annotated[
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AcceleratorConfig)
 
-DEFAULT_ACCELERATORS: tuple[str, ...] = (
-    "bitvert-moderate",
-    "bitvert-conservative",
-    "stripes",
-    "pragmatic",
-    "bitlet",
-    "bitwave",
-    "ant",
-    "sparten",
-    "bit-parallel",
-)
-"""The accelerators ``--accelerators all`` runs, in report order."""
-
-
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate mapping keys."""
 
@@ -195,6 +175,13 @@ def load_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from None
 
 
+_VARIANT_KEYS = frozenset({
+    "method", "pruned_columns", "sensitive_fraction", "sensitive_round_multiple", "fluid_low_precision_bits",
+    "weight_precision_bits_by_workload",
+})
+"""Keys of former BitVert / BitWave configs that belong to the pipeline preset now."""
+
+
 def _format_validation(exc: ValidationError, source: str, data: Any) -> str:
     parts = []
     for err in exc.errors():
@@ -203,7 +190,13 @@ def _format_validation(exc: ValidationError, source: str, data: Any) -> str:
             loc = loc[1:]
         key = ".".join(loc) or "<root>"
         msg = err["msg"]
-        if err["type"] == "extra_forbidden":
+        moved = loc and (loc[-1] in _VARIANT_KEYS or (
+            loc[-1] == "weight_precision_bits" and isinstance(data, dict) and data.get("design") == "bitwave"))
+        if err["type"] == "extra_forbidden" and moved:
+            msg = ("describes the pruned variant, not the hardware; remove it and name the pipeline preset with "
+                   "the accelerator instead, e.g. 'bitvert:moderate', 'my_bitvert.yaml:conservative' or "
+                   "'bitwave:bitwave-w6'")
+        elif err["type"] == "extra_forbidden":
             msg = "unknown key (check spelling and units, e.g. weight_sram_kib)"
         parts.append(f"key {key!r}: {msg} (got {err.get('input')!r})")
     return f"{source}: invalid accelerator config: " + "; ".join(parts)
@@ -251,23 +244,3 @@ def load_accelerator(name_or_path: str | Path, overrides: dict[str, Any] | None 
     if overrides:
         data = {**data, **overrides}
     return parse_accelerator(data, source)
-
-
-def resolve_accelerators(spec: str | list[str]) -> list[Any]:
-    """``"all"``, a comma list or a list of names/paths -> validated configs (unique names)."""
-    names: list[str]
-    if isinstance(spec, str):
-        names = list(DEFAULT_ACCELERATORS) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
-    else:
-        names = []
-        for item in spec:
-            names.extend(DEFAULT_ACCELERATORS if item == "all" else [item])
-    if not names:
-        raise ConfigError("no accelerator given; pass 'all' or names such as 'stripes,bitvert-moderate'")
-    configs = [load_accelerator(n) for n in names]
-    seen: set[str] = set()
-    for c in configs:
-        if c.name in seen:
-            raise ConfigError(f"accelerator name {c.name!r} appears twice")
-        seen.add(c.name)
-    return configs

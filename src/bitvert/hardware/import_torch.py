@@ -7,8 +7,9 @@ suffix matching. ``include`` / ``exclude`` take exact names; a name that does
 not exist, or names a module of an unsupported type, raises
 :class:`~bitvert.errors.UnsupportedLayerError`.
 
-Weights are quantized per output channel, symmetric INT8 to ``[-127, 127]``
-(the per-channel scale is kept for sensitive-channel selection) unless
+Weights are quantized per output channel, symmetric INT8 to ``[-127, 127]``, by the pipeline's
+quantizer (:func:`bitvert.pipeline.quantize.quantize_weight`, so they equal the ``int8`` variant's;
+the per-channel scale is kept for sensitive-channel selection) unless
 ``int_weights`` supplies the integer tensors (e.g. from ``bitvert.pipeline``).
 The input density of every layer (SparTen) is measured on the example input
 after per-tensor symmetric INT8 quantization of the activation.
@@ -34,24 +35,13 @@ from typing import Any
 
 import numpy as np
 
+from bitvert.core.grouping import LayerKind, make_layout
 from bitvert.errors import InputError, UnsupportedLayerError
 from bitvert.hardware.workload import LayerType, LayerWorkload, Workload
 
-__all__ = ["import_workload", "quantize_per_channel"]
+__all__ = ["import_workload"]
 
 log = logging.getLogger(__name__)
-
-
-def quantize_per_channel(w: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Float weights ``(out, ...)`` -> (int16 in ``[-127, 127]``, per-channel scale)."""
-    arr = np.asarray(w, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise InputError("weights contain NaN or infinity; cannot quantize")
-    flat = arr.reshape(arr.shape[0], -1)
-    scale = np.abs(flat).max(axis=1) / 127.0
-    scale = np.where(scale > 0, scale, 1.0)
-    q = np.clip(np.rint(flat / scale[:, None]), -127, 127).astype(np.int16)
-    return q.reshape(arr.shape), scale
 
 
 def _activation_density(x: Any) -> float:
@@ -143,6 +133,8 @@ def import_workload(
     """
     import torch
     import torch.nn as nn
+
+    from bitvert.pipeline.quantize import quantize_weight
 
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -247,23 +239,20 @@ def import_workload(
             continue
         mod = modules[rec["module"]]
         kind_name = _supported(mod)
-        w_float = mod.weight.detach().cpu().float().numpy()
-        if kind_name == "hf_conv1d":
-            w_float = w_float.T
+        w_module = mod.weight.detach().cpu().float()  # module layout: (in, out) for HF Conv1D
         scale = None
         if int_weights is not None and rec["module"] in int_weights:
-            w_int = np.asarray(
-                int_weights[rec["module"]].detach().cpu().numpy()
-                if hasattr(int_weights[rec["module"]], "detach") else int_weights[rec["module"]]
-            )
-            if kind_name == "hf_conv1d":
-                w_int = w_int.T
-            if w_int.shape != w_float.shape:
+            given = int_weights[rec["module"]]
+            w_int = np.asarray(given.detach().cpu().numpy() if hasattr(given, "detach") else given)
+            if w_int.shape != tuple(w_module.shape):
                 raise InputError(
-                    f"int_weights[{rec['module']!r}] has shape {w_int.shape}, expected {w_float.shape}"
+                    f"int_weights[{rec['module']!r}] has shape {w_int.shape}, expected {tuple(w_module.shape)}"
                 )
         else:
-            w_int, scale = quantize_per_channel(w_float)
+            q, s = quantize_weight(w_module, 8, 1 if kind_name == "hf_conv1d" else 0)
+            w_int, scale = q.numpy(), s.numpy().astype(np.float64)
+        if kind_name == "hf_conv1d":  # (in, out) -> PyTorch (out, in), by the grouping's linear_in_out layout
+            w_int = make_layout(w_int.shape, LayerKind.LINEAR_IN_OUT).to_rows(w_int)
         in_shape, out_shape = rec["in_shape"], rec["out_shape"]
         n_in = int(np.prod(in_shape))
         from_prev = prev_out is not None and n_in == prev_out

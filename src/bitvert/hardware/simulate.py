@@ -9,6 +9,11 @@
   ``speedup_vs_stripes`` and ``energy_vs_sparten`` (geomeans over workloads when
   there are several), plus ``workloads``, ``configs`` and provenance.
 
+Each accelerator is a simulation target (:mod:`bitvert.hardware.targets`): hardware plus the
+variant of the model it runs (dense designs: ``int8``; BitVert: a BBS preset; BitWave: a
+bit-flip preset), whose weights and encodings come from a variant source
+(:mod:`bitvert.hardware.variants`).
+
 Layer latency = ``max(compute cycles, DRAM cycles)`` (perfect overlap inside a
 layer, none across layers). Speedups are relative to Stripes and energies to
 SparTen; when either reference is not among the requested accelerators it is
@@ -22,7 +27,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +36,9 @@ from bitvert import __version__
 from bitvert.errors import InputError
 from bitvert.hardware import accelerators as _accelerators  # noqa: F401 - registers the designs
 from bitvert.hardware.accelerators.base import model_for
-from bitvert.hardware.config import load_accelerator, resolve_accelerators
+from bitvert.hardware.config import load_accelerator
+from bitvert.hardware.targets import DENSE_PRESET, SimTarget, resolve_targets, target_for
+from bitvert.hardware.variants import PipelineVariants, VariantSource
 from bitvert.hardware.energy import ENERGY_COMPONENTS, area_mm2, layer_energy, load_energy_table
 from bitvert.hardware.memory import layer_traffic
 from bitvert.hardware.workload import Workload
@@ -124,18 +131,15 @@ class Report:
         return {"layers_csv": csv_path, "summary_json": json_path}
 
 
-def _as_configs(accelerators: Any) -> list[Any]:
-    if isinstance(accelerators, str):
-        return resolve_accelerators(accelerators)
-    configs = []
-    for a in accelerators:
-        configs.append(load_accelerator(a) if isinstance(a, (str, Path)) else a)
-    if not configs:
+def _as_targets(accelerators: Any) -> list[SimTarget]:
+    targets = resolve_targets(accelerators)
+    if not targets:
         raise InputError("accelerators is empty; pass 'all' or a list of names/configs")
-    return configs
+    return targets
 
 
-def _run_one(workload: Workload, config: Any, table: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _run_one(workload: Workload, target: SimTarget, table: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    config = target.config
     model = model_for(config)
     model.prepare(workload)
     design = table.design(config.energy_key)
@@ -156,7 +160,7 @@ def _run_one(workload: Workload, config: Any, table: Any) -> tuple[list[dict[str
         m = comp.mapping
         row = {
             "workload": workload.name,
-            "accelerator": config.name,
+            "accelerator": target.label,
             "layer": layer.name,
             "kind": layer.kind.value,
             "synthetic_weights": bool(workload.synthetic_weights),
@@ -202,61 +206,108 @@ def _run_one(workload: Workload, config: Any, table: Any) -> tuple[list[dict[str
     return rows, totals
 
 
+def _workloads(workload: Workload | Iterable[Workload]) -> Iterator[Workload]:
+    if isinstance(workload, Workload):
+        yield workload
+        return
+    n = 0
+    for w in workload:
+        if not isinstance(w, Workload):
+            raise InputError(f"workload must be a Workload or an iterable of Workloads, got {type(w).__name__}")
+        n += 1
+        yield w
+    if not n:
+        raise InputError("workload must be a Workload or a non-empty list of Workloads")
+
+
 def simulate(
     workload: Workload | Iterable[Workload],
     accelerators: Any = "all",
     energy_table: str = "energy_28nm_v1",
+    variants: VariantSource | None = None,
+    references: Sequence[SimTarget] | None = None,
 ) -> Report:
-    """Simulate one or several workloads on accelerators.
+    """Simulate one or several workloads on accelerators, each running its own variant of the model.
+
+    Workloads are processed one at a time (an iterable may build each one lazily) and, within a
+    workload, one variant at a time: the variant's workload is built from ``variants``, run on
+    every target that runs it, then dropped -- so memory holds one workload and one variant.
 
     Args:
-        workload: a :class:`~bitvert.hardware.workload.Workload` or several.
-        accelerators: ``"all"``, a comma list of preset names, or a list of names, YAML paths
-            or config objects (:mod:`bitvert.hardware.config`).
+        workload: a geometry :class:`~bitvert.hardware.workload.Workload` or several (any iterable).
+        accelerators: ``"all"``, a comma list, or a list of names, ``HW:PRESET`` strings, YAML paths,
+            configs or :class:`~bitvert.hardware.targets.SimTarget` s (:func:`resolve_targets`).
         energy_table: name of the shipped energy/area table.
+        variants: where each target's variant comes from (default
+            :class:`~bitvert.hardware.variants.PipelineVariants`: the pipeline's Algorithm 2 on the
+            geometry's integers).
+        references: the Stripes / SparTen targets run for the ratios when not requested
+            (default: both on ``int8``).
 
     Returns:
         A :class:`Report`.
     """
     t0 = time.perf_counter()
-    workloads = [workload] if isinstance(workload, Workload) else list(workload)
-    if not workloads or not all(isinstance(w, Workload) for w in workloads):
-        raise InputError("workload must be a Workload or a non-empty list of Workloads")
-    names = [w.name for w in workloads]
-    if len(set(names)) != len(names):
-        raise InputError(f"workload names must be unique, got {names}")
-    configs = _as_configs(accelerators)
+    targets = _as_targets(accelerators)
+    source: VariantSource = variants if variants is not None else PipelineVariants()
     table = load_energy_table(energy_table)
-    requested = [c.name for c in configs]
-    references: dict[str, str] = {}
-    run_configs = list(configs)
+    requested = [t.label for t in targets]
+    refs = {t.config.name: t for t in (references or [])}
+    ref_labels: dict[str, str] = {}
+    run_targets = list(targets)
+    implicit: dict[str, str] = {}
     for ref in (SPEEDUP_REFERENCE, ENERGY_REFERENCE):
-        if ref not in requested:
-            run_configs.append(load_accelerator(ref))
-            references[ref] = "run implicitly as the ratio reference"
+        mine = next((t for t in targets if t.design == ref and t.preset == DENSE_PRESET), None)
+        if mine is None:
+            mine = next((t for t in targets if t.design == ref), None)
+        if mine is None:
+            mine = refs.get(ref) or target_for(load_accelerator(ref))
+            if mine.label in requested:
+                mine = SimTarget(f"{mine.label}-reference", mine.config, mine.preset, mine.preset_by_workload)
+            run_targets.append(mine)
+            implicit[mine.label] = f"run implicitly as the ratio reference (variant {mine.preset})"
+        ref_labels[ref] = mine.label
     rows: list[dict[str, Any]] = []
     totals: dict[str, dict[str, dict[str, Any]]] = {}
-    for wl in workloads:
+    described: dict[str, dict[str, Any]] = {}
+    for wl in _workloads(workload):
+        if wl.name in totals:
+            raise InputError(f"workload names must be unique; {wl.name!r} appears twice")
         totals[wl.name] = {}
-        for cfg in run_configs:
-            log.info("simulating %s on %s", wl.name, cfg.name)
-            r, t = _run_one(wl, cfg, table)
-            if cfg.name in requested:
-                rows.extend(r)
-            totals[wl.name][cfg.name] = t
-        ref_cycles = totals[wl.name][SPEEDUP_REFERENCE]["cycles"]
-        ref_energy = totals[wl.name][ENERGY_REFERENCE]["energy_pj"]
-        for name, t in totals[wl.name].items():
-            t["speedup_vs_stripes"] = ref_cycles / t["cycles"]
-            t["energy_vs_sparten"] = t["energy_pj"] / ref_energy
+        by_preset: dict[str, list[SimTarget]] = {}
+        for t in run_targets:
+            by_preset.setdefault(t.preset_for(wl.name), []).append(t)
+        variant_notes: dict[str, Any] = {}
+        for preset, group in by_preset.items():
+            log.info("building variant %s of %s", preset, wl.name)
+            vw = source.workload(wl, preset)
+            if vw.notes.get("dropped_fp32_layers"):
+                variant_notes[preset] = {"dropped_fp32_layers": vw.notes["dropped_fp32_layers"]}
+            for t in group:
+                log.info("simulating %s on %s (%s)", wl.name, t.label, preset)
+                r, tot = _run_one(vw, t, table)
+                tot["variant"] = preset
+                if t.label in requested:
+                    rows.extend(r)
+                totals[wl.name][t.label] = tot
+            del vw
+        ref_cycles = totals[wl.name][ref_labels[SPEEDUP_REFERENCE]]["cycles"]
+        ref_energy = totals[wl.name][ref_labels[ENERGY_REFERENCE]]["energy_pj"]
+        for tot in totals[wl.name].values():
+            tot["speedup_vs_stripes"] = ref_cycles / tot["cycles"]
+            tot["energy_vs_sparten"] = tot["energy_pj"] / ref_energy
         totals[wl.name] = {k: v for k, v in totals[wl.name].items() if k in requested}
+        described[wl.name] = wl.describe()
+        if variant_notes:
+            described[wl.name]["variants"] = variant_notes
+        del wl  # free this workload before the iterable builds the next one
     return Report(
         rows=rows,
         totals=totals,
-        workloads={w.name: w.describe() for w in workloads},
-        configs={c.name: c.model_dump() for c in configs},
+        workloads=described,
+        configs={t.label: t.describe() for t in targets},
         accelerators=requested,
         energy_table={"name": energy_table, "version": table.version, "technology": table.technology},
         elapsed_s=time.perf_counter() - t0,
-        references=references,
+        references=implicit,
     )

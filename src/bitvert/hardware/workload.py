@@ -14,15 +14,18 @@ synthetic). Layers carry PyTorch-layout integer weights:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, fields, replace
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bitvert.errors import InputError
 
-__all__ = ["LayerType", "LayerWorkload", "Workload"]
+if TYPE_CHECKING:  # the codec (and torch) is imported only where encodings are built
+    from bitvert.codec.view import WeightEncoding
+
+__all__ = ["LayerType", "LayerGeometry", "LayerWorkload", "Workload"]
 
 
 class LayerType(str, Enum):
@@ -44,14 +47,15 @@ def _pair(v: int | tuple[int, int], name: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True, eq=False)
-class LayerWorkload:
-    """One layer: shapes, the integer weights and activation statistics.
+class LayerGeometry:
+    """Where a layer's weights meet its activations: every field of a layer but its weights.
+
+    Shared by :class:`LayerWorkload` and the shape-only specs of
+    :mod:`bitvert.hardware.workloads_zoo` (one definition, one set of defaults).
 
     Attributes:
         name: exact qualified name (e.g. ``layer1.0.conv1``).
         kind: :class:`LayerType`.
-        weights: integer weights (``int16``), PyTorch layout (see module doc).
-        batch: batch size (images or sequences).
         input_hw: conv input height/width (``(1, 1)`` for linear/matmul).
         output_hw: conv output height/width (``(1, 1)`` for linear/matmul).
         stride, padding: conv geometry (informational for linear).
@@ -62,15 +66,11 @@ class LayerWorkload:
         input_mask: optional boolean non-zero mask of the real input (conv ``(batch, in, ih, iw)``; linear /
             matmul ``repeats * batch * tokens * in`` elements); SparTen then costs every tile from it.
         input_from_previous: the input is the previous layer's output (enables on-chip residency).
-        synthetic: the weights were drawn at random (shape-only mode).
-        channel_scale: per-output-channel quantization scale (float step size), when known;
-            BitVert presets pick sensitive channels by it.
     """
 
     name: str
     kind: LayerType
-    weights: np.ndarray
-    batch: int = 1
+    _: KW_ONLY
     input_hw: tuple[int, int] = (1, 1)
     output_hw: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)
@@ -81,8 +81,32 @@ class LayerWorkload:
     input_density: float = 1.0
     input_mask: np.ndarray | None = field(default=None, repr=False)
     input_from_previous: bool = False
+
+    def geometry(self) -> dict[str, Any]:
+        """The :class:`LayerGeometry` fields of this object, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(LayerGeometry)}
+
+
+@dataclass(frozen=True, eq=False)
+class LayerWorkload(LayerGeometry):
+    """One layer: its geometry (:class:`LayerGeometry`), the integer weights and what they are.
+
+    Attributes:
+        weights: integer weights (``int16``), PyTorch layout (see module doc).
+        batch: batch size (images or sequences).
+        synthetic: the weights were drawn at random (shape-only mode).
+        channel_scale: per-output-channel quantization scale (float step size), when known;
+            the pipeline's Algorithm 2 scores sensitive channels by it (shape-only workloads).
+        encoding: the variant's encoding of these weights (:class:`~bitvert.codec.view.WeightEncoding`)
+            when the layer comes from a pruned / encoded variant (:mod:`bitvert.hardware.variants`);
+            ``None`` for a layer that only carries integers (the INT8 geometry, attention matmuls).
+    """
+
+    weights: np.ndarray
+    batch: int = 1
     synthetic: bool = False
     channel_scale: np.ndarray | None = field(default=None, repr=False)
+    encoding: WeightEncoding | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -101,7 +125,9 @@ class LayerWorkload:
             )
         if w.size == 0:
             raise InputError(f"layer {self.name!r}: weights are empty")
-        if w.min() < -128 or w.max() > 127:
+        decoded = (self.encoding is not None and getattr(self.encoding, "weights", None) is self.weights
+                   and getattr(self.encoding, "weight_bits", 99) <= 8)
+        if not decoded and (w.min() < -128 or w.max() > 127):  # decoded weights: the codec checked their range
             raise InputError(f"layer {self.name!r}: weights must be INT8 values in [-128, 127]")
         w = w.astype(np.int16, copy=False)
         expected_ndim = 4 if kind in (LayerType.CONV, LayerType.DEPTHWISE) else 2
@@ -137,6 +163,10 @@ class LayerWorkload:
                     f"layer {self.name!r}: channel_scale must hold {w.shape[0]} positive finite values"
                 )
             object.__setattr__(self, "channel_scale", cs)
+        if self.encoding is not None and getattr(getattr(self.encoding, "weights", None), "shape", None) != w.shape:
+            raise InputError(
+                f"layer {self.name!r}: encoding must be a WeightEncoding of weights shaped {w.shape}"
+            )
         if kind is LayerType.DEPTHWISE and w.shape[1] != 1:
             raise InputError(
                 f"layer {self.name!r}: a depthwise layer has one input channel per filter, got shape {w.shape}"

@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bitvert.errors import ConfigError, InputError
-from bitvert.hardware.workload import LayerType, LayerWorkload, Workload
+from bitvert.hardware.workload import LayerGeometry, LayerType, LayerWorkload, Workload
 
 __all__ = [
     "PAPER_WORKLOADS",
@@ -47,22 +47,11 @@ RELU_DENSITY = 0.5
 """Assumed non-zero fraction of post-ReLU CNN activations in shape-only mode ([OPEN], docs/simulator.md)."""
 
 
-@dataclass(frozen=True)
-class LayerSpec:
-    """Shape of one layer, before weights are attached."""
+@dataclass(frozen=True, eq=False)
+class LayerSpec(LayerGeometry):
+    """Shape of one layer before weights are attached: its geometry plus the weight shape."""
 
-    name: str
-    kind: LayerType
     weight_shape: tuple[int, ...]
-    input_hw: tuple[int, int] = (1, 1)
-    output_hw: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    groups: int = 1
-    tokens: int = 1
-    repeats: int = 1
-    input_density: float = 1.0
-    input_from_previous: bool = True
 
 
 def _conv_out(size: int, k: int, stride: int, pad: int) -> int:
@@ -301,11 +290,15 @@ def available_workloads() -> list[str]:
 def synthesize_weights(
     shape: tuple[int, ...], rng: np.random.Generator, channel_spread: float = 0.35
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw realistic INT8 weights: Laplace per output channel, per-channel symmetric quantization.
+    """Draw realistic INT8 weights: Laplace per output channel, quantized by the pipeline's quantizer.
 
     Returns ``(int16 weights in [-127, 127], per-channel float scale)``. The
     channel standard deviation is ``sqrt(2/fan_in) * exp(N(0, channel_spread))``.
     """
+    import torch
+
+    from bitvert.pipeline.quantize import quantize_weight
+
     cout = int(shape[0])
     fan_in = int(np.prod(shape[1:]))
     std = np.sqrt(2.0 / fan_in) * np.exp(rng.normal(0.0, channel_spread, size=cout))
@@ -314,11 +307,9 @@ def synthesize_weights(
     sign = rng.integers(0, 2, size=(cout, fan_in), dtype=np.int8) * 2 - 1
     x *= sign
     x *= b[:, None]
-    scale = np.abs(x).max(axis=1) / 127.0
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    q = np.rint(x / scale[:, None])
-    np.clip(q, -127, 127, out=q)
-    return q.astype(np.int16).reshape(shape), scale.astype(np.float64)
+    q, scale = quantize_weight(torch.from_numpy(x))  # the pipeline's quantizer: symmetric INT8 per channel
+    del x
+    return q.numpy().reshape(shape), scale.numpy().astype(np.float64)
 
 
 def workload_from_specs(
@@ -345,19 +336,9 @@ def workload_from_specs(
         w, scale = synthesize_weights(spec.weight_shape, np.random.default_rng(ss))
         layers.append(
             LayerWorkload(
-                name=spec.name,
-                kind=spec.kind,
+                **{**spec.geometry(), "repeats": spec.repeats * (batch if spec.kind is LayerType.MATMUL else 1)},
                 weights=w,
                 batch=batch,
-                input_hw=spec.input_hw,
-                output_hw=spec.output_hw,
-                stride=spec.stride,
-                padding=spec.padding,
-                groups=spec.groups,
-                tokens=spec.tokens,
-                repeats=spec.repeats * (batch if spec.kind is LayerType.MATMUL else 1),
-                input_density=spec.input_density,
-                input_from_previous=spec.input_from_previous,
                 synthetic=True,
                 channel_scale=scale,
             )

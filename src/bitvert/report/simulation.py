@@ -1,74 +1,113 @@
-"""The ``simulate`` stage of ``bitvert run``: the study's variants on the simulated accelerators."""
+"""The ``simulate`` stage of ``bitvert run``: every variant on the hardware that runs it.
+
+Each variant's workload is built from the variant's own encoded file, written by the encode stage
+(``<report>/encoded/<variant>.bbs.safetensors``): the geometry (shapes, activations) comes from the
+FP32 model imported with forward hooks on one calibration batch, the integers, stored columns and
+sensitive channels from the file (:class:`bitvert.hardware.variants.FileVariants`). BitVert runs
+every BBS variant, BitWave every ``bitwave-*`` variant, the dense designs ``int8``
+(:func:`study_targets`); each variant's row gets its own accelerator's speedup and energy
+(:func:`attach_accelerators`). Layers a variant left in FP32 are not simulated (listed in the
+workload check).
+"""
 
 from __future__ import annotations
 
 import logging
-import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["simulate_study", "attach_accelerators"]
+__all__ = ["simulate_study", "attach_accelerators", "study_targets", "ENCODED_SUFFIX"]
 
 logger = logging.getLogger(__name__)
 
-
-def _accelerator_for(preset: Any, configs: dict[str, dict[str, Any]]) -> str | None:
-    """The simulated accelerator that runs ``preset``'s weights, when one was simulated."""
-    if preset.method == "none":
-        return "stripes" if "stripes" in configs else None
-    if preset.method in ("rounded_avg", "zero_point"):
-        matches = [
-            n for n, c in configs.items()
-            if c.get("design") == "bitvert" and c.get("method") == preset.method
-            and c.get("pruned_columns") == preset.columns and c.get("group_size") == preset.group_size
-            and math.isclose(float(c.get("sensitive_fraction", -1)), preset.sensitive_fraction)
-        ]
-        preferred = f"bitvert-{preset.name}"
-        return preferred if preferred in matches else (matches[0] if matches else None)
-    if preset.method == "bitflip":
-        return next((n for n, c in configs.items() if c.get("design") == "bitwave"), None)
-    return None
+ENCODED_SUFFIX = ".bbs.safetensors"
 
 
-def simulate_study(loaded: Any, fp32: Any, config: Any, int8_report: Any, sim_dir: Path
-              ) -> tuple[dict[str, Any], dict[str, Any]]:
-    from bitvert.hardware.config import resolve_accelerators
+def study_targets(accelerators: Sequence[str], variants: Sequence[str]) -> list[Any]:
+    """The simulation targets of a study: each requested hardware on every variant it is built for.
+
+    BitVert hardware runs every BBS variant (label ``bitvert-<variant>``), BitWave hardware every
+    bit-flip variant (label ``<variant>``, e.g. ``bitwave-moderate``), a dense design ``int8`` (its
+    own name). A named target such as ``bitvert-moderate`` selects its hardware.
+    """
+    from bitvert.hardware.targets import DENSE_PRESET, native, resolve_targets, target_for
+
+    hardware: dict[str, Any] = {}
+    for t in resolve_targets(list(accelerators)):
+        hardware.setdefault(t.config.name, t.config)
+    targets = []
+    for cfg in hardware.values():
+        if cfg.design in ("bitvert", "bitwave"):
+            targets += [target_for(cfg, v) for v in variants if native(cfg.design, v)]
+        elif DENSE_PRESET in variants:
+            targets.append(target_for(cfg))
+    return targets
+
+
+def simulate_study(loaded: Any, fp32: Any, config: Any, int8_report: Any, sim_dir: Path,
+                   encoded_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Simulate the study's variants from their encoded files; write ``sim_dir``; return (summary, check).
+
+    Args:
+        loaded: the loaded model (its calibration batches give the simulated input).
+        fp32: the FP32 model (geometry).
+        config: the :class:`~bitvert.report.study.StudyConfig`.
+        int8_report: the INT8 variant's pipeline report (the check compares the simulated INT8
+            integers with it).
+        sim_dir: output folder of ``layers.csv`` / ``summary.json``.
+        encoded_dir: folder of the variants' ``*.bbs.safetensors`` (default ``sim_dir``'s sibling
+            ``encoded``).
+    """
     from bitvert.hardware.import_torch import import_workload
     from bitvert.hardware.simulate import simulate
+    from bitvert.hardware.targets import DENSE_PRESET
+    from bitvert.hardware.variants import FileVariants
 
-    configs = resolve_accelerators(list(config.accelerators))
+    encoded_dir = Path(encoded_dir) if encoded_dir is not None else Path(sim_dir).parent / "encoded"
+    files = {p.name[: -len(ENCODED_SUFFIX)]: p for p in sorted(encoded_dir.glob(f"*{ENCODED_SUFFIX}"))}
+    targets = study_targets(config.accelerators, list(files))
     batch = next(iter(loaded.calibration_batches(config.simulate_batch)))
-    workload = import_workload(fp32, batch, name=config.model.replace("/", "_"))
-    q_of = {rec.name: rec.q for rec in int8_report.quantized_layers}
-    simulated = {layer.name.split("#")[0]: layer.weights for layer in workload.layers}
+    geometry = import_workload(fp32, batch, name=config.model.replace("/", "_"))
+    source = FileVariants(files, unquantized="drop")
+    check = _int8_check(geometry, source.workload(geometry, DENSE_PRESET), int8_report)
+    report = simulate(geometry, targets, variants=source)
+    report.write(sim_dir)
+    summary = report.to_json()
+    check["variants_simulated"] = {
+        label: acc["per_workload"][geometry.name]["variant"] for label, acc in summary["accelerators"].items()
+    }
+    return summary, check
+
+
+def _int8_check(geometry: Any, int8: Any, int8_report: Any) -> dict[str, Any]:
+    """How the INT8 variant the dense designs run compares with the pipeline's INT8 integers."""
+    from bitvert.hardware.variants import module_name
+
+    q_of = {rec.name: (rec.q.T if rec.kind == "linear_in_out" else rec.q) for rec in int8_report.quantized_layers}
+    simulated = {module_name(layer.name): layer.weights for layer in int8.layers if layer.encoding is not None}
     compared = [n for n in simulated if n in q_of]
-    differing = [n for n in compared if not np.array_equal(_torch_layout(simulated[n], q_of[n]), q_of[n])]
-    check = {
-        "workload_layers": len(workload.layers),
+    differing = [n for n in compared if not np.array_equal(simulated[n], q_of[n])]
+    if differing:
+        logger.error("simulated INT8 workload: %d layer(s) differ from the pipeline's INT8 weights: %s",
+                     len(differing), differing[:5])
+    return {
+        "workload_layers": len(geometry.layers),
+        "weights_source": "each variant's encoded file (encoded/<variant>.bbs.safetensors)",
         "layers_compared_with_int8": len(compared),
         "layers_equal_to_int8": len(compared) - len(differing),
         "differing_layers": differing,
-        "layers_not_quantized_by_pipeline": sorted(set(simulated) - set(q_of)),
+        "layers_not_quantized_by_pipeline": list(int8.notes.get("dropped_fp32_layers", [])),
     }
-    if differing:  # expected in a few layers: rounding ties resolved differently in float32 and float64
-        logger.info("simulated workload: %d layer(s) differ from the pipeline's INT8 weights (see the report)",
-                    len(differing))
-    report = simulate(workload, configs)
-    report.write(sim_dir)
-    return report.to_json(), check
-
-
-def _torch_layout(sim_w: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """The workload stores HF Conv1D weights transposed; bring them back to the module layout."""
-    if sim_w.shape != q.shape and sim_w.ndim == 2 and sim_w.T.shape == q.shape:
-        return sim_w.T
-    return sim_w
 
 
 def attach_accelerators(presets: list[Any], variants: dict[str, Any], simulation: dict[str, Any]) -> None:
-    """Copy each variant's accelerator ratios (when one simulated accelerator runs it) onto its result."""
+    """Copy each variant's accelerator ratios (the simulated accelerator that runs it) onto its result.
+
+    BitVert / BitWave targets run exactly one variant; the INT8 variant gets Stripes (the reference).
+    """
     accs = simulation["accelerators"]
     for preset in presets:
         v = variants[preset.name]
@@ -77,3 +116,11 @@ def attach_accelerators(presets: list[Any], variants: dict[str, Any], simulation
             v.accelerator = acc
             v.speedup_vs_stripes = accs[acc]["speedup_vs_stripes"]
             v.energy_vs_sparten = accs[acc]["energy_vs_sparten"]
+
+
+def _accelerator_for(preset: Any, configs: dict[str, dict[str, Any]]) -> str | None:
+    """The simulated accelerator that runs ``preset``'s variant, when one was simulated."""
+    if preset.method == "none":
+        return next((n for n, c in configs.items() if c.get("design") == "stripes"), None)
+    return next((n for n, c in configs.items() if c.get("design") in ("bitvert", "bitwave")
+                 and c.get("variant_preset") == preset.name), None)

@@ -99,9 +99,9 @@ def run_study(config: StudyConfig | None, out_dir: str | os.PathLike[str], progr
     out = Path(out_dir).expanduser()
     check_out_dir(out)
     _require("matplotlib", "pip install matplotlib")
-    from bitvert.hardware.config import resolve_accelerators
+    from bitvert.hardware.targets import resolve_targets
 
-    resolve_accelerators(list(config.accelerators))  # fail fast on an unknown accelerator
+    resolve_targets(list(config.accelerators))  # fail fast on an unknown accelerator
     with partial_folder(out) as tmp:
         result = _run(config, tmp, progress)
         publish(tmp, out, {
@@ -234,7 +234,8 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
 
     with timer.stage("simulate"):
         seed_everything(config.seed)
-        simulation, workload_check = simulate_study(loaded, fp32, config, reports["int8"], tmp / "simulation")
+        simulation, workload_check = simulate_study(loaded, fp32, config, reports["int8"], tmp / "simulation",
+                                                    encoded_dir)
     attach_accelerators(presets, variants, simulation)
     del reports
     gc.collect()

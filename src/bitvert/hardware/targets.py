@@ -1,0 +1,211 @@
+"""Simulation targets: a label, a hardware config and the variant (pipeline preset) it runs.
+
+Accelerator YAMLs describe hardware only. What the hardware runs is a *variant* of the model,
+named by a pipeline preset (:mod:`bitvert.pipeline.presets`):
+
+* the dense designs (Stripes, bit-parallel, Pragmatic, Bitlet, ANT, SparTen) run ``int8``;
+* BitVert runs a BBS preset (``moderate``, ``conservative``, ``llm-moderate``...);
+* BitWave runs a bit-flip preset (``bitwave-w5``, ``bitwave-moderate``...).
+
+Names :func:`resolve_targets` accepts (comma list or list):
+
+* ``all`` -- :data:`DEFAULT_TARGETS`, the paper's line-up;
+* a label of :data:`NAMED_TARGETS` (``bitvert-moderate``, ``bitvert-conservative``, ``bitwave``);
+* a shipped hardware preset or a YAML path: dense designs run ``int8``;
+* ``HARDWARE:PRESET`` -- any hardware with any preset it can run, e.g. ``bitvert:llm-moderate``
+  (label ``bitvert-llm-moderate``) or ``my_bitvert.yaml:moderate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from bitvert.errors import ConfigError
+from bitvert.hardware.config import load_accelerator
+
+__all__ = [
+    "SimTarget",
+    "DENSE_PRESET",
+    "DEFAULT_TARGETS",
+    "NAMED_TARGETS",
+    "PAPER_BITWAVE_PRESETS",
+    "PAPER_BITWAVE_DEFAULT",
+    "resolve_targets",
+    "target_for",
+    "can_run",
+    "native",
+]
+
+DENSE_PRESET = "int8"
+"""The variant the dense designs run."""
+
+PAPER_BITWAVE_PRESETS: Mapping[str, str] = MappingProxyType({
+    "vit-small": "bitwave-w6",
+    "bert-mrpc": "bitwave-w6",
+    "resnet34": "bitwave-w6",
+})
+"""The paper's BitWave setting per workload (w_prec 6 on these, :data:`PAPER_BITWAVE_DEFAULT` elsewhere)."""
+
+PAPER_BITWAVE_DEFAULT = "bitwave-w5"
+"""BitWave preset of the paper workloads not in :data:`PAPER_BITWAVE_PRESETS`."""
+
+DEFAULT_TARGETS: tuple[str, ...] = (
+    "bitvert-moderate",
+    "bitvert-conservative",
+    "stripes",
+    "pragmatic",
+    "bitlet",
+    "bitwave",
+    "ant",
+    "sparten",
+    "bit-parallel",
+)
+"""The labels ``all`` resolves to, in report order."""
+
+
+@dataclass(frozen=True)
+class SimTarget:
+    """One simulated accelerator: a report label, its hardware and the variant it runs.
+
+    Attributes:
+        label: the name in reports (``summary.json`` ``accelerators`` keys, ``layers.csv``).
+        config: the hardware config (:mod:`bitvert.hardware.config`).
+        preset: the pipeline preset of the variant it runs.
+        preset_by_workload: per-workload presets overriding ``preset`` (the paper's BitWave table).
+    """
+
+    label: str
+    config: Any
+    preset: str
+    preset_by_workload: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def design(self) -> str:
+        return str(self.config.design)
+
+    def preset_for(self, workload: str) -> str:
+        """The preset this target runs on workload ``workload``."""
+        return str(self.preset_by_workload.get(workload, self.preset))
+
+    def describe(self) -> dict[str, Any]:
+        """The config dump plus the target's label and variant presets (``summary.json`` ``configs``)."""
+        return {**self.config.model_dump(), "label": self.label, "variant_preset": self.preset,
+                "variant_preset_by_workload": dict(self.preset_by_workload)}
+
+
+NAMED_TARGETS: Mapping[str, tuple[str, str, Mapping[str, str]]] = MappingProxyType({
+    "bitvert-moderate": ("bitvert", "moderate", {}),
+    "bitvert-conservative": ("bitvert", "conservative", {}),
+    "bitwave": ("bitwave", PAPER_BITWAVE_DEFAULT, PAPER_BITWAVE_PRESETS),
+})
+"""Labels that name a hardware preset and a variant together: label -> (hardware, preset, per workload)."""
+
+
+def _method(preset: str) -> str:
+    from bitvert.pipeline.presets import get_preset
+
+    return str(get_preset(preset).method)
+
+
+def can_run(design: str, preset: str) -> bool:
+    """Whether hardware of ``design`` can run the variant of pipeline preset ``preset``.
+
+    BitVert runs BBS presets (rounded averaging, zero-point shifting), BitWave bit-flip presets,
+    the dense designs every variant's integers except fewer-bit RTN ones.
+    """
+    method = _method(preset)
+    if design == "bitvert":
+        return method in ("rounded_avg", "zero_point")
+    if design == "bitwave":
+        return method == "bitflip"
+    return method != "rtn"  # fewer-bit RTN integers live on another scale than INT8 hardware runs
+
+
+def native(design: str, preset: str) -> bool:
+    """Whether ``preset`` is the kind of variant ``design`` is built for (BBS for BitVert, bit flip for
+    BitWave, INT8 for the dense designs)."""
+    method = _method(preset)
+    if design in ("bitvert", "bitwave"):
+        return can_run(design, preset)
+    return method == "none"
+
+
+def target_for(config: Any, preset: str | None = None, label: str | None = None) -> SimTarget:
+    """A :class:`SimTarget` for a hardware config and the preset it runs (validated).
+
+    ``preset`` defaults to ``int8`` for the dense designs; BitVert and BitWave need one. The
+    label defaults to the config's name, or ``<name>-<preset>`` when a non-default preset is
+    given (the preset alone when it already starts with ``<name>-``).
+
+    Raises:
+        ConfigError: no preset for BitVert / BitWave, an unknown preset, or one the design
+            cannot run.
+    """
+    design = str(config.design)
+    if preset is None:
+        if design in ("bitvert", "bitwave"):
+            example = "moderate" if design == "bitvert" else "bitwave-w5"
+            raise ConfigError(
+                f"accelerator {config.name!r} ({design}) runs a pruned variant: name its pipeline preset, e.g. "
+                f"'{config.name}:{example}' (or 'bitvert-moderate', 'bitvert-conservative', 'bitwave')"
+            )
+        preset = DENSE_PRESET
+    if not can_run(design, preset):
+        need = {"bitvert": "a BBS preset (rounded_avg / zero_point, e.g. moderate)",
+                "bitwave": "a bit-flip preset (bitwave-w5, bitwave-moderate...)"}.get(design, "any non-RTN preset")
+        raise ConfigError(f"accelerator {config.name!r} ({design}) cannot run preset {preset!r}; it needs {need}")
+    if label is None:
+        if preset == DENSE_PRESET and design not in ("bitvert", "bitwave"):
+            label = str(config.name)
+        elif preset.startswith(f"{config.name}-"):
+            label = preset
+        else:
+            label = f"{config.name}-{preset}"
+    return SimTarget(label=label, config=config, preset=preset)
+
+
+def _one(item: str) -> SimTarget:
+    item = item.strip()
+    if item in NAMED_TARGETS:
+        hw, preset, table = NAMED_TARGETS[item]
+        t = target_for(load_accelerator(hw), preset, label=item)
+        return SimTarget(t.label, t.config, t.preset, dict(table))
+    hw, sep, preset = item.rpartition(":")
+    if not sep:
+        hw, preset = item, ""
+    return target_for(load_accelerator(hw), preset or None)
+
+
+def resolve_targets(spec: str | list[Any] | tuple[Any, ...]) -> list[SimTarget]:
+    """``"all"``, a comma list or a list of names / ``HW:PRESET`` / YAML paths / targets -> targets.
+
+    Raises:
+        ConfigError: nothing given, an unknown accelerator or preset, or a label twice.
+    """
+    items: list[Any]
+    if isinstance(spec, str):
+        items = list(DEFAULT_TARGETS) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    else:
+        items = []
+        for item in spec:
+            items.extend(DEFAULT_TARGETS if item == "all" else [item])
+    if not items:
+        raise ConfigError("no accelerator given; pass 'all' or names such as 'stripes,bitvert-moderate'")
+    targets = []
+    for item in items:
+        if isinstance(item, SimTarget):
+            targets.append(item)
+        elif isinstance(item, (str, Path)):
+            targets.append(_one(str(item)))
+        else:
+            targets.append(target_for(item))
+    seen: set[str] = set()
+    for t in targets:
+        if t.label in seen:
+            raise ConfigError(f"accelerator name {t.label!r} appears twice")
+        seen.add(t.label)
+    return targets

@@ -110,17 +110,17 @@ def _simulated_variants_are_the_files(study: StudyResult) -> list[str]:
     from bitvert.codec.container import load_encoded
     from bitvert.core.bitplanes import plane_count
     from bitvert.codec.tensor import decode, plan_groups
-    from bitvert.hardware.import_torch import import_workload
     from bitvert.hardware.simulate import simulate
     from bitvert.hardware.variants import FileVariants, module_name
     from bitvert.models import load_model
-    from bitvert.report.simulation import study_targets
+    from bitvert.report.simulation import model_geometry, study_targets
 
     sim = study.simulation
     files = {p.name[: -len(".bbs.safetensors")]: p for p in (study.out_dir / "encoded").glob("*.bbs.safetensors")}
     loaded = load_model(study.config.model)
-    batch = next(iter(loaded.calibration_batches(study.config.simulate_batch)))
-    geometry = import_workload(loaded.model.eval(), batch, name=study.config.model.replace("/", "_"))
+    loaded.model.eval()
+    geometry, _ = model_geometry(loaded, study.config.simulate_batch, study.config.simulate_seq_len,
+                                 name=study.config.model.replace("/", "_"))
     with (study.out_dir / "simulation" / "layers.csv").open() as fh:
         rows = {(r["accelerator"], r["layer"]): r for r in csv.DictReader(fh)}
     source = FileVariants(files, unquantized="drop")

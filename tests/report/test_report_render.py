@@ -28,13 +28,18 @@ from bitvert.report.render import (
 from bitvert.report.results import finite
 
 
-def _acc(cycles: float, energy: float, speedup: float, vs_sparten: float) -> dict[str, Any]:
+def _acc(cycles: float, energy: float, speedup: float, vs_sparten: float, dram: float = 300.0) -> dict[str, Any]:
+    """One accelerator entry; one layer whose latency is max(compute = cycles, DRAM = dram)."""
     comp = {"pe": energy * 0.4, "scheduler": energy * 0.1, "sram_read": energy * 0.2, "sram_write": energy * 0.1,
             "dram": energy * 0.2}
-    per = {"cycles": cycles, "latency_ms": cycles / 8e5, "energy_pj": energy, "energy_by_component_pj": comp,
+    latency = max(cycles, dram)
+    cyc = {"cycles": latency, "compute_cycles": cycles, "dram_cycles": dram,
+           "compute_bound_cycles": latency if cycles >= dram else 0.0,
+           "dram_bound_cycles": 0.0 if cycles >= dram else latency, "bound": "compute" if cycles >= dram else "dram"}
+    per = {**cyc, "latency_ms": latency / 8e5, "energy_pj": energy, "energy_by_component_pj": comp,
            "speedup_vs_stripes": speedup, "energy_vs_sparten": vs_sparten, "bits_per_weight": 8.0,
-           "area_total_mm2": 1.5}
-    return {"cycles": cycles, "energy_pj": energy, "speedup_vs_stripes": speedup, "energy_vs_sparten": vs_sparten,
+           "area_total_mm2": 1.5, "variant": "int8"}
+    return {**cyc, "energy_pj": energy, "speedup_vs_stripes": speedup, "energy_vs_sparten": vs_sparten,
             "per_workload": {"toy": per}}
 
 
@@ -133,7 +138,10 @@ def test_markdown_has_tables_figures_and_the_story() -> None:
     assert "- `moderate`:" not in md and "- `fp32`:" not in md
     assert json.dumps(doc["config"], indent=2) in md
     # accelerator table: 400 cycles at 2.5x, 0.8 uJ, 1.5 mm2
-    assert "| bitvert-moderate | 400 | 0.0005 | 2.50× | 0.8 | 0.5 | 8 | 1.5 |" in md
+    assert "| bitvert-moderate | 400 | 300 | 400 | compute | 0.0005 | 2.50× | 0.8 | 0.5 | 8 | 1.5 |" in md
+    # compute and DRAM side by side, and one sentence per design saying which bound sets its latency
+    assert ("- bitvert-moderate: compute-bound (compute 400 cycles > DRAM 300; compute-bound layers hold 100 % "
+            "of the 400 latency cycles)\n") in md
 
 
 def test_html_is_self_contained_and_matches_markdown_content() -> None:

@@ -49,21 +49,24 @@ def _split(value: str) -> tuple[str, ...]:
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="ImageNet-style image folder calibrating vision models that have none embedded.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Batch size of the simulated workload.")
+              help="Batch size of the simulated workload (>= 1).")
+@click.option("--seq-len", "seq_len", type=click.IntRange(min=1), default=None,
+              help="Tokens per sequence of a text model's simulated input (>= 1; default 128, cut from real "
+                   "calibration text). Vision models run at their native resolution.")
 @click.option("--keep-checkpoints", is_flag=True,
               help="Also keep each variant's pruned.safetensors (checkpoints/) for `bitvert eval`.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars, only warnings and the summary table.")
 def run_cmd(model: str, presets: str, baselines: str, accelerators: str, out_dir: Path, seed: int,
             task: str | None, limit: str, calibration_samples: int, calibration_path: Path | None, batch: int,
-            keep_checkpoints: bool, verbose: int, quiet: bool) -> None:
+            seq_len: int | None, keep_checkpoints: bool, verbose: int, quiet: bool) -> None:
     """Run the whole BBS study of a model and write a report (default: the embedded MiniLM, offline)."""
     from bitvert.cli import _configure_logging
 
     if verbose or quiet:
         _configure_logging(verbose, quiet)
     from bitvert.report import StudyConfig, run_study
-    from bitvert.report.render import summary_table
+    from bitvert.report.render import bound_sentences, simulation_table, summary_table
     from bitvert.report.results import finite
 
     config = StudyConfig.create(
@@ -72,6 +75,7 @@ def run_cmd(model: str, presets: str, baselines: str, accelerators: str, out_dir
         accelerators=_split(accelerators), seed=seed, task=task, eval_limit=parse_eval_limit(limit, "--limit"),
         calibration_samples=calibration_samples,
         calibration_path=None if calibration_path is None else str(calibration_path), simulate_batch=batch,
+        simulate_seq_len=seq_len,
         keep_checkpoints=keep_checkpoints,
     )
     progress = sys.stderr.isatty() and not quiet
@@ -87,5 +91,9 @@ def run_cmd(model: str, presets: str, baselines: str, accelerators: str, out_dir
     click.echo(f"{results['model']['name']} on {results['task']} "
                f"({'all' if results['eval_limit'] is None else results['eval_limit']} examples per evaluation)")
     click.echo(summary_table(results))
+    if results.get("simulation"):
+        click.echo("")
+        click.echo(simulation_table(results["simulation"]))
+        click.echo("\n".join(bound_sentences(results["simulation"])))
     click.echo("stage seconds: " + json.dumps(results["timings_s"]))
     click.echo(f"report: {result.out_dir / 'report.md'} and {result.out_dir / 'report.html'}")

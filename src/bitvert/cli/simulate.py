@@ -14,7 +14,6 @@ resolved configs; shape documented in docs/simulator.md), ``speedup.png`` and
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,17 +28,19 @@ logger = logging.getLogger(__name__)
 __all__ = ["simulate_cmd"]
 
 
-def _model_workload(name: str, batch_size: int, include_attention: bool) -> Any:
-    from bitvert.hardware.import_torch import import_workload
+def _model_workload(name: str, batch_size: int, seq_len: int | None, include_attention: bool) -> Any:
+    """The geometry of a zoo model on its example input (real data, ``seq_len`` tokens / native resolution)."""
     from bitvert.models import load_model
+    from bitvert.report.simulation import model_geometry
 
-    lm = load_model(name)
-    batch = next(iter(lm.calibration_batches(batch_size)))
-    return import_workload(lm.model, batch, name=name.replace("/", "_"), include_matmuls=include_attention)
+    workload, example = model_geometry(load_model(name), batch_size, seq_len, name=name.replace("/", "_"),
+                                       include_matmuls=include_attention)
+    click.echo(f"{name}: simulating {example.sentence()}", err=True)
+    return workload
 
 
-def _checkpoint_setup(path: Path, model: str | None, accelerators: str, batch: int, include_attention: bool
-                      ) -> tuple[Any, list[Any], list[Any], Any]:
+def _checkpoint_setup(path: Path, model: str | None, accelerators: str, batch: int, seq_len: int | None,
+                      include_attention: bool) -> tuple[Any, list[Any], list[Any], Any]:
     """Geometry, targets, references and variant source of ``--checkpoint FILE``."""
     from bitvert.hardware.targets import native, resolve_targets, target_for
     from bitvert.hardware.variants import FileVariants, file_source
@@ -63,7 +64,7 @@ def _checkpoint_setup(path: Path, model: str | None, accelerators: str, batch: i
 
     refs = [target_for(load_accelerator(r), preset, label=r) for r in ("stripes", "sparten")]
     logger.info("importing model %s for the geometry of %s", name, path)
-    geometry = _model_workload(name, batch, include_attention)
+    geometry = _model_workload(name, batch, seq_len, include_attention)
     return geometry, targets, refs, FileVariants({preset: path})
 
 
@@ -84,28 +85,38 @@ def _checkpoint_setup(path: Path, model: str | None, accelerators: str, batch: i
                    "(e.g. bitvert:llm-moderate).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder.")
-@click.option("--batch", type=int, default=1, show_default=True, help="Batch size.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Batch size (>= 1).")
+@click.option("--seq-len", "seq_len", type=int, default=None,
+              help="Tokens per sequence of --model / --checkpoint text models (>= 1; default 128). Vision models "
+                   "run at their native resolution.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of synthetic weights.")
 @click.option("--include-attention/--no-include-attention", default=False, show_default=True,
               help="Also cost the attention matmuls (QK^T, AV) of transformer workloads and imported models.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write speedup.png and energy.png.")
 def simulate_cmd(
     workloads: tuple[str, ...], models: tuple[str, ...], checkpoint: Path | None, llama_config: Path | None,
-    accelerators: str, out_dir: Path, batch: int, seed: int, include_attention: bool, plots: bool,
+    accelerators: str, out_dir: Path, batch: int, seq_len: int | None, seed: int, include_attention: bool,
+    plots: bool,
 ) -> None:
     """Simulate accelerators on workloads (synthetic-weight workloads say so in every output)."""
     from bitvert.hardware.simulate import simulate
+    from bitvert.report.render import bound_sentences, simulation_table
     from bitvert.hardware.targets import resolve_targets
     from bitvert.hardware.workloads_zoo import PAPER_WORKLOADS, available_workloads, build_workload
 
     if batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {batch}")
+    if seq_len is not None and seq_len < 1:
+        raise ConfigError(f"--seq-len must be >= 1, got {seq_len}")
+    if seq_len is not None and not models and checkpoint is None:
+        raise InputError("--seq-len sets the input of --model / --checkpoint text models; the --workload and "
+                         "--llama-config workloads fix their own token counts")
     if checkpoint is not None:
         if workloads or llama_config is not None or len(models) > 1:
             raise InputError("--checkpoint simulates one model's variant: give at most one --model, no --workload "
                              "or --llama-config")
         geometry, targets, refs, source = _checkpoint_setup(checkpoint, models[0] if models else None,
-                                                            accelerators, batch, include_attention)
+                                                            accelerators, batch, seq_len, include_attention)
         report = simulate(geometry, targets, variants=source, references=refs)
     else:
         if not workloads and not models and llama_config is None:
@@ -137,7 +148,7 @@ def simulate_cmd(
                                      llama=llama)
             for m in models:
                 logger.info("importing model %s", m)
-                yield _model_workload(m, batch, include_attention)
+                yield _model_workload(m, batch, seq_len, include_attention)
 
         report = simulate(lazy(), targets)
     paths = report.write(out_dir)
@@ -147,11 +158,12 @@ def simulate_cmd(
 
         speedup_figure(summary).savefig(out_dir / "speedup.png", dpi=150)
         energy_figure(summary).savefig(out_dir / "energy.png", dpi=150)
-    synthetic = " (synthetic weights)" if summary["synthetic_weights"] else ""
-    click.echo(f"{'accelerator':22s} {'variant':>14s} {'speedup_vs_stripes':>18s} {'energy_vs_sparten':>18s}"
-               f"{synthetic}")
-    for name, acc in summary["accelerators"].items():
-        variants = sorted({t["variant"] for t in acc["per_workload"].values()})
-        click.echo(f"{name:22s} {','.join(variants):>14s} {acc['speedup_vs_stripes']:18.3f} "
-                   f"{acc['energy_vs_sparten']:18.3f}")
-    click.echo(json.dumps({k: str(v) for k, v in paths.items()}))
+    if summary["synthetic_weights"]:
+        click.echo("(synthetic weights)")
+    click.echo(simulation_table(summary))
+    click.echo("")
+    click.echo("\n".join(bound_sentences(summary)))
+    click.echo("")
+    for key, path in paths.items():
+        click.echo(f"{key}: {path}")
+

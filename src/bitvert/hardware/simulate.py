@@ -43,7 +43,7 @@ from bitvert.hardware.energy import ENERGY_COMPONENTS, area_mm2, layer_energy, l
 from bitvert.hardware.memory import layer_traffic
 from bitvert.hardware.workload import Workload
 
-__all__ = ["Report", "simulate", "SUMMARY_SCHEMA", "LAYER_COLUMNS"]
+__all__ = ["Report", "simulate", "bound_sentence", "SUMMARY_SCHEMA", "LAYER_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,33 @@ def _geomean(values: Sequence[float]) -> float | None:
     if not vals or any(v <= 0 for v in vals):
         return None
     return float(math.exp(sum(math.log(v) for v in vals) / len(vals)))
+
+
+def _bound(compute_bound_cycles: float, dram_bound_cycles: float) -> str:
+    """``"compute"`` when compute-bound layers set at least half the latency, else ``"dram"``."""
+    return "compute" if compute_bound_cycles >= dram_bound_cycles else "dram"
+
+
+def _mega(cycles: float) -> str:
+    return f"{cycles / 1e6:.3g} M" if cycles >= 1e5 else f"{cycles:,.0f}"
+
+
+def bound_sentence(label: str, totals: dict[str, Any]) -> str:
+    """Which bound sets an accelerator's latency, in one sentence.
+
+    ``totals`` is an accelerator entry of ``summary.json`` (or one of its ``per_workload`` totals):
+    it needs ``cycles``, ``compute_cycles``, ``dram_cycles``, ``compute_bound_cycles``,
+    ``dram_bound_cycles`` and ``bound``. Layer latency is ``max(compute, DRAM)``, so the bound is the
+    one whose layers hold most of the latency; e.g. ``"bitvert-moderate: compute-bound (compute
+    1.2 M cycles > DRAM 0.4 M; compute-bound layers hold 100 % of the 1.2 M latency cycles)"``.
+    """
+    compute, dram, total = (float(totals[k]) for k in ("compute_cycles", "dram_cycles", "cycles"))
+    bound = totals["bound"]
+    share = float(totals[f"{bound}_bound_cycles"]) / total if total > 0 else 0.0
+    sign = ">" if compute > dram else "<" if compute < dram else "="
+    what = "compute-bound" if bound == "compute" else "DRAM-bound"
+    return (f"{label}: {what} (compute {_mega(compute)} cycles {sign} DRAM {_mega(dram)}; {bound if bound == 'compute' else 'DRAM'}-bound "
+            f"layers hold {100 * share:.0f} % of the {_mega(total)} latency cycles)")
 
 
 @dataclass
@@ -97,6 +124,11 @@ class Report:
             accs[acc] = {
                 "cycles": sum(t["cycles"] for t in per_wl.values()),
                 "compute_cycles": sum(t["compute_cycles"] for t in per_wl.values()),
+                "dram_cycles": sum(t["dram_cycles"] for t in per_wl.values()),
+                "compute_bound_cycles": sum(t["compute_bound_cycles"] for t in per_wl.values()),
+                "dram_bound_cycles": sum(t["dram_bound_cycles"] for t in per_wl.values()),
+                "bound": _bound(sum(t["compute_bound_cycles"] for t in per_wl.values()),
+                                sum(t["dram_bound_cycles"] for t in per_wl.values())),
                 "energy_pj": sum(t["energy_pj"] for t in per_wl.values()),
                 "speedup_vs_stripes": _geomean([t["speedup_vs_stripes"] for t in per_wl.values()]),
                 "energy_vs_sparten": _geomean([t["energy_vs_sparten"] for t in per_wl.values()]),
@@ -147,7 +179,8 @@ def _run_one(workload: Workload, target: SimTarget, table: Any) -> tuple[list[di
     rows: list[dict[str, Any]] = []
     prev_resident = False
     n = len(workload.layers)
-    tot: dict[str, float] = {k: 0.0 for k in ("cycles", "compute_cycles", "dram_cycles", "cycles_fluid", "macs")}
+    tot: dict[str, float] = {k: 0.0 for k in ("cycles", "compute_cycles", "dram_cycles", "cycles_fluid", "macs",
+                                              "compute_bound_cycles", "dram_bound_cycles")}
     tot.update({f"energy_{k}_pj": 0.0 for k in ENERGY_COMPONENTS})
     tot.update({"capacity": 0.0, "weight_footprint_bits": 0.0, "dram_bits": 0.0})
     for idx, layer in enumerate(workload.layers):
@@ -179,6 +212,7 @@ def _run_one(workload: Workload, target: SimTarget, table: Any) -> tuple[list[di
         tot["cycles"] += cycles
         tot["compute_cycles"] += comp.compute_cycles
         tot["dram_cycles"] += traffic.dram_cycles
+        tot["compute_bound_cycles" if comp.compute_cycles >= traffic.dram_cycles else "dram_bound_cycles"] += cycles
         tot["cycles_fluid"] += float(comp.extra.get("cycles_fluid") or 0.0)
         tot["macs"] += layer.macs
         tot["capacity"] += m.tiles * m.rows * m.cols * m.lanes
@@ -191,6 +225,9 @@ def _run_one(workload: Workload, target: SimTarget, table: Any) -> tuple[list[di
         "cycles": tot["cycles"],
         "compute_cycles": tot["compute_cycles"],
         "dram_cycles": tot["dram_cycles"],
+        "compute_bound_cycles": tot["compute_bound_cycles"],
+        "dram_bound_cycles": tot["dram_bound_cycles"],
+        "bound": _bound(tot["compute_bound_cycles"], tot["dram_bound_cycles"]),
         "latency_ms": tot["cycles"] / (float(config.freq_mhz) * 1e3),
         "utilisation": tot["macs"] / tot["capacity"],
         "energy_pj": energy_pj,

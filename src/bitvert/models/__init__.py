@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from bitvert.models.cache import cache_dir
+from bitvert.models.example import DEFAULT_SEQ_LEN_TOKENS, ExampleInput, example_input
 from bitvert.models.preprocess import ImagePreprocessConfig, TextPreprocessConfig, preprocess_images
 from bitvert.models.types import FAMILIES, Batch, Family, LoadedModel, output_tensor, run_module
 from bitvert.models.zoo import EMBEDDED_MODELS, GENERIC_SOURCES, ModelInfo, list_models, load_model, model_info
@@ -16,6 +17,8 @@ from bitvert.models.zoo import EMBEDDED_MODELS, GENERIC_SOURCES, ModelInfo, list
 __all__ = [
     "FAMILIES",
     "Batch",
+    "DEFAULT_SEQ_LEN_TOKENS",
+    "ExampleInput",
     "Family",
     "LoadedModel",
     "ModelInfo",
@@ -24,6 +27,7 @@ __all__ = [
     "ImagePreprocessConfig",
     "TextPreprocessConfig",
     "cache_dir",
+    "example_input",
     "list_models",
     "load_model",
     "model_info",

@@ -141,6 +141,9 @@ def load_mnist_cnn() -> LoadedModel:
     return LoadedModel(model=model, name="mnist-cnn", family="vision", calibration_batches=calibration,
                        default_task="mnist-top1",
                        extra={"preprocess": MNIST_PREPROCESS, "source": str(path), "num_classes": 10,
+                              "native_resolution_px": 28,
+                              "example_images": lambda: (offline_data.mnist_5k()[0][-MNIST_CALIBRATION_ROWS:],
+                                                         "MNIST digits, calibration rows"),
                               "description": "MNIST digit CNN (ccexam), 2 conv + 2 FC layers, 421k parameters"})
 
 
@@ -187,10 +190,15 @@ def load_minilm() -> LoadedModel:
     return LoadedModel(model=model, name="minilm-l6", family="text-embedding", calibration_batches=calibration,
                        default_task="similarity-suite",
                        extra={"tokenizer": tokenizer, "text": MINILM_TEXT, "source": str(folder),
+                              "example_texts": lambda: (offline_data.movie_sentences()[0],
+                                                        "movie-review sentences, the calibration text"),
                               "description": "all-MiniLM-L6-v2 sentence embedder (6-layer BERT, 22.7M parameters)"})
 
 
 # ------------------------------------------------------------------------------------- efficientnet-lite0
+#: The ImageNet input size EfficientNet-Lite0 was trained at (its native resolution; the Fashion-MNIST probe
+#: evaluates at 96 px, the simulator runs the native size).
+EFFICIENTNET_LITE0_NATIVE_PX = 224
 #: Fashion-MNIST training images reserved for fitting the linear probe; calibration uses the ones after.
 FASHION_PROBE_TRAIN_IMAGES = 2000
 
@@ -215,6 +223,10 @@ def load_efficientnet_lite0() -> LoadedModel:
     return LoadedModel(model=model, name="efficientnet-lite0", family="vision", calibration_batches=calibration,
                        default_task="fashion-mnist-probe",
                        extra={"preprocess": EFFICIENTNET_LITE_PREPROCESS, "feature_module": "_fc",
+                              "native_resolution_px": EFFICIENTNET_LITE0_NATIVE_PX,
+                              "example_images": lambda: (
+                                  offline_data.fashion_mnist("train")[0][FASHION_PROBE_TRAIN_IMAGES:],
+                                  f"Fashion-MNIST calibration images upscaled to {EFFICIENTNET_LITE0_NATIVE_PX} px"),
                               "num_classes": 1000, "source": str(path),
                               "description": "EfficientNet-Lite0, ImageNet-1k (4.7M parameters)"})
 
@@ -324,5 +336,9 @@ def load_smollm2() -> LoadedModel:
     return LoadedModel(model=model, name="smollm2-135m", family="causal-lm", calibration_batches=calibration,
                        default_task="news-perplexity",
                        extra={"tokenizer": tokenizer, "context_tokens": SMOLLM2_CONTEXT_TOKENS, "source": str(folder),
+                              "example_texts": lambda: (list(offline_data.lee_corpus())
+                                                        + list(offline_data.movie_sentences()[0]),
+                                                        "Lee news corpus and movie-review sentences, the "
+                                                        "calibration text"),
                               "description": "SmolLM2-135M-Instruct (Llama architecture; weights de-quantized "
                                              "from GGUF Q4_1)"})

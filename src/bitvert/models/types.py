@@ -58,7 +58,9 @@ class LoadedModel:
         default_task: the :mod:`bitvert.evaluation` task this model is evaluated on by default.
         extra: loader-specific items: ``tokenizer``, ``preprocess`` (a pinned preprocessing config),
             ``feature_module`` (name of the head whose input is the feature vector), ``source`` (where the
-            weights came from), ``description``.
+            weights came from), ``description``; for :func:`bitvert.models.example.example_input`:
+            ``example_texts`` / ``example_images`` (a callable returning ``(texts or uint8 images, source
+            description)``) and ``native_resolution_px`` (vision models).
     """
 
     model: nn.Module

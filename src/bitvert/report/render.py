@@ -25,6 +25,9 @@ __all__ = [
     "render_html",
     "render_markdown",
     "summary_table",
+    "simulation_table",
+    "bound_sentences",
+    "text_table",
     "write_report",
 ]
 
@@ -97,12 +100,46 @@ def summary_table(results: dict[str, Any]) -> str:
     keep = [i for i, h in enumerate(headers) if h not in ("weights", "verified")]
     headers = [headers[i] for i in keep]
     rows = [[r[i] for i in keep] for r in rows]
+    return text_table(headers, rows)
+
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    """An aligned plain-text table (first column left-aligned, the others right-aligned)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths)))
     out = [line, "-" * len(line)]
     for r in rows:
         out.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
     return "\n".join(out)
+
+
+def _cycles(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def _simulation_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    headers = ["accelerator", "variant", "compute cycles", "DRAM cycles", "latency cycles", "bound",
+               "speedup vs Stripes", "energy vs SparTen"]
+    rows = []
+    for name, acc in summary["accelerators"].items():
+        variants = sorted({t["variant"] for t in acc["per_workload"].values()})
+        rows.append([name, ",".join(variants), _cycles(acc["compute_cycles"]), _cycles(acc["dram_cycles"]),
+                     _cycles(acc["cycles"]), "compute" if acc["bound"] == "compute" else "DRAM",
+                     _x(acc["speedup_vs_stripes"], 3), _f(acc["energy_vs_sparten"], 3)])
+    return headers, rows
+
+
+def simulation_table(summary: dict[str, Any]) -> str:
+    """A ``summary.json`` as an aligned table: per accelerator its variant, compute and DRAM cycles side
+    by side, latency (sum over layers of max(compute, DRAM)), the bound that sets it, and the ratios."""
+    return text_table(*_simulation_rows(summary))
+
+
+def bound_sentences(summary: dict[str, Any]) -> list[str]:
+    """One sentence per accelerator of a ``summary.json`` saying which bound sets its latency."""
+    from bitvert.hardware.simulate import bound_sentence
+
+    return [bound_sentence(name, acc) for name, acc in summary["accelerators"].items()]
 
 
 def _story(results: dict[str, Any]) -> list[str]:
@@ -128,17 +165,26 @@ def _story(results: dict[str, Any]) -> list[str]:
 
 def _accelerator_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     sim = results["simulation"]
-    headers = ["accelerator", "cycles", "latency (ms)", "speedup vs Stripes", "energy (µJ)", "energy vs SparTen",
-               "weight bits / weight", "area (mm², 28 nm)"]
+    headers = ["accelerator", "compute cycles", "DRAM cycles", "cycles", "bound", "latency (ms)",
+               "speedup vs Stripes", "energy (µJ)", "energy vs SparTen", "weight bits / weight", "area (mm², 28 nm)"]
     rows = []
     for name, acc in sim["accelerators"].items():
         per = list(acc["per_workload"].values())
         latency = sum(p["latency_ms"] for p in per)
         bpw = per[0].get("bits_per_weight") if len(per) == 1 else None
         area = per[0].get("area_total_mm2") if per else None
-        rows.append([name, _f(float(acc["cycles"]), 6), _f(latency, 4), _x(acc["speedup_vs_stripes"]),
+        rows.append([name, _f(float(acc["compute_cycles"]), 6), _f(float(acc["dram_cycles"]), 6),
+                     _f(float(acc["cycles"]), 6), "compute" if acc["bound"] == "compute" else "DRAM", _f(latency, 4), _x(acc["speedup_vs_stripes"]),
                      _f(acc["energy_pj"] / 1e6, 4), _f(acc["energy_vs_sparten"], 3), _f(bpw, 3), _f(area, 3)])
     return headers, rows
+
+
+def _input_words(simulation: dict[str, Any], cfg: dict[str, Any]) -> str:
+    """What the simulated input was, in words (older results without ``example_input`` say the batch)."""
+    example = simulation.get("example_input")
+    if example and example.get("sentence"):
+        return str(example["sentence"])
+    return f"one calibration batch (batch {cfg.get('simulate_batch', 1)})"
 
 
 def _metric_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -222,11 +268,15 @@ def build_blocks(results: dict[str, Any], figures: list[str]) -> list[Block]:
         wl = results["workload_check"]
         blocks += [
             Block("h2", "Accelerators"),
-            Block("p", f"Workload: {wl['workload_layers']} layer calls imported with forward hooks from one "
-                       f"calibration batch (batch {cfg['simulate_batch']}); the simulated weights equal the "
+            Block("p", f"Workload: {wl['workload_layers']} layer calls imported with forward hooks from "
+                       f"{_input_words(results['simulation'], cfg)}; the simulated weights equal the "
                        f"pipeline's INT8 weights in {wl['layers_equal_to_int8']} of "
-                       f"{wl['layers_compared_with_int8']} layers."),
+                       f"{wl['layers_compared_with_int8']} layers. Layer latency is max(compute, DRAM) cycles; "
+                       "**compute cycles** and **DRAM cycles** are the sums of each bound over the layers, "
+                       "**cycles** the sum of the layer latencies."),
             Block("table", headers=h, rows=r),
+            Block("p", "Which bound sets each design's latency:"),
+            Block("list", items=bound_sentences(results["simulation"])),
         ]
     blocks.append(Block("h2", "Plots"))
     for stem in figures:

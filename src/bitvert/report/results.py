@@ -40,6 +40,9 @@ class StudyConfig(BaseModel):
         calibration_path: an ImageNet-style image folder that calibrates vision models without embedded
             calibration data (``torchvision:``, ``timm:``, ONNX); ignored by the embedded models.
         simulate_batch: batch size of the simulated workload.
+        simulate_seq_len: tokens per sequence of a text model's simulated input (``None``: 128, see
+            :data:`bitvert.models.example.DEFAULT_SEQ_LEN_TOKENS`); vision models run at their native
+            resolution and reject it.
         keep_checkpoints: also keep each variant's ``pruned.safetensors`` (``checkpoints/``) for
             ``bitvert eval``; the encoded ``*.bbs.safetensors`` files are always kept.
     """
@@ -56,6 +59,7 @@ class StudyConfig(BaseModel):
     calibration_samples: int = Field(DEFAULT_CALIBRATION_SAMPLES, ge=1)
     calibration_path: str | None = None
     simulate_batch: int = Field(1, ge=1)
+    simulate_seq_len: int | None = Field(None, ge=1)
     keep_checkpoints: bool = False
 
     @field_validator("presets")

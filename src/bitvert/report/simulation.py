@@ -2,7 +2,8 @@
 
 Each variant's workload is built from the variant's own encoded file, written by the encode stage
 (``<report>/encoded/<variant>.bbs.safetensors``): the geometry (shapes, activations) comes from the
-FP32 model imported with forward hooks on one calibration batch, the integers, stored columns and
+FP32 model imported with forward hooks on its example input (:func:`bitvert.models.example.example_input`:
+``simulate_batch`` x ``simulate_seq_len`` tokens of real text, or real images at native resolution), the integers, stored columns and
 sensitive channels from the file (:class:`bitvert.hardware.variants.FileVariants`). BitVert runs
 every BBS variant, BitWave every ``bitwave-*`` variant, the dense designs ``int8``
 (:func:`study_targets`); each variant's row gets its own accelerator's speedup and energy
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["simulate_study", "attach_accelerators", "study_targets", "ENCODED_SUFFIX"]
+__all__ = ["simulate_study", "model_geometry", "attach_accelerators", "study_targets", "ENCODED_SUFFIX"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +48,43 @@ def study_targets(accelerators: Sequence[str], variants: Sequence[str]) -> list[
     return targets
 
 
+def model_geometry(loaded: Any, batch_size: int = 1, seq_len_tokens: int | None = None, name: str | None = None,
+                   module: Any = None, include_matmuls: bool = False) -> tuple[Any, Any]:
+    """The workload geometry of a model on its example input; return (workload, example input).
+
+    The input is :func:`bitvert.models.example.example_input` (``seq_len_tokens`` tokens of real text
+    per sequence, default 128, or real images at the model's native resolution); the workload records
+    batch, sequence length and ``notes["example_input"]``.
+
+    Args:
+        loaded: a :class:`~bitvert.models.LoadedModel`.
+        batch_size: sequences / images (>= 1).
+        seq_len_tokens: tokens per sequence (text models only).
+        name: workload name (default: the model's name with ``/`` replaced).
+        module: the module whose layers are imported (default ``loaded.model``).
+        include_matmuls: also record the attention matmuls.
+    """
+    from bitvert.hardware.import_torch import import_workload
+    from bitvert.models.example import example_input
+
+    example = example_input(loaded, batch_size, seq_len_tokens)
+    logger.info("simulating %s on %s", loaded.name, example.sentence())
+    geometry = import_workload(loaded.model if module is None else module, example.batch,
+                               name=name or loaded.name.replace("/", "_"), seq_len=example.seq_len_tokens,
+                               include_matmuls=include_matmuls)
+    geometry.notes["example_input"] = example.describe()
+    return geometry, example
+
+
 def simulate_study(loaded: Any, fp32: Any, config: Any, int8_report: Any, sim_dir: Path,
                    encoded_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Simulate the study's variants from their encoded files; write ``sim_dir``; return (summary, check).
 
+    The summary is ``summary.json``'s document plus ``example_input`` (batch size, tokens per sequence or
+    image resolution, pad tokens, data source and a sentence saying so).
+
     Args:
-        loaded: the loaded model (its calibration batches give the simulated input).
+        loaded: the loaded model (its example input is simulated).
         fp32: the FP32 model (geometry).
         config: the :class:`~bitvert.report.study.StudyConfig`.
         int8_report: the INT8 variant's pipeline report (the check compares the simulated INT8
@@ -61,7 +93,6 @@ def simulate_study(loaded: Any, fp32: Any, config: Any, int8_report: Any, sim_di
         encoded_dir: folder of the variants' ``*.bbs.safetensors`` (default ``sim_dir``'s sibling
             ``encoded``).
     """
-    from bitvert.hardware.import_torch import import_workload
     from bitvert.hardware.simulate import simulate
     from bitvert.hardware.targets import DENSE_PRESET
     from bitvert.hardware.variants import FileVariants
@@ -69,13 +100,14 @@ def simulate_study(loaded: Any, fp32: Any, config: Any, int8_report: Any, sim_di
     encoded_dir = Path(encoded_dir) if encoded_dir is not None else Path(sim_dir).parent / "encoded"
     files = {p.name[: -len(ENCODED_SUFFIX)]: p for p in sorted(encoded_dir.glob(f"*{ENCODED_SUFFIX}"))}
     targets = study_targets(config.accelerators, list(files))
-    batch = next(iter(loaded.calibration_batches(config.simulate_batch)))
-    geometry = import_workload(fp32, batch, name=config.model.replace("/", "_"))
+    geometry, example = model_geometry(loaded, config.simulate_batch, config.simulate_seq_len,
+                                       name=config.model.replace("/", "_"), module=fp32)
     source = FileVariants(files, unquantized="drop")
     check = _int8_check(geometry, source.workload(geometry, DENSE_PRESET), int8_report)
     report = simulate(geometry, targets, variants=source)
     report.write(sim_dir)
     summary = report.to_json()
+    summary["example_input"] = {**example.describe(), "sentence": example.sentence()}
     check["variants_simulated"] = {
         label: acc["per_workload"][geometry.name]["variant"] for label, acc in summary["accelerators"].items()
     }

@@ -123,3 +123,62 @@ def test_summary_is_deterministic():
     a = json.dumps(simulate(w, "bitvert-moderate,bitwave,sparten").to_json())
     b = json.dumps(simulate(build_workload("llama", llama=TINY_LLAMA, seed=1), "bitvert-moderate,bitwave,sparten").to_json())
     assert a == b
+
+
+# ------------------------------------------------------------- compute / DRAM bound ---------
+def _ones(shape):
+    return np.ones(shape, dtype=np.int16)
+
+
+def test_bound_fields_and_sentence_golden():
+    from bitvert.hardware.simulate import bound_sentence
+
+    # Stripes (16x16 PEs, 16 lanes, 8 weight bits, 128 DRAM bits / cycle), by hand:
+    # conv 64->64 3x3 on 16x16 out: 9*4 slices x 4 row tiles x 16 spatial = 2304 tiles x 8 = 18432 compute cycles;
+    #   DRAM (294912 weight + 131072 input bits; output stays on chip) / 128 = 3328 -> compute-bound.
+    # fc 64x64, 1 token: 4 x 4 tiles x 8 = 128 compute cycles; DRAM (32768 + 512 + 512) / 128 = 264 -> DRAM-bound.
+    wl = workload(conv("c", _ones((64, 64, 3, 3)), (16, 16)), linear("fc", _ones((64, 64)), tokens=1))
+    st = simulate(wl, ["stripes"]).to_json()["accelerators"]["stripes"]
+    assert (st["compute_cycles"], st["dram_cycles"], st["cycles"]) == (18560.0, 3592.0, 18696.0)
+    assert (st["compute_bound_cycles"], st["dram_bound_cycles"], st["bound"]) == (18432.0, 264.0, "compute")
+    assert st["per_workload"]["tiny"]["dram_cycles"] == 3592.0
+    assert bound_sentence("stripes", st) == ("stripes: compute-bound (compute 18,560 cycles > DRAM 3,592; "
+                                             "compute-bound layers hold 99 % of the 18,696 latency cycles)")
+    fc = simulate(workload(linear("fc", _ones((64, 64)), tokens=1)), ["stripes"]).to_json()["accelerators"]["stripes"]
+    assert (fc["compute_cycles"], fc["dram_cycles"], fc["bound"]) == (128.0, 264.0, "dram")
+    assert bound_sentence("stripes", fc) == ("stripes: DRAM-bound (compute 128 cycles < DRAM 264; "
+                                             "DRAM-bound layers hold 100 % of the 264 latency cycles)")
+
+
+def test_bound_cycles_partition_the_latency(tiny_report):
+    _, rep = tiny_report
+    for acc in rep.to_json()["accelerators"].values():
+        assert acc["compute_bound_cycles"] + acc["dram_bound_cycles"] == pytest.approx(acc["cycles"])
+        assert acc["cycles"] >= max(acc["compute_cycles"], acc["dram_cycles"]) - 1e-6
+        assert acc["bound"] in ("compute", "dram")
+
+
+def test_cli_table_shows_compute_and_dram_side_by_side(tmp_path):
+    r = CliRunner().invoke(main, ["simulate", "--llama-config", str(_llama_yaml(tmp_path)), "--accelerators",
+                                  "stripes,bitvert-moderate", "--out", str(tmp_path / "o"), "--no-plots"])
+    assert r.exit_code == 0, r.output
+    header = next(line for line in r.output.splitlines() if line.startswith("accelerator"))
+    assert header.split()[:8] == ["accelerator", "variant", "compute", "cycles", "DRAM", "cycles", "latency", "cycles"]
+    assert "{" not in r.output  # a table and sentences, not a JSON dict
+    assert any(line.startswith("bitvert-moderate: ") and "-bound (compute " in line for line in r.output.splitlines())
+
+
+def _llama_yaml(tmp_path):
+    path = tmp_path / "llama.yaml"
+    path.write_text(json.dumps(TINY_LLAMA))
+    return path
+
+
+def test_cli_seq_len_and_batch_are_validated(tmp_path):
+    out = str(tmp_path / "o")
+    r = CliRunner().invoke(main, ["simulate", "--model", "mnist-cnn", "--seq-len", "0", "--out", out])
+    assert r.exit_code == 2 and "--seq-len must be >= 1" in r.output
+    r = CliRunner().invoke(main, ["simulate", "--model", "mnist-cnn", "--batch", "0", "--out", out])
+    assert r.exit_code == 2 and "--batch must be >= 1" in r.output
+    r = CliRunner().invoke(main, ["simulate", "--workload", "resnet50", "--seq-len", "64", "--out", out])
+    assert r.exit_code == 2 and "--seq-len sets the input of --model" in r.output

@@ -33,9 +33,8 @@ def _model_workload(name: str, batch_size: int, seq_len: int | None, include_att
     from bitvert.models import load_model
     from bitvert.report.simulation import model_geometry
 
-    workload, example = model_geometry(load_model(name), batch_size, seq_len, name=name.replace("/", "_"),
-                                       include_matmuls=include_attention)
-    click.echo(f"{name}: simulating {example.sentence()}", err=True)
+    workload, _ = model_geometry(load_model(name), batch_size, seq_len, name=name.replace("/", "_"),
+                                 include_matmuls=include_attention)
     return workload
 
 

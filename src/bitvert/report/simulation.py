@@ -68,7 +68,10 @@ def model_geometry(loaded: Any, batch_size: int = 1, seq_len_tokens: int | None 
     from bitvert.models.example import example_input
 
     example = example_input(loaded, batch_size, seq_len_tokens)
-    logger.info("simulating %s on %s", loaded.name, example.sentence())
+    if example.padded_tokens:
+        logger.warning("simulating %s on %s", loaded.name, example.sentence())
+    else:
+        logger.info("simulating %s on %s", loaded.name, example.sentence())
     geometry = import_workload(loaded.model if module is None else module, example.batch,
                                name=name or loaded.name.replace("/", "_"), seq_len=example.seq_len_tokens,
                                include_matmuls=include_matmuls)

@@ -190,6 +190,12 @@ def test_cli_rejects_bad_options(tmp_path: Path) -> None:
                              "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "warp-drive" in r.output and "no report was written" in r.output
     assert not (tmp_path / "r").exists()
+    for option in ("--seq-len", "--batch"):
+        r = runner.invoke(main, ["run", option, "0", "--out", str(tmp_path / "r")])
+        assert r.exit_code == 2 and f"Invalid value for '{option}'" in r.output and "x>=1" in r.output
+    r = runner.invoke(main, ["run", "--model", "mnist-cnn", "--seq-len", "64", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "--seq-len applies to text models only" in r.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_cli_interrupt_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

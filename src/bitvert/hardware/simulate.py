@@ -91,8 +91,8 @@ def bound_sentence(label: str, totals: dict[str, Any]) -> str:
     share = float(totals[f"{bound}_bound_cycles"]) / total if total > 0 else 0.0
     sign = ">" if compute > dram else "<" if compute < dram else "="
     what = "compute-bound" if bound == "compute" else "DRAM-bound"
-    return (f"{label}: {what} (compute {_mega(compute)} cycles {sign} DRAM {_mega(dram)}; {bound if bound == 'compute' else 'DRAM'}-bound "
-            f"layers hold {100 * share:.0f} % of the {_mega(total)} latency cycles)")
+    return (f"{label}: {what} (compute {_mega(compute)} cycles {sign} DRAM {_mega(dram)}; {what} layers hold "
+            f"{100 * share:.0f} % of the {_mega(total)} latency cycles)")
 
 
 @dataclass

@@ -106,8 +106,9 @@ def text_example(tokenizer: Any, texts: Sequence[str], batch_size: int, seq_len_
     prefix, suffix = _special_tokens(tokenizer)
     body = seq_len_tokens - len(prefix) - len(suffix)
     if body < 1:
-        raise InputError(f"seq_len_tokens={seq_len_tokens} leaves no room for text after the "
-                         f"{len(prefix) + len(suffix)} special tokens; choose --seq-len >= {len(prefix) + len(suffix) + 1}")
+        n_special = len(prefix) + len(suffix)
+        raise InputError(f"seq_len_tokens={seq_len_tokens} leaves no room for text after the {n_special} special "
+                         f"tokens; choose --seq-len >= {n_special + 1}")
     need = batch_size * body
     ids: list[int] = []
     for start in range(0, len(texts), 64):  # tokenize sentence by sentence until the batch is full

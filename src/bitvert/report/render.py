@@ -117,6 +117,10 @@ def _cycles(v: float) -> str:
     return f"{v:,.0f}"
 
 
+def _bound_word(acc: dict[str, Any]) -> str:
+    return "compute" if acc["bound"] == "compute" else "DRAM"
+
+
 def _simulation_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     headers = ["accelerator", "variant", "compute cycles", "DRAM cycles", "latency cycles", "bound",
                "speedup vs Stripes", "energy vs SparTen"]
@@ -124,8 +128,8 @@ def _simulation_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]
     for name, acc in summary["accelerators"].items():
         variants = sorted({t["variant"] for t in acc["per_workload"].values()})
         rows.append([name, ",".join(variants), _cycles(acc["compute_cycles"]), _cycles(acc["dram_cycles"]),
-                     _cycles(acc["cycles"]), "compute" if acc["bound"] == "compute" else "DRAM",
-                     _x(acc["speedup_vs_stripes"], 3), _f(acc["energy_vs_sparten"], 3)])
+                     _cycles(acc["cycles"]), _bound_word(acc), _x(acc["speedup_vs_stripes"], 3),
+                     _f(acc["energy_vs_sparten"], 3)])
     return headers, rows
 
 
@@ -173,9 +177,9 @@ def _accelerator_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str
         latency = sum(p["latency_ms"] for p in per)
         bpw = per[0].get("bits_per_weight") if len(per) == 1 else None
         area = per[0].get("area_total_mm2") if per else None
-        rows.append([name, _f(float(acc["compute_cycles"]), 6), _f(float(acc["dram_cycles"]), 6),
-                     _f(float(acc["cycles"]), 6), "compute" if acc["bound"] == "compute" else "DRAM", _f(latency, 4), _x(acc["speedup_vs_stripes"]),
-                     _f(acc["energy_pj"] / 1e6, 4), _f(acc["energy_vs_sparten"], 3), _f(bpw, 3), _f(area, 3)])
+        rows.append([name, _cycles(acc["compute_cycles"]), _cycles(acc["dram_cycles"]), _cycles(acc["cycles"]),
+                     _bound_word(acc), _f(latency, 4), _x(acc["speedup_vs_stripes"]), _f(acc["energy_pj"] / 1e6, 4),
+                     _f(acc["energy_vs_sparten"], 3), _f(bpw, 3), _f(area, 3)])
     return headers, rows
 
 

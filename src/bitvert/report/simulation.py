@@ -2,8 +2,9 @@
 
 Each variant's workload is built from the variant's own encoded file, written by the encode stage
 (``<report>/encoded/<variant>.bbs.safetensors``): the geometry (shapes, activations) comes from the
-FP32 model imported with forward hooks on its example input (:func:`bitvert.models.example.example_input`:
-``simulate_batch`` x ``simulate_seq_len`` tokens of real text, or real images at native resolution), the integers, stored columns and
+FP32 model imported with forward hooks on its example input
+(:func:`bitvert.models.example.example_input`: ``simulate_batch`` x ``simulate_seq_len`` tokens of
+real text, or real images at native resolution), the integers, stored columns and
 sensitive channels from the file (:class:`bitvert.hardware.variants.FileVariants`). BitVert runs
 every BBS variant, BitWave every ``bitwave-*`` variant, the dense designs ``int8``
 (:func:`study_targets`); each variant's row gets its own accelerator's speedup and energy

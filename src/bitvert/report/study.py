@@ -167,7 +167,7 @@ def _environment(seed: int) -> dict[str, Any]:
 
 
 def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
-    from bitvert.models import load_model
+    from bitvert.models import example_input, load_model
     from bitvert.report.render import write_report
 
     timer = StageTimer()
@@ -177,6 +177,7 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
     with timer.stage("load"):
         loaded = load_model(config.model, calibration_path=config.calibration_path)
     fp32 = loaded.model.eval()
+    example_input(loaded, config.simulate_batch, config.simulate_seq_len)  # a bad --seq-len fails before any work
     model_info = {"name": loaded.name, "family": loaded.family, "default_task": loaded.default_task}
     encoded_dir = tmp / "encoded"
     encoded_dir.mkdir()

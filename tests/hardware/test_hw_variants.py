@@ -161,7 +161,7 @@ def test_cli_simulate_checkpoint(net_files, tmp_path, monkeypatch, which):
     geometry, ckpt, bbs, report = net_files
     import bitvert.cli.simulate as cli_sim
 
-    monkeypatch.setattr(cli_sim, "_model_workload", lambda name, batch, att: geometry)
+    monkeypatch.setattr(cli_sim, "_model_workload", lambda name, batch, seq_len, att: geometry)
     path = ckpt if which == "ckpt" else bbs
     r = CliRunner().invoke(main, ["simulate", "--checkpoint", str(path), "--out", str(tmp_path), "--no-plots"])
     assert r.exit_code == 0, r.output

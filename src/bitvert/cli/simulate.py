@@ -99,9 +99,9 @@ def simulate_cmd(
 ) -> None:
     """Simulate accelerators on workloads (synthetic-weight workloads say so in every output)."""
     from bitvert.hardware.simulate import simulate
-    from bitvert.report.render import bound_sentences, simulation_table
     from bitvert.hardware.targets import resolve_targets
     from bitvert.hardware.workloads_zoo import PAPER_WORKLOADS, available_workloads, build_workload
+    from bitvert.report.render import bound_sentences, simulation_table
 
     if batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {batch}")

@@ -40,7 +40,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -49,8 +49,8 @@ from bitvert.core.bitplanes import NumberFormat
 from bitvert.errors import ConfigError
 from bitvert.pruning import _kernels, reference
 
-if TYPE_CHECKING:
-    from bitvert.pruning.config import PruneConfig
+_Config = Any
+"""A :class:`bitvert.pruning.PruneConfig` (not imported here: :mod:`bitvert.pruning.config` imports this module)."""
 
 __all__ = [
     "MethodSpec",
@@ -67,11 +67,11 @@ __all__ = [
     "HARDWARE_DESIGNS",
 ]
 
-KernelFn = Callable[[np.ndarray, np.ndarray, np.ndarray, "PruneConfig"], tuple[np.ndarray, np.ndarray, np.ndarray]]
+KernelFn = Callable[[np.ndarray, np.ndarray, np.ndarray, _Config], tuple[np.ndarray, np.ndarray, np.ndarray]]
 """``kernel(values[n_groups, width] int16, lengths int32, active bool, config) -> (pruned int16,
 redundant uint8, constant int16)``; inactive groups and phantom entries are returned unchanged."""
 
-ReferenceFn = Callable[[np.ndarray, "PruneConfig"], tuple[np.ndarray, int, int]]
+ReferenceFn = Callable[[np.ndarray, _Config], tuple[np.ndarray, int, int]]
 """``reference(group_weights 1-d, config) -> (pruned, redundant, constant)`` for one real group."""
 
 LAYOUTS: tuple[str, ...] = ("bbs_rounded_avg", "bbs_zero_point", "bitwave")
@@ -124,7 +124,7 @@ class MethodSpec:
     offset: bool = False
     free_columns: Literal["twos_complement", "zero_magnitude"] = "twos_complement"
     options: tuple[str, ...] = ()
-    validate: Callable[[PruneConfig], None] | None = None
+    validate: Callable[[_Config], None] | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -217,7 +217,7 @@ def methods_for_hardware(design: str) -> list[str]:
     return [n for n, s in _REGISTRY.items() if s.hardware == design]
 
 
-def reference_group(w: np.ndarray, config: PruneConfig) -> tuple[np.ndarray, int, int]:
+def reference_group(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, int]:
     """The readable reference of ``config``'s method on one group: ``(pruned, redundant, constant)``."""
     return get_method(config.method).reference(np.asarray(w), config)
 
@@ -230,17 +230,17 @@ def _error_table(bits: int, n_cols: int, n_levels: int, cmin: int, cmax: int, si
     return table
 
 
-def _half_even(config: PruneConfig) -> bool:
+def _half_even(config: _Config) -> bool:
     return getattr(config.mean_rounding, "value", config.mean_rounding) == "half_even"
 
 
 def _rounded_avg_kernel(values: np.ndarray, lengths: np.ndarray, active: np.ndarray,
-                        config: PruneConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        config: _Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _kernels.rounded_avg(values, lengths, active, int(config.weight_bits), int(config.columns),
                                 config.redundant_cap, _half_even(config))
 
 
-def _rounded_avg_reference(w: np.ndarray, config: PruneConfig) -> tuple[np.ndarray, int, int]:
+def _rounded_avg_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, int]:
     return reference.rounded_avg_group(w, int(config.weight_bits), int(config.columns), config.redundant_cap,
                                        _half_even(config))
 
@@ -251,7 +251,7 @@ def _rounded_avg_cap(bits: int, semantics: str) -> int:
 
 
 def _zero_point_kernel(values: np.ndarray, lengths: np.ndarray, active: np.ndarray,
-                       config: PruneConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       config: _Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     b, n_cols, cap = int(config.weight_bits), int(config.columns), config.redundant_cap
     cmin, cmax = config.constant_range
     sign_magnitude = config.semantics == "code"
@@ -260,7 +260,7 @@ def _zero_point_kernel(values: np.ndarray, lengths: np.ndarray, active: np.ndarr
     return _kernels.zero_point(values, lengths, active, table, b, n_cols, cap, cmin, cmax, sign_magnitude)
 
 
-def _zero_point_reference(w: np.ndarray, config: PruneConfig) -> tuple[np.ndarray, int, int]:
+def _zero_point_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, int]:
     b, n_cols, cb = int(config.weight_bits), int(config.columns), int(config.constant_bits or 0)
     if config.semantics == "code":
         return reference.zero_point_code_group(w, b, n_cols, cb)
@@ -273,11 +273,11 @@ def _zero_point_cap(bits: int, semantics: str) -> int:
 
 
 def _bitflip_kernel(values: np.ndarray, lengths: np.ndarray, active: np.ndarray,
-                    config: PruneConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    config: _Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _kernels.bitflip(values, lengths, active, int(config.weight_bits), int(config.columns))
 
 
-def _bitflip_reference(w: np.ndarray, config: PruneConfig) -> tuple[np.ndarray, int, int]:
+def _bitflip_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, int]:
     return reference.bitflip_group(w, int(config.weight_bits), int(config.columns))
 
 

@@ -52,7 +52,6 @@ def toy_method():
     spec = register_method(MethodSpec(
         name=TOY, label="toy truncation", kernel=_toy_kernel, reference=_toy_reference,
         layout="bbs_zero_point", hardware="bitvert", validate=_toy_validate,
-        description="zero the N low columns (floor to a multiple of 2**N); stored as zero-point groups with c = 0",
     ))
     yield spec
     unregister_method(TOY)

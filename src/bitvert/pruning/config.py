@@ -9,27 +9,12 @@ from typing import Any
 from bitvert.core.bitplanes import NegMinPolicy, NumberFormat
 from bitvert.core.grouping import RemainderPolicy
 from bitvert.errors import ConfigError
-from bitvert.pruning.methods import MethodSpec, get_method
+from bitvert.pruning.methods import MethodSpec, PruneMethod, get_method
 
 __all__ = ["PruneMethod", "Semantics", "MeanRounding", "PruneConfig", "MAX_GROUP_SIZE"]
 
 MAX_GROUP_SIZE = 4096
 """Largest supported group (keeps the zero-point search's 32-bit error sums exact)."""
-
-
-class PruneMethod(str, Enum):
-    """The built-in binary-pruning methods (names of :mod:`bitvert.pruning.methods` registry entries).
-
-    The registry is the source of truth: :class:`PruneConfig` accepts any registered method and
-    stores a built-in one as this enum, another (registered at run time) as its name.
-    """
-
-    ROUNDED_AVG = "rounded_avg"
-    """Replace the low columns of each group by the rounded mean of their values (BBS §III-B)."""
-    ZERO_POINT = "zero_point"
-    """Shift the group by a searched constant so its low columns round to zero (BBS Algorithm 1)."""
-    BITFLIP = "bitflip"
-    """BitWave's zero-column bit flip in sign-magnitude (the paper's baseline)."""
 
 
 _BUILTIN = frozenset(m.value for m in PruneMethod)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -54,6 +55,7 @@ _Config = Any
 
 __all__ = [
     "MethodSpec",
+    "PruneMethod",
     "REGISTRY",
     "KernelFn",
     "ReferenceFn",
@@ -80,6 +82,21 @@ but ``plain`` (unpruned tensors; a codec test keeps this list equal to the enum)
 
 HARDWARE_DESIGNS: tuple[str, ...] = ("bitvert", "bitwave")
 """Accelerator designs that run pruned variants (the dense designs run INT8)."""
+
+
+class PruneMethod(str, Enum):
+    """The built-in binary-pruning methods (the names of their registry entries, registered below).
+
+    The registry is the source of truth: :class:`PruneConfig` accepts any registered method and
+    stores a built-in one as this enum, another (registered at run time) as its name.
+    """
+
+    ROUNDED_AVG = "rounded_avg"
+    """Replace the low columns of each group by the rounded mean of their values (BBS §III-B)."""
+    ZERO_POINT = "zero_point"
+    """Shift the group by a searched constant so its low columns round to zero (BBS Algorithm 1)."""
+    BITFLIP = "bitflip"
+    """BitWave's zero-column bit flip in sign-magnitude (the paper's baseline)."""
 
 
 def _default_cap(bits: int, semantics: str) -> int:
@@ -109,7 +126,6 @@ class MethodSpec:
             common ones (``semantics``, ``weight_bits``, ``group_size``, ``columns``, ``remainder``).
         validate: extra checks of a config naming this method; raises
             :class:`~bitvert.errors.ConfigError`.
-        description: one line for documentation.
     """
 
     name: str
@@ -125,7 +141,6 @@ class MethodSpec:
     free_columns: Literal["twos_complement", "zero_magnitude"] = "twos_complement"
     options: tuple[str, ...] = ()
     validate: Callable[[_Config], None] | None = None
-    description: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier() or self.name != self.name.lower():
@@ -282,21 +297,18 @@ def _bitflip_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int,
 
 
 register_method(MethodSpec(
-    name="rounded_avg", label="BBS rounded averaging",
-    description="Replace the low columns of each group by the rounded mean of their values (BBS §III-B).",
+    name=PruneMethod.ROUNDED_AVG.value, label="BBS rounded averaging",
     kernel=_rounded_avg_kernel, reference=_rounded_avg_reference, layout="bbs_rounded_avg", hardware="bitvert",
     redundant_cap=_rounded_avg_cap, options=("mean_rounding",),
 ))
 register_method(MethodSpec(
-    name="zero_point", label="BBS zero-point shifting",
-    description="Shift the group by a searched constant so its low columns round to zero (BBS Algorithm 1).",
+    name=PruneMethod.ZERO_POINT.value, label="BBS zero-point shifting",
     kernel=_zero_point_kernel, reference=_zero_point_reference, layout="bbs_zero_point", hardware="bitvert",
     number_format_code=NumberFormat.SIGN_MAGNITUDE, redundant_cap=_zero_point_cap, offset=True,
     options=("constant_bits", "neg_min"),
 ))
 register_method(MethodSpec(
-    name="bitflip", label="BitWave bit flip",
-    description="BitWave's zero-column bit flip in sign-magnitude (the paper's baseline).",
+    name=PruneMethod.BITFLIP.value, label="BitWave bit flip",
     kernel=_bitflip_kernel, reference=_bitflip_reference, layout="bitwave", hardware="bitwave",
     number_format=NumberFormat.SIGN_MAGNITUDE, free_columns="zero_magnitude", options=("neg_min",),
 ))

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bitvert.errors import ConfigError
 from bitvert.pipeline.quantize import LayerRole, QuantConfig
+from bitvert.pruning.config import PruneConfig
 from bitvert.pruning.methods import REGISTRY, methods_for_hardware
 
 __all__ = ["PipelinePreset", "PRESETS", "BASELINES", "PIPELINE_METHODS", "get_preset", "list_presets", "baseline_of",
@@ -141,6 +142,19 @@ class PipelinePreset(BaseModel):
     def stored_bits(self) -> int:
         """Bit columns stored per weight of a normal channel (``weight_bits - N``)."""
         return self.quant.weight_bits - self.columns
+
+    def prune_config(self, weight_bits: int | None = None) -> PruneConfig:
+        """The :class:`~bitvert.pruning.PruneConfig` of this preset's pruning method (one tensor).
+
+        Args:
+            weight_bits: the layer's weight bits (a per-layer rule may differ); default the preset's.
+        """
+        return PruneConfig(
+            method=self.method, semantics=self.semantics,
+            weight_bits=self.quant.weight_bits if weight_bits is None else weight_bits,
+            group_size=self.group_size, columns=self.columns, constant_bits=self.constant_bits,
+            mean_rounding=self.mean_rounding, remainder=self.remainder, neg_min="reject",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly, round-trippable through :meth:`from_dict`."""

@@ -282,3 +282,17 @@ def test_fuzz_unchecked_bytes_never_crash(data):
     except FormatError:
         return
     assert out.shape == w.shape and out.dtype == np.int16
+
+
+def test_every_registered_method_encodes_to_the_layout_it_declares():
+    from bitvert.pruning.methods import LAYOUTS, REGISTRY
+
+    assert set(LAYOUTS) == {m.value for m in TensorLayout if m is not TensorLayout.PLAIN}
+    w = np.random.default_rng(3).integers(-100, 101, size=(6, 70)).astype(np.int16)
+    for name, spec in REGISTRY.items():
+        semantics = "code" if name == "bitflip" else "paper"
+        res = prune(w, PruneConfig(name, semantics, columns=3))
+        enc = encode(res)
+        assert enc.layout is TensorLayout(spec.layout)
+        assert enc.source["method"] == name
+        assert np.array_equal(decode(enc), res.weights)

@@ -72,3 +72,18 @@ def test_invalid_presets(kw, msg):
 def test_round_trip():
     for p in PRESETS.values():
         assert PipelinePreset.from_dict(p.to_dict()) == p
+
+
+def test_preset_methods_come_from_the_pipeline_and_the_registry():
+    from bitvert.pipeline.presets import PIPELINE_METHODS, bbs_methods, method_label, preset_methods
+    from bitvert.pruning.methods import method_names
+
+    assert preset_methods() == [*PIPELINE_METHODS, *method_names()]
+    assert {"none", "rtn", "rounded_avg", "zero_point", "bitflip"} <= set(preset_methods())
+    assert bbs_methods()[:2] == ["rounded_avg", "zero_point"] and "bitflip" not in bbs_methods()
+    assert [method_label(m) for m in ("none", "rtn", "zero_point")] == ["INT8", "round-to-nearest",
+                                                                        "BBS zero-point shifting"]
+    assert method_label("from_another_process") == "from_another_process"
+    with pytest.raises(ConfigError, match=r"method must be one of \['none', 'rtn', 'rounded_avg'"):
+        PipelinePreset.from_dict({"name": "x", "method": "rounded_average", "columns": 2})
+    assert all(PRESETS[n].method in preset_methods() for n in PRESETS)

@@ -10,6 +10,7 @@ from bitvert.core.bitplanes import from_bitplanes, to_bitplanes
 from bitvert.core.grouping import group_weights
 from bitvert.pruning import PruneConfig, PruneMethod, Semantics, prune
 from bitvert.pruning import reference
+from bitvert.pruning.methods import reference_group
 
 METHODS = [
     ("rounded_avg", "paper"),
@@ -41,17 +42,6 @@ def pruning_case(draw, max_groups=12):
     cfg = PruneConfig(method, semantics, weight_bits=bits, group_size=g, columns=columns,
                       constant_bits=draw(st.integers(2, min(6, bits))) if method == "zero_point" else None)
     return w, cfg, kind
-
-
-def reference_group(w, cfg):
-    b, n = cfg.weight_bits, cfg.columns
-    if cfg.method is PruneMethod.ROUNDED_AVG:
-        return reference.rounded_avg_group(w, b, n, cfg.redundant_cap, cfg.mean_rounding.value == "half_even")
-    if cfg.method is PruneMethod.ZERO_POINT and cfg.semantics is Semantics.PAPER:
-        return reference.zero_point_paper_group(w, b, n, cfg.constant_bits, cfg.redundant_cap)
-    if cfg.method is PruneMethod.ZERO_POINT:
-        return reference.zero_point_code_group(w, b, n, cfg.constant_bits)
-    return reference.bitflip_group(w, b, n)
 
 
 @given(pruning_case())

@@ -6,7 +6,7 @@ import pytest
 from bitvert.core.bitplanes import to_bitplanes
 from bitvert.pruning import PruneConfig, prune
 from bitvert.pruning import _kernels
-from bitvert.pruning.api import _error_table
+from bitvert.pruning.methods import _error_table
 
 
 def run(w, method, semantics="paper", columns=4, **kw):

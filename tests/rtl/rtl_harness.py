@@ -163,38 +163,24 @@ def run_unit(top: str, params: dict[str, int], inputs: dict[str, np.ndarray], wo
 def simulator_pass_cost(enc, passes: PEPasses, name: str = "layer") -> np.ndarray:
     """Cycles that ``hardware/accelerators/bitvert.py`` charges for the PE slice of each pass.
 
-    The simulator counts, per metadata group, ``8 - free_columns(stored values, cap=3)``
-    columns (``hardware.presets.prune_layer``: the stored values are the weights plus the
-    zero-point offset), spreads that over the group's weights, cuts the layer into
-    ``lanes``-wide slices with its own ``per_weight_slices`` and charges each slice the
-    maximum, at least ``min_cycles_per_tile``. This applies exactly that to the groups of
-    ``enc`` and returns, per pass, the charge of the slice holding the pass's weights
-    (``-1`` if the pass's weights fall in more than one slice).
+    The simulator reads, per metadata group, the bit columns the encoder stored
+    (:func:`bitvert.codec.view.weight_encoding`: ``stored_columns``), spreads them over the
+    group's weights (``WeightEncoding.per_weight_columns``), cuts the layer into ``lanes``-wide
+    slices with its own ``per_weight_slices`` and charges each slice the maximum, at least
+    ``min_cycles_per_tile``. This applies exactly that to ``enc`` and returns, per pass, the charge
+    of the slice holding the pass's weights (``-1`` if the pass's weights fall in more than one slice).
     """
-    from bitvert.codec import decode
-    from bitvert.codec.tensor import plan_groups
-    from bitvert.core.analysis import free_columns
+    from bitvert.codec.view import weight_encoding
     from bitvert.hardware.config import BitVertConfig
-    from bitvert.hardware.presets import BitVertLayerData
     from bitvert.hardware.tiling import per_weight_slices
     from bitvert.hardware.workload import LayerType, LayerWorkload
 
-    lay = enc.group_layout
-    w = decode(enc)
-    plan = plan_groups(enc)
-    inv = np.empty(lay.n_groups, dtype=np.int64)
-    inv[plan.order] = np.arange(lay.n_groups)
-    offset = -plan.add[inv].astype(np.int16) if passes.zero_point else np.zeros(lay.n_groups, np.int16)
-    offset = np.where(plan.has_metadata[inv], offset, 0)
-    groups = lay.group(w).astype(np.int16) + offset[:, None]
-    groups = np.where(lay.valid_mask(), groups, 0).astype(np.int16)
-    lengths = lay.lengths()
-    stored = (8 - free_columns(groups, lengths, bits=8, cap=3).astype(np.int16)).astype(np.uint8)
-    data = BitVertLayerData(stored, lengths, lay, np.zeros(w.shape[0], dtype=bool), 0.0)
+    view = weight_encoding(enc, name)
+    w = view.weights
     kind = LayerType.CONV if w.ndim == 4 else LayerType.LINEAR
     layer = LayerWorkload(name, kind, w.astype(np.int16))
     lanes = passes.lanes
-    cost = per_weight_slices(data.per_weight_columns(), layer, lanes).max(axis=2)  # [cout, n_slices]
+    cost = per_weight_slices(view.per_weight_columns(), layer, lanes).max(axis=2)  # [cout, n_slices]
     ids = per_weight_slices(np.arange(1, w.size + 1, dtype=np.int64).reshape(w.shape), layer, lanes)
     flat_slice = np.zeros(w.size, dtype=np.int64)
     hit = ids > 0

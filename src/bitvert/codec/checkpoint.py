@@ -26,13 +26,17 @@ from bitvert.core.grouping import make_layout
 from bitvert.errors import FormatError, InputError
 from bitvert.pipeline.checkpoint import CheckpointLayer, PrunedCheckpoint, load_pruned, to_checkpoint
 from bitvert.pipeline.global_prune import ModelPruneReport
-from bitvert.pruning import GroupMetadata, PruneConfig, PruneResult
+from bitvert.pruning import GroupMetadata, PruneResult
+from bitvert.pruning.methods import REGISTRY, get_method
 
 __all__ = ["weight_key", "encode_checkpoint", "encode_report", "encode_checkpoint_file", "to_pruned_checkpoint"]
 
 log = logging.getLogger(__name__)
 
-_PRUNING_METHODS = ("rounded_avg", "zero_point", "bitflip")
+
+def _has_group_metadata(method: str) -> bool:
+    """Whether a preset's method prunes groups with per-group metadata (a registered pruning method)."""
+    return method in REGISTRY and get_method(method).metadata
 
 
 def weight_key(layer_name: str) -> str:
@@ -40,23 +44,15 @@ def weight_key(layer_name: str) -> str:
     return f"{layer_name}.weight" if layer_name else "weight"
 
 
-def _prune_config(preset: Any) -> PruneConfig:
-    return PruneConfig(
-        method=preset.method, semantics=preset.semantics, weight_bits=preset.quant.weight_bits,
-        group_size=preset.group_size, columns=preset.columns, constant_bits=preset.constant_bits,
-        mean_rounding=preset.mean_rounding, remainder=preset.remainder,
-    )
-
-
 def _encode_layer(layer: CheckpointLayer, preset: Any, path: str) -> EncodedTensor:
     name = weight_key(layer.name)
     q = layer.q.numpy().astype(np.int16, copy=False)
     bits = int(preset.quant.weight_bits)
     if layer.metadata:
-        if preset.method not in _PRUNING_METHODS:
+        if not _has_group_metadata(preset.method):
             raise FormatError(f"{path}: layer {layer.name!r} has pruning metadata but the preset's method is "
                               f"{preset.method!r}")
-        cfg = _prune_config(preset)
+        cfg = preset.prune_config()
         lay = make_layout(layer.shape, layer.kind, cfg.group_size, cfg.remainder)
         if layer.layout is not None and {k: layer.layout.get(k) for k in ("shape", "kind", "group_size")} != \
                 {"shape": list(lay.shape), "kind": lay.kind.value, "group_size": lay.group_size}:
@@ -70,7 +66,7 @@ def _encode_layer(layer: CheckpointLayer, preset: Any, path: str) -> EncodedTens
                               f"{layer.shape} has {lay.n_groups} at group_size={cfg.group_size}")
         result = PruneResult(weights=q, original=q, metadata=meta, layout=lay, config=cfg)
         return encode(result, name=name)
-    if layer.role == "prune" and preset.method in _PRUNING_METHODS:
+    if layer.role == "prune" and _has_group_metadata(preset.method):
         raise InputError(f"{path}: layer {layer.name!r} has role 'prune' under method {preset.method!r} but no "
                          "pruning metadata: it is not a pruned tensor; re-run `bitvert prune`")
     channel_bits = layer.channel_bits.numpy().astype(np.int64)

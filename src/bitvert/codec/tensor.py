@@ -47,7 +47,6 @@ from bitvert.core.grouping import GroupLayout, LayerKind, RemainderPolicy, make_
 from bitvert.core.validation import as_int_array, check_bits, check_positive_int
 from bitvert.errors import ConfigError, FormatError, InputError
 from bitvert.pruning import PruneResult
-from bitvert.pruning.config import PruneMethod
 
 __all__ = ["EncodedTensor", "GroupPlan", "encode", "encode_plain", "decode", "plan_groups"]
 
@@ -385,14 +384,6 @@ def decode(enc: EncodedTensor) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- encoding
-def _method_layout(method: PruneMethod) -> TensorLayout:
-    return {
-        PruneMethod.ROUNDED_AVG: TensorLayout.BBS_ROUNDED_AVG,
-        PruneMethod.ZERO_POINT: TensorLayout.BBS_ZERO_POINT,
-        PruneMethod.BITFLIP: TensorLayout.BITWAVE,
-    }[method]
-
-
 def _first_bad(name: str, lay: GroupLayout, values: np.ndarray, bad: np.ndarray, what: str) -> InputError:
     g = int(np.flatnonzero(bad >= 0)[0])
     ch = int(lay.channel_of_group()[g])
@@ -464,7 +455,7 @@ def encode(result: PruneResult, name: str = "tensor") -> EncodedTensor:
     cfg = result.config
     lay = result.layout
     b, n_cols = int(cfg.weight_bits), int(cfg.columns)
-    layout = _method_layout(cfg.method)
+    layout = TensorLayout(cfg.spec.layout)  # the method's layout, declared in its registry entry
     n_groups, kch, gpc = lay.n_groups, lay.n_channels, lay.groups_per_channel
     md = result.metadata
     for key in ("redundant", "constant", "free_columns", "pruned"):
@@ -521,7 +512,7 @@ def encode(result: PruneResult, name: str = "tensor") -> EncodedTensor:
         raise InputError(
             f"{name}: group {g} (output channel {int(lay.channel_of_group()[g])}) is marked pruned but has only "
             f"{int(free[g])} free columns, fewer than N={n_cols}; these weights were not pruned with this "
-            f"configuration (method={cfg.method.value}, columns={n_cols}); pass the unchanged PruneResult"
+            f"configuration (method={cfg.method_name}, columns={n_cols}); pass the unchanged PruneResult"
         )
 
     # channel widths and order

@@ -26,6 +26,7 @@ from typing import Any
 
 from bitvert.errors import ConfigError
 from bitvert.hardware.config import load_accelerator
+from bitvert.pruning.methods import HARDWARE_DESIGNS, REGISTRY, methods_for_hardware
 
 __all__ = [
     "SimTarget",
@@ -37,6 +38,7 @@ __all__ = [
     "resolve_targets",
     "target_for",
     "can_run",
+    "runs_method",
     "native",
 ]
 
@@ -111,27 +113,37 @@ def _method(preset: str) -> str:
     return str(get_preset(preset).method)
 
 
-def can_run(design: str, preset: str) -> bool:
-    """Whether hardware of ``design`` can run the variant of pipeline preset ``preset``.
+def runs_method(design: str, method: str) -> bool:
+    """Whether hardware of ``design`` runs variants pruned by preset method ``method``.
 
-    BitVert runs BBS presets (rounded averaging, zero-point shifting), BitWave bit-flip presets,
-    the dense designs every variant's integers except fewer-bit RTN ones.
+    BitVert and BitWave run the registered pruning methods that name them as their hardware
+    (:attr:`bitvert.pruning.methods.MethodSpec.hardware`: rounded averaging and zero-point shifting
+    on BitVert, the bit flip on BitWave); the dense designs run every variant's integers except
+    fewer-bit RTN ones (they live on another scale than INT8 hardware runs).
     """
-    method = _method(preset)
-    if design == "bitvert":
-        return method in ("rounded_avg", "zero_point")
-    if design == "bitwave":
-        return method == "bitflip"
-    return method != "rtn"  # fewer-bit RTN integers live on another scale than INT8 hardware runs
+    if design in HARDWARE_DESIGNS:
+        return method in REGISTRY and REGISTRY[method].hardware == design
+    return method != "rtn"
+
+
+def can_run(design: str, preset: str) -> bool:
+    """Whether hardware of ``design`` can run the variant of pipeline preset ``preset`` (:func:`runs_method`)."""
+    return runs_method(design, _method(preset))
 
 
 def native(design: str, preset: str) -> bool:
-    """Whether ``preset`` is the kind of variant ``design`` is built for (BBS for BitVert, bit flip for
-    BitWave, INT8 for the dense designs)."""
-    method = _method(preset)
-    if design in ("bitvert", "bitwave"):
+    """Whether ``preset`` is the kind of variant ``design`` is built for (its registered methods for
+    BitVert and BitWave, INT8 for the dense designs)."""
+    if design in HARDWARE_DESIGNS:
         return can_run(design, preset)
-    return method == "none"
+    return _method(preset) == "none"
+
+
+def _needs(design: str) -> str:
+    """What a design runs, for error messages."""
+    if design in HARDWARE_DESIGNS:
+        return f"a preset whose method is one of {methods_for_hardware(design)}"
+    return "any non-RTN preset"
 
 
 def target_for(config: Any, preset: str | None = None, label: str | None = None) -> SimTarget:
@@ -147,7 +159,7 @@ def target_for(config: Any, preset: str | None = None, label: str | None = None)
     """
     design = str(config.design)
     if preset is None:
-        if design in ("bitvert", "bitwave"):
+        if design in HARDWARE_DESIGNS:
             example = "moderate" if design == "bitvert" else "bitwave-w5"
             raise ConfigError(
                 f"accelerator {config.name!r} ({design}) runs a pruned variant: name its pipeline preset, e.g. "
@@ -155,11 +167,10 @@ def target_for(config: Any, preset: str | None = None, label: str | None = None)
             )
         preset = DENSE_PRESET
     if not can_run(design, preset):
-        need = {"bitvert": "a BBS preset (rounded_avg / zero_point, e.g. moderate)",
-                "bitwave": "a bit-flip preset (bitwave-w5, bitwave-moderate...)"}.get(design, "any non-RTN preset")
-        raise ConfigError(f"accelerator {config.name!r} ({design}) cannot run preset {preset!r}; it needs {need}")
+        raise ConfigError(f"accelerator {config.name!r} ({design}) cannot run preset {preset!r}; it needs "
+                          f"{_needs(design)}")
     if label is None:
-        if preset == DENSE_PRESET and design not in ("bitvert", "bitwave"):
+        if preset == DENSE_PRESET and design not in HARDWARE_DESIGNS:
             label = str(config.name)
         elif preset.startswith(f"{config.name}-"):
             label = preset

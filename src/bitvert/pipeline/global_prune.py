@@ -61,7 +61,7 @@ from bitvert.pipeline.quantize import (
     weight_int_range,
 )
 from bitvert.pipeline._kernels import dequantize_rows
-from bitvert.pruning import PruneConfig, prune
+from bitvert.pruning import prune
 
 __all__ = [
     "select_sensitive", "channel_scores", "LayerPruneRecord", "ModelPruneReport", "IntLayer", "prune_model_",
@@ -282,14 +282,6 @@ class ModelPruneReport:
         lines.append(f"{'model (' + self.preset.name + ')':<48} {'':<6} {self.n_weights:<20,} "
                      f"{self.sensitive_channel_fraction:>9.1%} {self.effective_bits:>6.3f}")
         return "\n".join(lines)
-
-
-def _prune_config(preset: PipelinePreset, weight_bits: int) -> PruneConfig:
-    return PruneConfig(
-        method=preset.method, semantics=preset.semantics, weight_bits=weight_bits,
-        group_size=preset.group_size, columns=preset.columns, constant_bits=preset.constant_bits,
-        mean_rounding=preset.mean_rounding, remainder=preset.remainder, neg_min="reject",
-    )
 
 
 def _group_bits(layout: Any, active: np.ndarray, stored_bits: int, full_bits: int, meta_bits: int) -> int:
@@ -567,7 +559,7 @@ def _process_layer(
             channel_bits[normal] = stored
             rec.weight_bits_total = int(per_channel * (rec.n_sensitive * bits + int(normal.sum()) * stored))
         else:
-            res = prune(q_np, _prune_config(preset, bits), kind=layer.kind, dense_channels=sensitive)
+            res = prune(q_np, preset.prune_config(bits), kind=layer.kind, dense_channels=sensitive)
             q_new = res.weights
             md = res.metadata
             rec.metadata = {"redundant": md.redundant, "constant": md.constant,

@@ -27,14 +27,43 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bitvert.errors import ConfigError
 from bitvert.pipeline.quantize import LayerRole, QuantConfig
+from bitvert.pruning.config import PruneConfig
+from bitvert.pruning.methods import REGISTRY, methods_for_hardware
 
-__all__ = ["PipelinePreset", "PRESETS", "BASELINES", "get_preset", "list_presets", "baseline_of"]
+__all__ = ["PipelinePreset", "PRESETS", "BASELINES", "PIPELINE_METHODS", "get_preset", "list_presets", "baseline_of",
+           "preset_methods", "method_label", "bbs_methods"]
 
-Method = Literal["none", "rounded_avg", "zero_point", "bitflip", "rtn"]
+PIPELINE_METHODS: dict[str, str] = {"none": "INT8", "rtn": "round-to-nearest"}
+"""Pipeline-level methods (name -> report label), accepted next to every registered pruning method.
+
+They are not entries of the pruning registry (:mod:`bitvert.pruning.methods`): ``none`` keeps the
+INT8 integers and ``rtn`` re-quantizes the normal channels from the float weights, so neither
+binary-prunes groups (no kernel, codec layout or per-group metadata)."""
+
+
+def preset_methods() -> list[str]:
+    """Every value a preset's ``method`` accepts: the pipeline-level methods, then the registered ones."""
+    return [*PIPELINE_METHODS, *REGISTRY]
+
+
+def method_label(method: str) -> str:
+    """Human name of a preset method for reports (``BBS zero-point shifting``, ``INT8``...).
+
+    A name neither pipeline-level nor registered (a results file written by a process that had
+    registered another method) is returned as it is.
+    """
+    if method in PIPELINE_METHODS:
+        return PIPELINE_METHODS[method]
+    return REGISTRY[method].label if method in REGISTRY else method
+
+
+def bbs_methods() -> list[str]:
+    """Registered methods BitVert runs (BBS); ``bitwave-*`` and ``rtn-*`` baselines derive from their presets."""
+    return methods_for_hardware("bitvert")
 
 
 class PipelinePreset(BaseModel):
@@ -43,8 +72,10 @@ class PipelinePreset(BaseModel):
     Attributes:
         name: preset name (recorded in every output).
         description: one line for humans.
-        method: pruning of normal channels: ``none`` (INT8 baseline), ``rounded_avg``,
-            ``zero_point``, ``bitflip`` (BitWave baseline) or ``rtn`` (fewer-bit round-to-nearest).
+        method: pruning of normal channels: ``none`` (INT8 baseline), ``rtn`` (fewer-bit
+            round-to-nearest) or a registered pruning method (:mod:`bitvert.pruning.methods`:
+            ``rounded_avg``, ``zero_point``, ``bitflip`` (BitWave baseline), ...); see
+            :func:`preset_methods`.
         sensitive_fraction: β, the global fraction of output channels (of all pruned layers)
             kept at full precision.
         columns: N, the free bit columns every group of a normal channel gets.
@@ -70,7 +101,7 @@ class PipelinePreset(BaseModel):
 
     name: str = Field(min_length=1)
     description: str = ""
-    method: Method
+    method: str
     sensitive_fraction: float = Field(0.0, ge=0.0, le=1.0)
     columns: int = Field(0, ge=0, le=6)
     group_size: int = Field(32, ge=2)
@@ -85,6 +116,13 @@ class PipelinePreset(BaseModel):
     metadata_bits_per_group: int = Field(8, ge=0, le=32)
     quant: QuantConfig = QuantConfig()
     rules: dict[str, LayerRole | None] = Field(default_factory=dict)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in PIPELINE_METHODS and value not in REGISTRY:
+            raise ValueError(f"method must be one of {preset_methods()}, got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> "PipelinePreset":
@@ -104,6 +142,19 @@ class PipelinePreset(BaseModel):
     def stored_bits(self) -> int:
         """Bit columns stored per weight of a normal channel (``weight_bits - N``)."""
         return self.quant.weight_bits - self.columns
+
+    def prune_config(self, weight_bits: int | None = None) -> PruneConfig:
+        """The :class:`~bitvert.pruning.PruneConfig` of this preset's pruning method (one tensor).
+
+        Args:
+            weight_bits: the layer's weight bits (a per-layer rule may differ); default the preset's.
+        """
+        return PruneConfig(
+            method=self.method, semantics=self.semantics,
+            weight_bits=self.quant.weight_bits if weight_bits is None else weight_bits,
+            group_size=self.group_size, columns=self.columns, constant_bits=self.constant_bits,
+            mean_rounding=self.mean_rounding, remainder=self.remainder, neg_min="reject",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly, round-trippable through :meth:`from_dict`."""
@@ -152,8 +203,6 @@ PRESETS: dict[str, PipelinePreset] = {
 }
 """The named presets of the paper (BBS.md §7.3) plus the INT8 baseline."""
 
-_BBS_METHODS = ("rounded_avg", "zero_point")
-
 BASELINES: tuple[str, ...] = ("bitwave", "rtn")
 """Baselines derivable from every pruning preset: ``bitwave-<preset>`` and ``rtn-<preset>``."""
 
@@ -162,7 +211,7 @@ def baseline_of(preset: PipelinePreset, baseline: str) -> PipelinePreset:
     """The ``bitwave`` or ``rtn`` baseline at the same β, N, g and layer rules as ``preset``."""
     if baseline not in BASELINES:
         raise ConfigError(f"baseline must be one of {list(BASELINES)}, got {baseline!r}")
-    if preset.method not in _BBS_METHODS:
+    if preset.method not in bbs_methods():
         raise ConfigError(f"preset {preset.name!r} is not a BBS pruning preset; baselines derive from one")
     if baseline == "bitwave":
         return preset.model_copy(update={
@@ -179,7 +228,7 @@ def baseline_of(preset: PipelinePreset, baseline: str) -> PipelinePreset:
 def list_presets() -> list[str]:
     """Every name :func:`get_preset` accepts."""
     names = list(PRESETS)
-    names += [f"{b}-{n}" for n, p in PRESETS.items() if p.method in _BBS_METHODS for b in BASELINES]
+    names += [f"{b}-{n}" for n, p in PRESETS.items() if p.method in bbs_methods() for b in BASELINES]
     return names
 
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from bitvert.core import analysis
 from bitvert.core.bitplanes import NumberFormat, apply_neg_min_policy
 from bitvert.core.grouping import GroupLayout, LayerKind, group_weights
 from bitvert.core.validation import as_int_array
 from bitvert.errors import InputError
-from bitvert.pruning import _kernels
-from bitvert.pruning.config import MeanRounding, PruneConfig, PruneMethod, Semantics
+from bitvert.pruning.config import PruneConfig
 
 __all__ = ["GroupMetadata", "PruneResult", "prune", "prune_groups"]
 
@@ -78,7 +75,7 @@ class PruneResult:
     def stored_groups(self) -> np.ndarray:
         """What the hardware stores per group: pruned weights + zero-point offset (``int16``)."""
         g = self.groups().astype(np.int16)
-        if self.config.method is PruneMethod.ZERO_POINT:
+        if self.config.spec.offset:
             g = g + self.metadata.constant[:, None].astype(np.int16)
             g = np.where(self.layout.valid_mask(), g, 0).astype(np.int16)
         return g
@@ -121,13 +118,6 @@ class PruneResult:
         }
 
 
-@functools.lru_cache(maxsize=32)
-def _error_table(bits: int, n_cols: int, n_levels: int, cmin: int, cmax: int, sign_magnitude: bool) -> np.ndarray:
-    table = _kernels.error_table(bits, n_cols, n_levels, cmin, cmax, sign_magnitude)
-    table.setflags(write=False)
-    return table
-
-
 def prune_groups(
     values: np.ndarray,
     lengths: np.ndarray,
@@ -140,32 +130,12 @@ def prune_groups(
     Returns the pruned groups and their metadata. Inputs are assumed validated
     (use :func:`prune` for tensors).
     """
-    b, n_cols = int(config.weight_bits), int(config.columns)
+    spec = config.spec
     values = np.ascontiguousarray(values, dtype=np.int16)
     lengths = np.ascontiguousarray(lengths, dtype=np.int32)
     active = np.ascontiguousarray(active, dtype=np.bool_)
-    cmin, cmax = config.constant_range
-    method, semantics = config.method, config.semantics
-    if method is PruneMethod.ROUNDED_AVG:
-        half_even = config.mean_rounding is MeanRounding.HALF_EVEN
-        out, red, const = _kernels.rounded_avg(values, lengths, active, b, n_cols, config.redundant_cap, half_even)
-    elif method is PruneMethod.ZERO_POINT:
-        sign_magnitude = semantics is Semantics.CODE
-        n_levels = b if sign_magnitude else config.redundant_cap + 1
-        table = _error_table(b, n_cols, n_levels, cmin, cmax, sign_magnitude)
-        out, red, const = _kernels.zero_point(
-            values, lengths, active, table, b, n_cols, config.redundant_cap, cmin, cmax, sign_magnitude
-        )
-    else:
-        out, red, const = _kernels.bitflip(values, lengths, active, b, n_cols)
-
-    if method is PruneMethod.BITFLIP:
-        free = analysis.zero_magnitude_columns(out, lengths, b)
-    else:
-        stored = out
-        if method is PruneMethod.ZERO_POINT:
-            stored = (out + const[:, None]).astype(np.int16)
-        free = analysis.free_columns(stored, lengths, b, cap=config.redundant_cap)
+    out, red, const = spec.kernel(values, lengths, active, config)
+    free = spec.count_free(out, const, lengths, int(config.weight_bits), config.redundant_cap)
     meta = GroupMetadata(redundant=red, constant=const, free_columns=free, pruned=active.copy())
     return out, meta
 

@@ -9,6 +9,7 @@ from typing import Any
 from bitvert.core.bitplanes import NegMinPolicy, NumberFormat
 from bitvert.core.grouping import RemainderPolicy
 from bitvert.errors import ConfigError
+from bitvert.pruning.methods import MethodSpec, PruneMethod, get_method
 
 __all__ = ["PruneMethod", "Semantics", "MeanRounding", "PruneConfig", "MAX_GROUP_SIZE"]
 
@@ -16,15 +17,7 @@ MAX_GROUP_SIZE = 4096
 """Largest supported group (keeps the zero-point search's 32-bit error sums exact)."""
 
 
-class PruneMethod(str, Enum):
-    """Binary-pruning method."""
-
-    ROUNDED_AVG = "rounded_avg"
-    """Replace the low columns of each group by the rounded mean of their values (BBS §III-B)."""
-    ZERO_POINT = "zero_point"
-    """Shift the group by a searched constant so its low columns round to zero (BBS Algorithm 1)."""
-    BITFLIP = "bitflip"
-    """BitWave's zero-column bit flip in sign-magnitude (the paper's baseline)."""
+_BUILTIN = frozenset(m.value for m in PruneMethod)
 
 
 class Semantics(str, Enum):
@@ -62,7 +55,9 @@ class PruneConfig:
     """How to binary-prune one weight tensor.
 
     Attributes:
-        method: ``rounded_avg``, ``zero_point`` or ``bitflip``.
+        method: a registered method (:func:`bitvert.pruning.methods.method_names`): ``rounded_avg``,
+            ``zero_point``, ``bitflip`` (stored as :class:`PruneMethod`) or one registered at run time
+            (stored as its name).
         semantics: ``paper`` (two's complement, 6-bit constant) or ``code`` (the
             published functions, bit-exact). Only zero-point shifting differs
             materially; see docs/pruning.md.
@@ -89,7 +84,8 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "method", _enum(PruneMethod, self.method, "method"))
+        spec = get_method(self.method)
+        set_(self, "method", PruneMethod(spec.name) if spec.name in _BUILTIN else spec.name)
         set_(self, "semantics", _enum(Semantics, self.semantics, "semantics"))
         set_(self, "mean_rounding", _enum(MeanRounding, self.mean_rounding, "mean_rounding"))
         set_(self, "remainder", _enum(RemainderPolicy, self.remainder, "remainder"))
@@ -102,15 +98,23 @@ class PruneConfig:
             set_(self, "constant_bits", min(default, bits))
         else:
             _int(self.constant_bits, "constant_bits", 1, bits)
+        if spec.validate is not None:
+            spec.validate(self)
+
+    @property
+    def spec(self) -> MethodSpec:
+        """The registry entry of :attr:`method` (:class:`~bitvert.pruning.methods.MethodSpec`)."""
+        return get_method(self.method)
+
+    @property
+    def method_name(self) -> str:
+        """:attr:`method` as a plain string."""
+        return self.spec.name
 
     @property
     def number_format(self) -> NumberFormat:
-        """Number format the method works in."""
-        if self.method is PruneMethod.BITFLIP or (
-            self.method is PruneMethod.ZERO_POINT and self.semantics is Semantics.CODE
-        ):
-            return NumberFormat.SIGN_MAGNITUDE
-        return NumberFormat.TWOS_COMPLEMENT
+        """Number format the method works in (under this config's semantics)."""
+        return self.spec.format_for(self.semantics)
 
     @property
     def redundant_cap(self) -> int:
@@ -121,12 +125,7 @@ class PruneConfig:
         (3 at 8 bits); published zero-point shifting counts leading zero
         magnitude planes without a cap.
         """
-        b = int(self.weight_bits)
-        if self.method is PruneMethod.ZERO_POINT and self.semantics is Semantics.CODE:
-            return b - 1
-        if self.method is PruneMethod.ROUNDED_AVG and self.semantics is Semantics.CODE:
-            return max(0, min(3, b - 5))
-        return min(3, b - 1)
+        return int(self.spec.redundant_cap(int(self.weight_bits), self.semantics))
 
     @property
     def constant_range(self) -> tuple[int, int]:

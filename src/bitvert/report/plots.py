@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bitvert.errors import InputError
+from bitvert.pruning.methods import get_method, method_names
 
 __all__ = ["FIGURE_TITLES", "accuracy_figure", "all_figures", "energy_breakdown_figure", "layer_sparsity_figure"]
 
@@ -30,16 +31,27 @@ FIGURE_TITLES: dict[str, str] = {
 }
 """Caption of every report figure, by file stem (in report order)."""
 
-_STYLE = {
+_PIPELINE_STYLE = {
     "fp32": ("black", "*"),
     "none": ("#333333", "s"),
-    "rounded_avg": ("#1f77b4", "o"),
-    "zero_point": ("#2ca02c", "o"),
-    "bitflip": ("#d62728", "^"),
     "rtn": ("#9467bd", "v"),
 }
+_METHOD_COLORS = ("#1f77b4", "#2ca02c", "#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+"""Colour of the i-th registered pruning method (:func:`bitvert.pruning.methods.method_names`)."""
+_HARDWARE_MARKERS = {"bitvert": "o", "bitwave": "^"}
 _ENERGY_PARTS = (("pe", "PEs"), ("scheduler", "schedulers"), ("sram_read", "SRAM read"),
                  ("sram_write", "SRAM write"), ("dram", "DRAM"))
+
+
+def _style(method: str) -> tuple[str, str]:
+    """Colour and marker of a variant's method: fixed for the pipeline-level ones, by registry position
+    and hardware for the pruning methods, grey for a name this process does not know."""
+    if method in _PIPELINE_STYLE:
+        return _PIPELINE_STYLE[method]
+    names = method_names()
+    if method not in names:
+        return "gray", "x"
+    return _METHOD_COLORS[names.index(method) % len(_METHOD_COLORS)], _HARDWARE_MARKERS[get_method(method).hardware]
 
 
 def _figure(width: float, height: float = 3.8) -> Figure:
@@ -62,13 +74,13 @@ def _variants(results: dict[str, Any]) -> dict[str, Any]:
 def accuracy_figure(results: dict[str, Any]) -> Figure:
     """Headline task metric (left) and the FP32-fidelity metric (right, when the task has one) vs
     effective weight bits; FP32 as a dashed line, each variant a labelled point."""
+    from bitvert.pipeline.presets import method_label  # lazily: the pipeline imports torch
+
     variants = _variants(results)
     metrics = [results["headline_metric"]]
     if results.get("fidelity_metric"):
         metrics.append(results["fidelity_metric"])
     fig = _figure(6.0 * len(metrics), 4.0)
-    names = {"none": "INT8", "rounded_avg": "BBS rounded averaging", "zero_point": "BBS zero-point shifting",
-             "bitflip": "BitWave bit flip", "rtn": "round-to-nearest"}
     for j, metric in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), j + 1)
         fp32 = variants.get("fp32", {}).get("metrics", {}).get(metric)
@@ -85,8 +97,8 @@ def accuracy_figure(results: dict[str, Any]) -> Figure:
             y = v["metrics"].get(metric)
             if v["method"] == "fp32" or y is None:
                 continue
-            color, marker = _STYLE.get(v["method"], ("gray", "x"))
-            label = names.get(v["method"], v["method"])
+            color, marker = _style(v["method"])
+            label = method_label(v["method"])
             ax.scatter([v["effective_bits"]], [y], color=color, marker=marker, s=46, zorder=3,
                        label=None if label in labelled else label)
             labelled.add(label)
@@ -168,7 +180,7 @@ def layer_sparsity_figure(results: dict[str, Any]) -> Figure:
             continue
         bits = [layer["effective_bits"].get(name) for layer in layers]
         ys = np.array([np.nan if b is None else b for b in bits], dtype=float)
-        color, marker = _STYLE.get(v.get("method", ""), ("gray", "x"))
+        color, marker = _style(v.get("method", ""))
         if v.get("method") == "none":
             bottom.plot(x, ys, color=color, linestyle="--", linewidth=0.8, label=name)
         else:

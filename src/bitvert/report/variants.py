@@ -147,6 +147,7 @@ def variant_presets(requested: Sequence[Any], baselines: Sequence[str] = ("bitwa
         ConfigError: no preset, or presets that quantize differently (study them in separate runs).
     """
     from bitvert.pipeline import baseline_of
+    from bitvert.pipeline.presets import bbs_methods
 
     if not requested:
         raise ConfigError("give at least one preset, e.g. ('conservative', 'moderate')")
@@ -166,7 +167,7 @@ def variant_presets(requested: Sequence[Any], baselines: Sequence[str] = ("bitwa
         if p.method == "none":
             continue
         out.append(p)
-        if p.method in ("rounded_avg", "zero_point"):
+        if p.method in bbs_methods():
             out += [baseline_of(p, b) for b in baselines]
     seen: set[str] = set()
     unique = []

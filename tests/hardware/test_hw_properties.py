@@ -89,6 +89,9 @@ def test_cost_linear_in_batch(layer):
         double = replace(layer, batch=layer.batch * 2)
         a, b = _compute(name, layer), _compute(name, double)
         if layer.kind is LayerType.LINEAR:
-            assert b.compute_cycles <= 2 * a.compute_cycles  # token tiles may pack better
+            # token tiles may pack better; SparTen without a real activation mask estimates each tile from
+            # 16 sampled column tiles, whose draws differ between the two batch sizes: allow that noise
+            slack = 1.05 if name == "sparten" and layer.input_mask is None else 1.0
+            assert b.compute_cycles <= 2 * a.compute_cycles * slack
         else:
             assert abs(b.compute_cycles - 2 * a.compute_cycles) <= 1e-9 * a.compute_cycles

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bitvert.errors import InputError
+from bitvert.pipeline.presets import bbs_methods
 
 __all__ = [
     "Block",
@@ -153,7 +154,7 @@ def _story(results: dict[str, Any]) -> list[str]:
     fp32 = variants["fp32"]["metrics"].get(head)
     out = []
     for name, v in variants.items():
-        if v["method"] not in ("rounded_avg", "zero_point"):
+        if v["method"] not in bbs_methods():
             continue
         parts = [f"**{name}** stores the quantized weights in {v['effective_bits']:.2f} bits per weight "
                  f"({_x(v.get('weight_ratio_vs_int8'))} smaller encoded weights than INT8)"]

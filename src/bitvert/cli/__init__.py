@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 
 import click
 
 from bitvert import __version__
-from bitvert.errors import BitvertError
+from bitvert.errors import BitvertError, Terminated, interrupt_status
 
 _SUBCOMMANDS: list[str] = [
     "bitvert.cli.prune:prune_cmd",
@@ -36,8 +37,23 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     root.propagate = False
 
 
+def os_error_message(exc: OSError) -> str:
+    """One line for a failed read or write: what failed, on which path, and what to check."""
+    path = exc.filename if exc.filename is not None else "a file"
+    what = exc.strerror or str(exc)
+    if exc.filename2 is not None:
+        path = f"{path} -> {exc.filename2}"
+    return (f"error: {what}: {path!s}; check that the path exists, is a folder where one is expected, "
+            "is writable and the disk is not full")
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated(f"terminated by signal {signum}")
+
+
 class _Group(click.Group):
-    """Turns bitvert's own errors into a one-line message and exit status 2."""
+    """Turns bitvert's own errors and failed reads/writes into a one-line message and exit status 2;
+    SIGINT exits 130 and SIGTERM 143, after the command removed its partial output."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -45,9 +61,12 @@ class _Group(click.Group):
         except BitvertError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
+        except OSError as exc:
+            click.echo(os_error_message(exc), err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt as exc:
+            click.echo("terminated" if isinstance(exc, Terminated) else "interrupted", err=True)
+            ctx.exit(interrupt_status(exc))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,6 +76,7 @@ class _Group(click.Group):
 def main(verbose: int, quiet: bool) -> None:
     """bitvert: BBS binary pruning, the BBS weight format and the BitVert accelerator model."""
     _configure_logging(verbose, quiet)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # clean up like Ctrl-C, exit 143
 
 
 def _register() -> None:

@@ -60,7 +60,11 @@ def partial_folder(out_dir: Path) -> Iterator[Path]:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        logger.warning("the study did not finish; removed the partial report folder %s", tmp)
+        if tmp.exists():
+            logger.warning("the study did not finish; could NOT remove the partial report folder %s: delete it "
+                           "by hand", tmp)
+        else:
+            logger.warning("the study did not finish; removed the partial report folder %s", tmp)
         raise
 
 

@@ -1,0 +1,58 @@
+"""One error path: failed reads/writes exit 2 with one line; SIGTERM cleans up like Ctrl-C and exits 143."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _bitvert(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bitvert", "-q", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_unwritable_out_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """--out below a regular file (NotADirectoryError): no traceback, the path named, exit 2."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = _bitvert("simulate", "--workload", "resnet50", "--accelerators", "stripes", "--no-plots",
+                   "--out", str(blocker / "sub"), cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    lines = [l for l in out.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and str(blocker / "sub") in lines[0] and "writable" in lines[0]
+
+
+def test_os_error_message_names_both_paths() -> None:
+    from bitvert.cli import os_error_message
+
+    msg = os_error_message(OSError(28, "No space left on device", "/data/out.tmp", None, "/data/out"))
+    assert msg.startswith("error: No space left on device: /data/out.tmp -> /data/out;")
+    assert "\n" not in msg
+
+
+def test_sigterm_mid_run_exits_143_and_leaves_nothing(tmp_path: Path) -> None:
+    """SIGTERM (what `timeout` and schedulers send) during `bitvert run`: exit 143, a message, no partial
+    folder, no report folder."""
+    out_dir = tmp_path / "report"
+    proc = subprocess.Popen([sys.executable, "-m", "bitvert", "-q", "run", "--model", "mnist-cnn", "--limit", "200",
+                             "--out", str(out_dir)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 300
+    partial: list[Path] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        partial = list(tmp_path.glob(".report.partial-*"))
+        if partial and any(partial[0].iterdir()):
+            break
+        time.sleep(0.2)
+    assert partial, "the run never created its partial folder"
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    assert not list(tmp_path.glob(".report.partial-*")), "the partial folder was left behind"
+    assert not out_dir.exists()

@@ -56,3 +56,27 @@ def test_sigterm_mid_run_exits_143_and_leaves_nothing(tmp_path: Path) -> None:
     assert "terminated" in err and "Traceback" not in err
     assert not list(tmp_path.glob(".report.partial-*")), "the partial folder was left behind"
     assert not out_dir.exists()
+
+
+def test_stale_partial_folders_of_dead_processes_are_removed(tmp_path: Path, caplog) -> None:
+    """Partial folders of a dead process go; those of a live process (or not ours) stay."""
+    import logging
+
+    from bitvert.report.publish import partial_folder
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    out_dir = tmp_path / "report"
+    stale = tmp_path / f".report.partial-{dead}"
+    stale_old = tmp_path / f".report.old-{dead}"
+    alive = tmp_path / f".report.partial-{os.getppid()}"
+    other = tmp_path / f".other.partial-{dead}"
+    for folder in (stale, stale_old, alive, other):
+        folder.mkdir()
+        (folder / "x.bin").write_bytes(b"0" * 10)
+    with caplog.at_level(logging.INFO, logger="bitvert.report.publish"):
+        with partial_folder(out_dir) as tmp:
+            assert tmp.name == f".report.partial-{os.getpid()}"
+    assert not stale.exists() and not stale_old.exists()
+    assert alive.exists() and other.exists()
+    assert f"removed the stale partial folder {stale}" in caplog.text

@@ -3,7 +3,9 @@
 Everything is written into a hidden sibling folder ``.<out>.partial-<pid>`` (:func:`partial_folder`)
 which is renamed to ``out`` only when complete (:func:`publish` writes ``status.json`` saying
 ``"complete"`` first); an interrupted or failed run removes it, so a half-written report is never
-presented as complete, and a previous complete report is replaced only by a complete one.
+presented as complete, and a previous complete report is replaced only by a complete one. A run
+killed too hard to clean up (SIGKILL) leaves its partial folder; the next run for the same output
+removes it (:func:`remove_stale_partials`), leaving alone the folders of processes that still run.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 
 from bitvert.errors import InputError
 
-__all__ = ["REPORT_STATUS_FILE", "check_out_dir", "is_complete_report", "partial_folder", "publish"]
+__all__ = ["REPORT_STATUS_FILE", "check_out_dir", "is_complete_report", "partial_folder", "publish",
+           "remove_stale_partials"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +50,47 @@ def check_out_dir(out_dir: Path) -> None:
         )
 
 
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user holds that pid
+        return True
+    return True
+
+
+def remove_stale_partials(out_dir: Path) -> list[Path]:
+    """Remove ``.<out>.partial-<pid>`` / ``.<out>.old-<pid>`` folders whose process no longer runs.
+
+    A run killed hard (SIGKILL, power loss) cannot clean up after itself; the next run for the same
+    ``out_dir`` does. Folders of a process that still runs are left alone (a concurrent run).
+
+    Returns:
+        The folders removed (each logged); folders that could not be removed are logged as such.
+    """
+    removed = []
+    for kind in ("partial", "old"):
+        for folder in sorted(out_dir.parent.glob(f".{out_dir.name}.{kind}-*")):
+            pid = folder.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or int(pid) == os.getpid() or _running(int(pid)) or not folder.is_dir():
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            if folder.exists():
+                logger.warning("could not remove the stale %s folder %s of an earlier run (process %s); delete it "
+                               "by hand", kind, folder, pid)
+            else:
+                logger.info("removed the stale %s folder %s of an earlier run (process %s)", kind, folder, pid)
+                removed.append(folder)
+    return removed
+
+
 @contextmanager
 def partial_folder(out_dir: Path) -> Iterator[Path]:
     """Create and yield the hidden partial folder of ``out_dir``; remove it if the block raises
     (including ``KeyboardInterrupt``), then re-raise."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -14,8 +14,6 @@ __all__ = [
     "FormatError",
     "UnsupportedLayerError",
     "MissingDependencyError",
-    "Terminated",
-    "interrupt_status",
 ]
 
 
@@ -42,15 +40,3 @@ class UnsupportedLayerError(BitvertError, ValueError):
 class MissingDependencyError(BitvertError, ImportError):
     """An optional dependency is not installed; the message says what to install."""
 
-
-class Terminated(KeyboardInterrupt):
-    """The process received SIGTERM (``timeout``, a job scheduler); raised by the CLI's signal handler.
-
-    A subclass of :class:`KeyboardInterrupt`, so every clean-up path that handles Ctrl-C (removing
-    a partial output folder) handles it too; the CLI then exits with status 143 instead of 130.
-    """
-
-
-def interrupt_status(exc: KeyboardInterrupt) -> int:
-    """Exit status of an interrupted command: 143 for SIGTERM (:class:`Terminated`), 130 for Ctrl-C."""
-    return 143 if isinstance(exc, Terminated) else 130

@@ -53,7 +53,7 @@ def test_sigterm_mid_run_exits_143_and_leaves_nothing(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
-    assert "terminated" in err and "Traceback" not in err
+    assert "terminated by SIGTERM" in err and "Traceback" not in err
     assert not list(tmp_path.glob(".report.partial-*")), "the partial folder was left behind"
     assert not out_dir.exists()
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import sys
 
 import click
 
 from bitvert import __version__
-from bitvert.errors import BitvertError, Terminated, interrupt_status
+from bitvert.errors import BitvertError
 
 _SUBCOMMANDS: list[str] = [
     "bitvert.cli.prune:prune_cmd",
@@ -48,12 +49,25 @@ def os_error_message(exc: OSError) -> str:
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated(f"terminated by signal {signum}")
+    """SIGTERM (``timeout``, job schedulers): remove the partial output folder and exit 143 at once.
+
+    The clean-up happens here rather than by raising an exception, because an exception raised while
+    the main thread runs inside a native callback (numba compiling, for instance) is swallowed there.
+    """
+    from bitvert.report.publish import remove_active_partials
+
+    removed = remove_active_partials()
+    what = f"; removed the partial output {', '.join(str(p) for p in removed)}" if removed else ""
+    try:
+        sys.stderr.write(f"terminated by SIGTERM: no output was completed{what}\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(143)
 
 
 class _Group(click.Group):
     """Turns bitvert's own errors and failed reads/writes into a one-line message and exit status 2;
-    SIGINT exits 130 and SIGTERM 143, after the command removed its partial output."""
+    SIGINT exits 130 after the command removed its partial output (SIGTERM: :func:`_on_sigterm`, 143)."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -64,9 +78,9 @@ class _Group(click.Group):
         except OSError as exc:
             click.echo(os_error_message(exc), err=True)
             ctx.exit(2)
-        except KeyboardInterrupt as exc:
-            click.echo("terminated" if isinstance(exc, Terminated) else "interrupted", err=True)
-            ctx.exit(interrupt_status(exc))
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,7 +90,7 @@ class _Group(click.Group):
 def main(verbose: int, quiet: bool) -> None:
     """bitvert: BBS binary pruning, the BBS weight format and the BitVert accelerator model."""
     _configure_logging(verbose, quiet)
-    signal.signal(signal.SIGTERM, _on_sigterm)  # clean up like Ctrl-C, exit 143
+    signal.signal(signal.SIGTERM, _on_sigterm)  # remove partial output, exit 143
 
 
 def _register() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from bitvert.errors import BitvertError, Terminated, interrupt_status
+from bitvert.errors import BitvertError
 from bitvert.report.variants import DEFAULT_CALIBRATION_SAMPLES, parse_eval_limit
 
 logger = logging.getLogger(__name__)
@@ -81,10 +81,9 @@ def run_cmd(model: str, presets: str, baselines: str, accelerators: str, out_dir
     progress = sys.stderr.isatty() and not quiet
     try:
         result = run_study(config, out_dir, progress=progress)
-    except KeyboardInterrupt as exc:
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        click.echo(f"{what}: no report was written to {out_dir}", err=True)
-        raise click.exceptions.Exit(interrupt_status(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: no report was written to {out_dir}", err=True)
+        raise click.exceptions.Exit(130) from None
     except BitvertError:
         click.echo(f"bitvert run failed: no report was written to {out_dir}", err=True)
         raise

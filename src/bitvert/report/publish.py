@@ -22,9 +22,12 @@ from typing import Any
 from bitvert.errors import InputError
 
 __all__ = ["REPORT_STATUS_FILE", "check_out_dir", "is_complete_report", "partial_folder", "publish",
-           "remove_stale_partials"]
+           "remove_stale_partials", "remove_active_partials"]
 
 logger = logging.getLogger(__name__)
+
+_ACTIVE: set[Path] = set()
+"""Partial folders of this process that are being written (removed by :func:`remove_active_partials`)."""
 
 REPORT_STATUS_FILE = "status.json"
 """Written last into a report folder; ``{"status": "complete", ...}`` marks a finished report."""
@@ -85,6 +88,17 @@ def remove_stale_partials(out_dir: Path) -> list[Path]:
     return removed
 
 
+def remove_active_partials() -> list[Path]:
+    """Remove the partial folders this process is writing (the CLI's SIGTERM handler calls it)."""
+    removed = []
+    for folder in sorted(_ACTIVE):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+    _ACTIVE.clear()
+    return removed
+
+
 @contextmanager
 def partial_folder(out_dir: Path) -> Iterator[Path]:
     """Create and yield the hidden partial folder of ``out_dir``; remove it if the block raises
@@ -95,6 +109,7 @@ def partial_folder(out_dir: Path) -> Iterator[Path]:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    _ACTIVE.add(tmp)
     try:
         yield tmp
     except BaseException:
@@ -105,6 +120,8 @@ def partial_folder(out_dir: Path) -> Iterator[Path]:
         else:
             logger.warning("the study did not finish; removed the partial report folder %s", tmp)
         raise
+    finally:
+        _ACTIVE.discard(tmp)
 
 
 def publish(tmp: Path, out_dir: Path, status: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ from numba import njit, prange
 
 from bitvert.codec.layout import TensorLayout
 from bitvert.codec.tensor import EncodedTensor, plan_groups
-from bitvert.core.grouping import GroupLayout
+from bitvert.core.grouping import GroupLayout, out_channels_first
 from bitvert.errors import InputError, UnsupportedLayerError
 
 __all__ = ["PEResult", "pe_matmul", "input_positions", "reference_matmul"]
@@ -96,7 +96,8 @@ def input_positions(layout: GroupLayout) -> np.ndarray:
 def reference_matmul(weights: np.ndarray, x: np.ndarray, kind: str) -> np.ndarray:
     """``W_int @ X_int`` in ``int64`` with ``W`` flattened in torch order (the check for the PE)."""
     w = np.asarray(weights, dtype=np.int64)
-    w2 = w.T if kind == "linear_in_out" else w.reshape(w.shape[0], -1)
+    w2 = out_channels_first(w, kind)
+    w2 = w2.reshape(w2.shape[0], -1)
     return w2 @ np.asarray(x, dtype=np.int64)
 
 

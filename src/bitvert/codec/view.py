@@ -30,7 +30,7 @@ from bitvert.codec.container import EncodedModel
 from bitvert.codec.layout import TensorLayout
 from bitvert.codec.tensor import EncodedTensor, decode, plan_groups
 from bitvert.core.bitplanes import plane_count
-from bitvert.core.grouping import GroupLayout, LayerKind, make_layout
+from bitvert.core.grouping import GroupLayout, LayerKind, make_layout, out_channels_first
 from bitvert.errors import InputError
 
 __all__ = ["WeightEncoding", "weight_encoding", "model_encodings", "layer_name", "channel_widths",
@@ -132,7 +132,7 @@ def weight_encoding(enc: EncodedTensor, name: str, n_sensitive_global: int | Non
     stored[plan.order] = plane_count(plan.planes).astype(np.uint8)
     weights = decode(enc)
     if lay.kind is LayerKind.LINEAR_IN_OUT:
-        weights = lay.to_rows(weights)  # (in, out) -> (out, in): the group order is unchanged
+        weights = out_channels_first(weights, lay.kind)  # (in, out) -> (out, in): same group order
         lay = make_layout(weights.shape, LayerKind.LINEAR, lay.group_size, lay.remainder)
     return WeightEncoding(
         name=name, layout=enc.layout, group_layout=lay, weights=weights, stored_columns=stored,

@@ -43,7 +43,7 @@ import numpy as np
 from bitvert.core.validation import as_int_array, check_positive_int
 from bitvert.errors import InputError
 
-__all__ = ["LayerKind", "RemainderPolicy", "GroupLayout", "GroupedWeights", "group_weights"]
+__all__ = ["LayerKind", "RemainderPolicy", "GroupLayout", "GroupedWeights", "group_weights", "out_channels_first"]
 
 
 class LayerKind(str, Enum):
@@ -141,7 +141,7 @@ class GroupLayout:
         if self.kind is LayerKind.LINEAR:
             return w.reshape(self.n_rows, self.row_length)
         if self.kind is LayerKind.LINEAR_IN_OUT:
-            return np.ascontiguousarray(w.T)
+            return out_channels_first(w, self.kind)
         if self.along_window:
             return w.reshape(self.n_rows, self.row_length)
         # (K, C, *kernel) -> (K, *kernel, C)
@@ -205,6 +205,18 @@ class GroupedWeights:
     def ungroup(self, values: np.ndarray | None = None) -> np.ndarray:
         """Back to the original layout (of ``values`` when given, else of the stored values)."""
         return self.layout.ungroup(self.values if values is None else values)
+
+
+def out_channels_first(w: np.ndarray, kind: LayerKind | str) -> np.ndarray:
+    """A weight in PyTorch's output-channels-first orientation: ``(in, out)`` storage
+    (``linear_in_out``, HuggingFace ``Conv1D``) transposed, every other kind unchanged.
+
+    The one place bitvert turns ``Conv1D`` weights around.
+
+    >>> out_channels_first(np.zeros((3, 5)), "linear_in_out").shape
+    (5, 3)
+    """
+    return np.ascontiguousarray(w.T) if LayerKind(kind) is LayerKind.LINEAR_IN_OUT else w
 
 
 def make_layout(

@@ -122,7 +122,9 @@ def _int8_check(geometry: Any, int8: Any, int8_report: Any) -> dict[str, Any]:
     """How the INT8 variant the dense designs run compares with the pipeline's INT8 integers."""
     from bitvert.hardware.variants import module_name
 
-    q_of = {rec.name: (rec.q.T if rec.kind == "linear_in_out" else rec.q) for rec in int8_report.quantized_layers}
+    from bitvert.core.grouping import out_channels_first
+
+    q_of = {rec.name: out_channels_first(rec.q, rec.kind) for rec in int8_report.quantized_layers}
     simulated = {module_name(layer.name): layer.weights for layer in int8.layers if layer.encoding is not None}
     compared = [n for n in simulated if n in q_of]
     differing = [n for n in compared if not np.array_equal(simulated[n], q_of[n])]

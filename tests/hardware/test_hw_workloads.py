@@ -161,6 +161,35 @@ def test_import_torch_layers_by_type_and_exact_name():
     assert "dw" not in [layer.name for layer in dropped.layers]
 
 
+def test_import_torch_records_input_masks_that_sparten_costs_exactly():
+    torch.manual_seed(0)
+    m = _Tiny()
+    x = torch.randn(2, 3, 4, 4)
+    wl = import_workload(m, x, name="tiny")
+    stem = wl.layers[0]
+    q = torch.round(x / (x.abs().max() / 127.0))  # per-tensor symmetric INT8 of the real input
+    assert np.array_equal(stem.input_mask, (q != 0).numpy())
+    for layer in wl.layers:
+        assert layer.input_mask is not None, layer.name
+        assert layer.input_density == pytest.approx(max(layer.input_mask.mean(), 1 / layer.input_mask.size))
+    from bitvert.hardware.simulate import simulate
+
+    rows = simulate(wl, ["sparten"]).rows
+    assert [row["extra"]["activations"] for row in rows] == ["mask"] * len(wl.layers)
+    # a padding that is not symmetric (even kernel, "same") keeps only the density
+    odd = nn.Sequential(nn.Conv2d(3, 4, 2, padding="same"))
+    (layer,) = import_workload(odd, torch.randn(1, 3, 5, 5)).layers
+    assert layer.input_mask is None and 0 < layer.input_density <= 1
+    attn = nn.Sequential()
+    attn.add_module("attn", _Attn())
+    mm = [la for la in import_workload(attn, torch.randn(3, 5, 8), include_matmuls=True).layers
+          if la.kind is LayerType.MATMUL]
+    assert all(la.input_mask is not None and la.input_mask.size == la.repeats * la.tokens * la.in_channels_per_group
+               for la in mm)
+    rows = simulate(Workload(name="a", layers=tuple(mm), batch=1), ["sparten"]).rows
+    assert [row["extra"]["activations"] for row in rows] == ["mask"] * len(mm)
+
+
 def test_import_torch_fails_loudly_on_bad_names():
     m = _Tiny()
     with pytest.raises(UnsupportedLayerError, match="'head.'"):

@@ -11,8 +11,10 @@ Weights are quantized per output channel, symmetric INT8 to ``[-127, 127]``, by 
 quantizer (:func:`bitvert.pipeline.quantize.quantize_weight`, so they equal the ``int8`` variant's;
 the per-channel scale is kept for sensitive-channel selection) unless
 ``int_weights`` supplies the integer tensors (e.g. from ``bitvert.pipeline``).
-The input density of every layer (SparTen) is measured on the example input
-after per-tensor symmetric INT8 quantization of the activation.
+Every layer's input is quantized per tensor, symmetric INT8 (:func:`_activation_int8`); its non-zero
+mask is recorded as ``LayerWorkload.input_mask`` (SparTen costs every tile from it) and its mean as
+``input_density``. A conv whose padding cannot be expressed as symmetric integer padding (e.g.
+``padding="same"`` with an even kernel, or dilation) keeps only the density.
 
 A layer's input counts as the previous layer's output (on-chip residency)
 when it has as many elements as that output; branches of residual networks
@@ -44,15 +46,39 @@ __all__ = ["import_workload"]
 log = logging.getLogger(__name__)
 
 
-def _activation_density(x: Any) -> float:
+def _activation_mask(x: Any) -> np.ndarray:
+    """Non-zero mask of ``x`` after per-tensor symmetric INT8 quantization (``bool``, shape of ``x``)."""
     import torch
 
     t = x.detach().float()
     amax = float(t.abs().max()) if t.numel() else 0.0
     if amax == 0.0:
-        return 1.0 / max(t.numel(), 1)  # an all-zero input; keep the density strictly positive
-    q = torch.round(t / (amax / 127.0))
-    return max(float((q != 0).float().mean()), 1.0 / t.numel())
+        return np.zeros(tuple(t.shape), dtype=bool)
+    return (torch.round(t / (amax / 127.0)) != 0).cpu().numpy()
+
+
+def _density(mask: np.ndarray) -> float:
+    """Mean of a non-zero mask, kept strictly positive (an all-zero input)."""
+    return max(float(mask.mean()) if mask.size else 0.0, 1.0 / max(mask.size, 1))
+
+
+def _conv_padding(mod: Any, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[int, int] | None:
+    """The symmetric integer padding that reproduces ``out_hw``, or ``None`` when there is none."""
+    if tuple(getattr(mod, "dilation", (1, 1))) != (1, 1):
+        return None
+    kh, kw = mod.kernel_size
+    sh, sw = mod.stride
+    if isinstance(mod.padding, str):
+        if mod.padding == "valid":
+            pad = (0, 0)
+        elif (kh - 1) % 2 == 0 and (kw - 1) % 2 == 0:  # "same" with odd kernels is symmetric
+            pad = ((kh - 1) // 2, (kw - 1) // 2)
+        else:
+            return None
+    else:
+        pad = (int(mod.padding[0]), int(mod.padding[1]))
+    got = ((in_hw[0] + 2 * pad[0] - kh) // sh + 1, (in_hw[1] + 2 * pad[1] - kw) // sw + 1)
+    return pad if got == tuple(out_hw) else None
 
 
 def _matmul_mode(records: list[dict[str, Any]], stack: list[str]) -> Any:
@@ -74,8 +100,9 @@ def _matmul_mode(records: list[dict[str, Any]], stack: list[str]) -> Any:
         batch_shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         repeats = int(np.prod(batch_shape)) if len(batch_shape) else 1
         first_b = b.reshape(-1, k, n)[0].detach().float().T  # (n, k) like a linear weight
+        mask = _activation_mask(a.expand(*batch_shape, m, k) if len(batch_shape) else a)
         records.append({"matmul": True, "scope": stack[-1] if stack else "", "tokens": m, "repeats": repeats,
-                        "weight": first_b.cpu().numpy(), "density": _activation_density(a)})
+                        "weight": first_b.cpu().numpy(), "mask": mask})
 
     class _Mode(TorchFunctionMode):
         def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
@@ -170,7 +197,7 @@ def import_workload(
                     "module": qname,
                     "in_shape": tuple(x.shape),
                     "out_shape": tuple(output.shape),
-                    "density": _activation_density(x),
+                    "mask": _activation_mask(x),
                 }
             )
 
@@ -231,8 +258,8 @@ def import_workload(
             layers.append(
                 LayerWorkload(
                     name=f"{scope}.matmul{k}" if scope else f"matmul{k}", kind=LayerType.MATMUL, weights=w_int,
-                    tokens=rec["tokens"], repeats=rec["repeats"], input_density=rec["density"],
-                    input_from_previous=True,
+                    tokens=rec["tokens"], repeats=rec["repeats"], input_density=_density(rec["mask"]),
+                    input_mask=rec["mask"], input_from_previous=True,
                 )
             )
             prev_out = None
@@ -260,14 +287,15 @@ def import_workload(
         if kind_name == "conv2d":
             groups = int(mod.groups)
             kind = LayerType.DEPTHWISE if groups > 1 and w_int.shape[1] == 1 else LayerType.CONV
+            in_hw, out_hw = (int(in_shape[-2]), int(in_shape[-1])), (int(out_shape[-2]), int(out_shape[-1]))
+            pad = _conv_padding(mod, in_hw, out_hw)
+            exact = pad is not None and len(in_shape) == 4
             layers.append(
                 LayerWorkload(
                     name=rec["name"], kind=kind, weights=w_int, batch=int(in_shape[0]),
-                    input_hw=(int(in_shape[-2]), int(in_shape[-1])),
-                    output_hw=(int(out_shape[-2]), int(out_shape[-1])),
-                    stride=tuple(mod.stride), padding=tuple(mod.padding) if not isinstance(mod.padding, str) else (0, 0),
-                    groups=groups, input_density=rec["density"], input_from_previous=from_prev,
-                    channel_scale=scale,
+                    input_hw=in_hw, output_hw=out_hw, stride=tuple(mod.stride), padding=pad or (0, 0),
+                    groups=groups, input_density=_density(rec["mask"]), input_from_previous=from_prev,
+                    channel_scale=scale, input_mask=rec["mask"] if exact else None,
                 )
             )
         else:
@@ -276,7 +304,8 @@ def import_workload(
             layers.append(
                 LayerWorkload(
                     name=rec["name"], kind=LayerType.LINEAR, weights=w_int, batch=batch, tokens=tokens,
-                    input_density=rec["density"], input_from_previous=from_prev, channel_scale=scale,
+                    input_density=_density(rec["mask"]), input_from_previous=from_prev, channel_scale=scale,
+                    input_mask=rec["mask"] if rec["mask"].size == batch * tokens * w_int.shape[1] else None,
                 )
             )
     batch = layers[0].batch

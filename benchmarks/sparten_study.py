@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 
 from bitvert.hardware.accelerators import model_for
 from bitvert.hardware.config import load_accelerator

@@ -156,6 +156,23 @@ def test_simulated_bits_and_integers_are_the_files(net_files, tmp_path):
         simulate(geometry, ["bitvert-conservative"], variants=FileVariants({"moderate": bbs}), references=refs)
 
 
+def test_file_variants_decode_each_file_once_per_geometry(net_files, monkeypatch):
+    import bitvert.hardware.variants as variants
+
+    geometry, ckpt, bbs, _ = net_files
+    calls: list[str] = []
+    real = variants.file_encodings
+    monkeypatch.setattr(variants, "file_encodings", lambda p: calls.append(str(p)) or real(p))
+    src = FileVariants({"moderate": bbs, "ckpt": ckpt})
+    first = src.workload(geometry, "moderate")
+    assert src.workload(geometry, "moderate") is first and len(calls) == 1  # a check, then the simulation
+    other = src.workload(geometry, "ckpt")
+    assert other is not first and len(calls) == 2
+    again = src.workload(geometry, "moderate")  # only the last one is kept
+    assert again is not first and len(calls) == 3
+    assert all(np.array_equal(a.weights, b.weights) for a, b in zip(first.layers, again.layers))
+
+
 @pytest.mark.parametrize("which", ["ckpt", "bbs"])
 def test_cli_simulate_checkpoint(net_files, tmp_path, monkeypatch, which):
     geometry, ckpt, bbs, report = net_files

@@ -200,12 +200,24 @@ class FileVariants:
                  unquantized: Literal["error", "drop"] = "error") -> None:
         self.files = {str(k): Path(v) for k, v in files.items()}
         self.unquantized = unquantized
+        self._last: tuple[Workload, str, Workload] | None = None
 
     def workload(self, geometry: Workload, preset: str) -> Workload:
+        """The variant's workload on ``geometry``, decoded from its file.
+
+        The last workload built is kept, so asking again for the same (geometry, variant) -- e.g. a
+        check before the simulation -- does not decode the file twice; asking for another one drops it
+        first, so at most one decoded variant is held.
+        """
         if preset not in self.files:
             raise InputError(f"no encoded file for variant {preset!r}; this simulation has {sorted(self.files)}")
+        if self._last is not None and self._last[0] is geometry and self._last[1] == preset:
+            return self._last[2]
+        self._last = None
         encodings, _ = file_encodings(self.files[preset])
-        return workload_for_variant(geometry, encodings, preset, self.unquantized)
+        built = workload_for_variant(geometry, encodings, preset, self.unquantized)
+        self._last = (geometry, preset, built)
+        return built
 
 
 def file_source(path: str | os.PathLike[str]) -> dict[str, Any]:

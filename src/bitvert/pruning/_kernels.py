@@ -161,36 +161,54 @@ def _level(mn, mx, c, bits, cap, sign_magnitude):  # type: ignore[no-untyped-def
 
 
 @njit(cache=True, inline="always")
-def _fill_levels(lev, mn, mx, cmin, bits, cap, sign_magnitude):  # type: ignore[no-untyped-def]
-    """``lev[ci] = _level(mn, mx, cmin + ci, ...)`` for every candidate, in branch-free loops.
+def _level_intervals(lo, hi, mn, mx, cmin, cmax, bits, sign_magnitude):  # type: ignore[no-untyped-def]
+    """``[lo[r], hi[r]]``: the candidate indices ``c - cmin`` for which a group spanning ``[mn, mx]``
+    reaches level ``r`` or more (``r = 0 .. len(lo) - 1``); empty when ``lo[r] > hi[r]``.
 
-    Two's complement: the group keeps ``r`` redundant columns for constant ``c`` iff
-    ``[mn + c, mx + c]`` lies in ``[-2**(b-1-r), 2**(b-1-r) - 1]``; these are nested
-    intervals of ``c``, so the level is the number of intervals containing ``c`` (clipping
-    to the b-bit range cannot create redundancy, so it is not needed here).
-    Sign-magnitude: leading zero planes of the largest clipped magnitude ``a``:
-    ``sum_k [a < 2**k]`` for ``k = 0..b-2``.
+    The intervals are nested, so a constant's level is the last ``r`` whose interval holds it.
+    Two's complement: ``r`` redundant columns iff ``[mn + c, mx + c]`` lies in
+    ``[-2**(b-1-r), 2**(b-1-r) - 1]`` (clipping to the b-bit range cannot create redundancy).
+    Sign-magnitude: ``r`` leading zero planes iff both clipped magnitudes are below ``2**(b-1-r)``,
+    i.e. ``-2**(b-1-r) < mn + c`` and ``mx + c < 2**(b-1-r)``.
     """
-    ncand = lev.shape[0]
-    for ci in range(ncand):
-        lev[ci] = 0
-    if sign_magnitude:
-        m = (np.int64(1) << (bits - 1)) - 1
-        for ci in range(ncand):
-            c = cmin + ci
-            a = max(abs(min(max(mn + c, -m), m)), abs(min(max(mx + c, -m), m)))
-            z = 0
-            for k in range(bits - 1):
-                z += a < (np.int64(1) << k)
-            lev[ci] = z
-    else:
-        for r in range(1, cap + 1):
-            lim = np.int64(1) << (bits - 1 - r)
-            lo = -lim - mn
-            hi = lim - 1 - mx
-            for ci in range(ncand):
-                c = cmin + ci
-                lev[ci] += (c >= lo) & (c <= hi)
+    lo[0] = 0
+    hi[0] = cmax - cmin
+    strict = 1 if sign_magnitude else 0
+    for r in range(1, lo.shape[0]):
+        lim = np.int64(1) << (bits - 1 - r)
+        lo[r] = max(lo[r - 1], -lim + strict - mn - cmin)
+        hi[r] = min(hi[r - 1], lim - 1 - mx - cmin)
+
+
+@njit(cache=True, inline="always")
+def _level_of(ci, lo, hi):  # type: ignore[no-untyped-def]
+    """Level of candidate index ``ci`` from the nested intervals of :func:`_level_intervals`."""
+    r = 0
+    while r + 1 < lo.shape[0] and lo[r + 1] <= ci <= hi[r + 1]:
+        r += 1
+    return r
+
+
+@njit(cache=True, inline="always")
+def _scan_first_period(q_row, start, stop, period, cmin, smax, best, best_ci):  # type: ignore[no-untyped-def]
+    """Least ``(q_row[(cmin + ci) mod smax], ci)`` over ``start <= ci < stop``, merged into ``(best, best_ci)``.
+
+    ``q_row`` repeats with ``period`` in ``ci``, so the first period of the range holds its
+    first least value: only that is scanned.
+    """
+    for ci in range(start, min(stop, start + period)):
+        v = q_row[(cmin + ci) & (smax - 1)]
+        if v < best or (v == best and ci < best_ci):
+            best = v
+            best_ci = ci
+    return best, best_ci
+
+
+@njit(cache=True, inline="always")
+def _copy_periodic(dst, src, start, stop, cmin, period):  # type: ignore[no-untyped-def]
+    """``dst[ci] = src[(cmin + ci) mod period]`` for ``start <= ci < stop`` (``period`` a power of two)."""
+    for ci in range(start, stop):
+        dst[ci] = src[(cmin + ci) & (period - 1)]
 
 
 @njit(cache=True, inline="always")
@@ -286,9 +304,10 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi, bits, ncols, ca
     follows from the group's min and max; one histogram of the weights modulo ``2**ncols`` gives,
     per level present, every candidate's residue error (:func:`_residue_errors`). That is the
     candidate's exact squared error when the group lies in the candidate's agreement interval,
-    and a lower bound otherwise; the few other candidates whose bound can still beat the best
-    are summed exactly from ``table[level, v - v_min, c - cmin]``. Ties go to the first (most
-    negative) constant. ``sign_magnitude`` selects the published-code semantics, else the paper's.
+    and a lower bound otherwise. The first candidate of least bound wins if its bound is exact;
+    else its error is summed exactly from ``table[level, v - v_min, c - cmin]`` and the search
+    repeats (rarely more than once). Ties go to the first (most negative) constant.
+    ``sign_magnitude`` selects the published-code semantics, else the paper's.
     """
     n, width = vals.shape
     ncand = cmax - cmin + 1
@@ -298,15 +317,16 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi, bits, ncols, ca
     red = np.empty(n, dtype=np.uint8)
     const = np.empty(n, dtype=np.int16)
     v_min = -(np.int64(1) << (bits - 1))
-    big = np.int64(1) << 62
     chunk = 256
     n_chunks = (n + chunk - 1) // chunk
     for ch in prange(n_chunks):
         q = np.empty((n_levels, smax), dtype=np.int64)
         hist = np.empty(smax, dtype=np.int64)
         scratch = np.empty(smax, dtype=np.int64)
-        lev = np.empty(ncand, dtype=np.int64)
+        ilo = np.empty(n_levels, dtype=np.int64)
+        ihi = np.empty(n_levels, dtype=np.int64)
         bound = np.empty(ncand, dtype=np.int64)
+        summed = np.full(ncand, -1, dtype=np.int64)
         for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
             length = lengths[i]
             for j in range(length, width):
@@ -318,44 +338,59 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi, bits, ncols, ca
                 for j in range(length):
                     out[i, j] = vals[i, j]
                 continue
-            _fill_levels(lev, mn, mx, cmin, bits, cap, sign_magnitude)
-            lmin = n_levels
-            lmax = 0
-            for ci in range(ncand):
-                lmin = min(lmin, lev[ci])
-                lmax = max(lmax, lev[ci])
+            _level_intervals(ilo, ihi, mn, mx, cmin, cmax, bits, sign_magnitude)
+            lmin = 0
+            while lmin + 1 < n_levels and ilo[lmin + 1] == 0 and ihi[lmin + 1] == ncand - 1:
+                lmin += 1
+            lmax = lmin
+            while lmax + 1 < n_levels and ilo[lmax + 1] <= ihi[lmax + 1]:
+                lmax += 1
             for m in range(smax):
                 hist[m] = 0
             for j in range(length):
                 hist[np.int64(vals[i, j]) & (smax - 1)] += 1
             for lv in range(lmin, lmax + 1):
                 _residue_errors(q[lv], hist, scratch, lv, ncols, length)
-            # candidates inside their agreement interval: the residue error is exact
-            best = big
-            best_ci = -1
-            for ci in range(ncand):
-                lv = lev[ci]
-                b = q[lv, (cmin + ci) & (smax - 1)]
-                if mn >= agree_lo[lv, ci] and mx <= agree_hi[lv, ci]:
-                    if b < best:
-                        best = b
-                        best_ci = ci
-                    bound[ci] = big
+            # the candidate of least residue error (first on ties); level lv holds [ilo[lv], ihi[lv]]
+            # minus the nested interval of level lv + 1, where its residue error repeats every step
+            best = np.int64(1) << 62
+            best_ci = ncand
+            for lv in range(lmin, lmax + 1):
+                period = np.int64(1) << max(ncols - lv, 0)
+                if lv == lmax:
+                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ihi[lv] + 1, period, cmin, smax, best, best_ci)
                 else:
-                    bound[ci] = b
-            # the others: the residue error is a lower bound; sum exactly only if it can win
-            for ci in range(ncand):
-                b = bound[ci]
-                if b < best or (b == best and ci < best_ci):
-                    row = table[lev[ci]]
+                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ilo[lv + 1], period, cmin, smax, best, best_ci)
+                    best, best_ci = _scan_first_period(q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, period, cmin, smax,
+                                                       best, best_ci)
+            lv = _level_of(best_ci, ilo, ihi)
+            if not (mn >= agree_lo[lv, best_ci] and mx <= agree_hi[lv, best_ci]):
+                # its residue error is only a lower bound: bound[ci] <= exact error for every
+                # candidate, with equality inside the agreement interval or once summed exactly
+                for lv in range(lmin, lmax + 1):
+                    if lv == lmax:
+                        _copy_periodic(bound, q[lv], ilo[lv], ihi[lv] + 1, cmin, smax)
+                    else:
+                        _copy_periodic(bound, q[lv], ilo[lv], ilo[lv + 1], cmin, smax)
+                        _copy_periodic(bound, q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, cmin, smax)
+                while True:
+                    best = bound[0]
+                    for ci in range(1, ncand):
+                        best = min(best, bound[ci])
+                    best_ci = 0
+                    while bound[best_ci] != best:
+                        best_ci += 1
+                    lv = _level_of(best_ci, ilo, ihi)
+                    if summed[best_ci] == i or (mn >= agree_lo[lv, best_ci] and mx <= agree_hi[lv, best_ci]):
+                        break  # exact, no smaller bound anywhere and no equal one before it
+                    row = table[lv]
                     s = np.int64(0)
                     for j in range(length):
-                        s += row[np.int64(vals[i, j]) - v_min, ci]
-                    if s < best or (s == best and ci < best_ci):
-                        best = s
-                        best_ci = ci
+                        s += row[np.int64(vals[i, j]) - v_min, best_ci]
+                    bound[best_ci] = s
+                    summed[best_ci] = i
             c = cmin + best_ci
-            lv = lev[best_ci]
+            lv = _level_of(best_ci, ilo, ihi)
             red[i] = lv
             const[i] = c
             k = ncols - lv

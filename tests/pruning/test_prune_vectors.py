@@ -6,7 +6,7 @@ import pytest
 from bitvert.core.bitplanes import to_bitplanes
 from bitvert.pruning import PruneConfig, prune
 from bitvert.pruning import _kernels
-from bitvert.pruning.methods import _error_table
+from bitvert.pruning.methods import _zero_point_tables
 
 
 def run(w, method, semantics="paper", columns=4, **kw):
@@ -29,8 +29,8 @@ def test_vector2_fig4_rounded_averaging():
 def test_vector3_fig5_zero_point_fixed_constant():
     vals = np.array([[81, -20, 1, -7]], dtype=np.int16)
     one = np.ones(1, dtype=np.int32) * 4
-    table = _error_table(8, 4, 4, -14, -14, False)  # one candidate, padded to a block
-    out, red, const = _kernels.zero_point(vals, one, np.ones(1, bool), table, 8, 4, 3, -14, -14, False)
+    tables = _zero_point_tables(8, 4, 4, -14, -14, False)  # one candidate
+    out, red, const = _kernels.zero_point(vals, one, np.ones(1, bool), *tables, 8, 4, 3, -14, -14, False)
     assert out[0].tolist() == [78, -18, -2, -2]
     assert (int(red[0]), int(const[0])) == (0, -14)  # the figure prints the added-back value 14
     stored = out[0] + const[0]

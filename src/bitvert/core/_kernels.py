@@ -38,22 +38,30 @@ def redundancy_from_range(mn: int, mx: int, bits: int, cap: int) -> int:
 
 
 @njit(cache=True, parallel=True)
-def free_columns_kernel(vals: np.ndarray, lengths: np.ndarray, bits: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per group: (capped redundant columns, free columns) in two's complement."""
+def free_columns_kernel(vals: np.ndarray, lengths: np.ndarray, bits: int, cap: int,
+                        offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: (capped redundant columns, free columns) in two's complement of the values
+    ``vals[i, j] + offsets[i]`` (``offsets``: one integer per group, or an empty array for none)."""
     n = vals.shape[0]
-    red = np.zeros(n, dtype=np.uint8)
-    free = np.zeros(n, dtype=np.uint8)
+    red = np.empty(n, dtype=np.uint8)
+    free = np.empty(n, dtype=np.uint8)
     code_mask = (np.int64(1) << bits) - 1
+    shifted = offsets.shape[0] > 0
     for i in prange(n):
         length = lengths[i]
-        mn, mx = group_min_max(vals, i, length)
-        r = redundancy_from_range(mn, mx, bits, cap)
+        off = np.int64(offsets[i]) if shifted else np.int64(0)
+        mn = np.int64(vals[i, 0]) + off
+        mx = mn
         acc_or = np.int64(0)
         acc_and = code_mask
         for j in range(length):
-            c = np.int64(vals[i, j]) & code_mask
+            v = np.int64(vals[i, j]) + off
+            mn = min(mn, v)
+            mx = max(mx, v)
+            c = v & code_mask
             acc_or |= c
             acc_and &= c
+        r = redundancy_from_range(mn, mx, bits, cap)
         constant = ~(acc_or ^ acc_and)  # bit set where the column is all-0 or all-1
         t = 0
         limit = bits - 1 - r  # the (new) sign column is always stored

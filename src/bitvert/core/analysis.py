@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 
+_NO_OFFSETS = np.zeros(0, dtype=np.int16)
+
+
 def _check_groups(values: np.ndarray, lengths: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     values = np.asarray(values)
     if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
@@ -68,18 +71,29 @@ def redundant_columns(values: Any, lengths: Any = None, bits: int = 8, cap: int 
     """
     bits = check_bits(bits)
     values, lengths = _check_groups(values, lengths)
-    return _kernels.free_columns_kernel(values, lengths, bits, _check_cap(cap, bits))[0]
+    return _kernels.free_columns_kernel(values, lengths, bits, _check_cap(cap, bits), _NO_OFFSETS)[0]
 
 
-def free_columns(values: Any, lengths: Any = None, bits: int = 8, cap: int = 3) -> np.ndarray:
+def free_columns(values: Any, lengths: Any = None, bits: int = 8, cap: int = 3, offsets: Any = None) -> np.ndarray:
     """Free columns per group (two's complement): ``min(redundant, cap)`` + trailing constant columns.
 
+    ``offsets`` (one integer per group) counts the columns of ``values + offsets[:, None]``
+    without building that array (zero-point shifting stores pruned weights plus the constant).
+
     >>> free_columns(np.array([[13, -59, 21, -11]])).tolist()  # Fig. 4 after rounded averaging
+    [4]
+    >>> free_columns(np.array([[82, -22, 2, -6]]), offsets=[-26]).tolist()  # Fig. 5, stored 56, -48, -24, -32
     [4]
     """
     bits = check_bits(bits)
     values, lengths = _check_groups(values, lengths)
-    return _kernels.free_columns_kernel(values, lengths, bits, _check_cap(cap, bits))[1]
+    if offsets is None:
+        offsets = _NO_OFFSETS
+    else:
+        offsets = np.ascontiguousarray(offsets, dtype=np.int16)
+        if offsets.shape != (values.shape[0],):
+            raise InputError(f"offsets must have shape ({values.shape[0]},) (one per group), got {offsets.shape}")
+    return _kernels.free_columns_kernel(values, lengths, bits, _check_cap(cap, bits), offsets)[1]
 
 
 def _valid_mask(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -129,22 +129,13 @@ def _sq_error_sign_magnitude(v, o, z, bits, ncols):  # type: ignore[no-untyped-d
     return d * d
 
 
-BLOCK = 64
-"""Candidate constants are processed in blocks of this many (a compile-time trip count vectorizes)."""
-
-
 @njit(cache=True)
 def error_table(bits, ncols, n_levels, cmin, cmax, sign_magnitude):  # type: ignore[no-untyped-def]
-    """``table[level, v - v_min, c - cmin]``: squared error of every weight value for every constant and level.
-
-    The candidate axis is padded to a multiple of :data:`BLOCK`; padding entries are never read
-    by the search's argmin.
-    """
+    """``table[level, v - v_min, c - cmin]``: squared error of every weight value for every constant and level."""
     ncand = cmax - cmin + 1
-    padded = -(-ncand // BLOCK) * BLOCK
     nv = np.int64(1) << bits
     v_min = -(np.int64(1) << (bits - 1))
-    table = np.zeros((n_levels, nv, padded), dtype=np.uint16)  # e**2 <= 255**2 fits
+    table = np.zeros((n_levels, nv, ncand), dtype=np.uint16)  # e**2 <= 255**2 fits
     for lev in range(n_levels):
         for vi in range(nv):
             v = v_min + vi
@@ -170,104 +161,255 @@ def _level(mn, mx, c, bits, cap, sign_magnitude):  # type: ignore[no-untyped-def
 
 
 @njit(cache=True, inline="always")
-def _fill_levels(lev, mn, mx, cmin, bits, cap, sign_magnitude):  # type: ignore[no-untyped-def]
-    """``lev[ci] = _level(mn, mx, cmin + ci, ...)`` for every candidate, in branch-free loops.
+def _level_intervals(lo, hi, mn, mx, cmin, cmax, bits, sign_magnitude):  # type: ignore[no-untyped-def]
+    """``[lo[r], hi[r]]``: the candidate indices ``c - cmin`` for which a group spanning ``[mn, mx]``
+    reaches level ``r`` or more (``r = 0 .. len(lo) - 1``); empty when ``lo[r] > hi[r]``.
 
-    Two's complement: the group keeps ``r`` redundant columns for constant ``c`` iff
-    ``[mn + c, mx + c]`` lies in ``[-2**(b-1-r), 2**(b-1-r) - 1]``; these are nested
-    intervals of ``c``, so the level is the number of intervals containing ``c`` (clipping
-    to the b-bit range cannot create redundancy, so it is not needed here).
-    Sign-magnitude: leading zero planes of the largest clipped magnitude ``a``:
-    ``sum_k [a < 2**k]`` for ``k = 0..b-2``.
+    The intervals are nested, so a constant's level is the last ``r`` whose interval holds it.
+    Two's complement: ``r`` redundant columns iff ``[mn + c, mx + c]`` lies in
+    ``[-2**(b-1-r), 2**(b-1-r) - 1]`` (clipping to the b-bit range cannot create redundancy).
+    Sign-magnitude: ``r`` leading zero planes iff both clipped magnitudes are below ``2**(b-1-r)``,
+    i.e. ``-2**(b-1-r) < mn + c`` and ``mx + c < 2**(b-1-r)``.
     """
-    ncand = lev.shape[0]
-    for ci in range(ncand):
-        lev[ci] = 0
-    if sign_magnitude:
-        m = (np.int64(1) << (bits - 1)) - 1
+    lo[0] = 0
+    hi[0] = cmax - cmin
+    strict = 1 if sign_magnitude else 0
+    for r in range(1, lo.shape[0]):
+        lim = np.int64(1) << (bits - 1 - r)
+        lo[r] = max(lo[r - 1], -lim + strict - mn - cmin)
+        hi[r] = min(hi[r - 1], lim - 1 - mx - cmin)
+
+
+@njit(cache=True, inline="always")
+def _level_of(ci, lo, hi):  # type: ignore[no-untyped-def]
+    """Level of candidate index ``ci`` from the nested intervals of :func:`_level_intervals`."""
+    r = 0
+    while r + 1 < lo.shape[0] and lo[r + 1] <= ci <= hi[r + 1]:
+        r += 1
+    return r
+
+
+@njit(cache=True, inline="always")
+def _scan_first_period(q_row, start, stop, period, cmin, smax, best, best_ci):  # type: ignore[no-untyped-def]
+    """Least ``(q_row[(cmin + ci) mod smax], ci)`` over ``start <= ci < stop``, merged into ``(best, best_ci)``.
+
+    ``q_row`` repeats with ``period`` in ``ci``, so the first period of the range holds its
+    first least value: only that is scanned.
+    """
+    for ci in range(start, min(stop, start + period)):
+        v = q_row[(cmin + ci) & (smax - 1)]
+        if v < best or (v == best and ci < best_ci):
+            best = v
+            best_ci = ci
+    return best, best_ci
+
+
+@njit(cache=True, inline="always")
+def _copy_periodic(dst, src, start, stop, cmin, period):  # type: ignore[no-untyped-def]
+    """``dst[ci] = src[(cmin + ci) mod period]`` for ``start <= ci < stop`` (``period`` a power of two)."""
+    for ci in range(start, stop):
+        dst[ci] = src[(cmin + ci) & (period - 1)]
+
+
+@njit(cache=True, inline="always")
+def _round_half_toward_zero(t, k):  # type: ignore[no-untyped-def]
+    """Nearest multiple of ``2**k`` to ``t``, ties toward zero, no clamping (``k >= 1``)."""
+    half = np.int64(1) << (k - 1)
+    return ((t + half - (t >= 0)) >> k) << k
+
+
+@njit(cache=True)
+def agreement_intervals(bits, ncols, n_levels, cmin, cmax, sign_magnitude):  # type: ignore[no-untyped-def]
+    """Where zero-point shifting is plain rounding: ``(agree_lo, agree_hi)``, ``int32[n_levels, ncand]``.
+
+    At level ``lev`` both semantics write multiples of ``step = 2**(ncols - lev)`` (no rounding
+    when ``ncols <= lev``), so a weight ``v`` shifted by ``c`` has squared error at least
+    ``min(m, step - m)**2`` with ``m = (v + c) mod step``: the error of plain rounding to the
+    nearest multiple (ties toward zero). ``[agree_lo[lev, ci], agree_hi[lev, ci]]`` is the longest
+    run of weight values whose pruned value for constant ``cmin + ci`` at level ``lev`` *is* plain
+    rounding (no clipping, clamping or saturation; empty when ``agree_lo > agree_hi``). A group
+    inside it has exactly that residue error, which depends on the weights modulo ``step`` only.
+    """
+    ncand = cmax - cmin + 1
+    agree_lo = np.ones((n_levels, ncand), dtype=np.int32)
+    agree_hi = np.zeros((n_levels, ncand), dtype=np.int32)
+    nv = np.int64(1) << bits
+    v_min = -(np.int64(1) << (bits - 1))
+    for lev in range(n_levels):
+        k = ncols - lev
         for ci in range(ncand):
             c = cmin + ci
-            a = max(abs(min(max(mn + c, -m), m)), abs(min(max(mx + c, -m), m)))
-            z = 0
-            for k in range(bits - 1):
-                z += a < (np.int64(1) << k)
-            lev[ci] = z
-    else:
-        for r in range(1, cap + 1):
-            lim = np.int64(1) << (bits - 1 - r)
-            lo = -lim - mn
-            hi = lim - 1 - mx
-            for ci in range(ncand):
-                c = cmin + ci
-                lev[ci] += (c >= lo) & (c <= hi)
+            best_len = 0
+            run_start = 0
+            for vi in range(nv + 1):
+                same = False
+                if vi < nv:
+                    v = v_min + vi
+                    plain = (_round_half_toward_zero(v + c, k) if k > 0 else v + c) - c
+                    if sign_magnitude:
+                        same = _value_sign_magnitude(v, c, lev, bits, ncols) == plain
+                    else:
+                        same = _value_twos(v, c, lev, bits, ncols) == plain
+                if not same:
+                    if vi - run_start > best_len:
+                        best_len = vi - run_start
+                        agree_lo[lev, ci] = v_min + run_start
+                        agree_hi[lev, ci] = v_min + vi - 1
+                    run_start = vi + 1
+    return agree_lo, agree_hi
+
+
+@njit(cache=True, inline="always")
+def _residue_errors(q, hist, scratch, lev, ncols, length):  # type: ignore[no-untyped-def]
+    """``q[cm] = sum_j min(x, step - x)**2`` with ``x = (v_j + cm) mod step``, ``step = 2**(ncols - lev)``,
+    for every ``cm < len(q)`` (periodic in ``cm``), from ``hist``: the group's weights counted
+    modulo ``len(hist)``.
+
+    With ``d = x - step * [x >= step / 2]`` the error is ``d**2``; going from ``cm`` to ``cm + 1``
+    every ``d`` grows by one except those at ``step/2 - 1``, which wrap to ``-step/2`` with the same
+    square, so ``q[cm + 1] = q[cm] + 2 * s1 + n`` and ``s1`` (the sum of ``d``) grows by
+    ``n - step * (count at x = step/2 - 1)``.
+    """
+    k = ncols - lev
+    if k <= 0:
+        for cm in range(q.shape[0]):
+            q[cm] = 0
+        return
+    s = np.int64(1) << k
+    half = s >> 1
+    for m in range(s):
+        scratch[m] = 0
+    for m in range(hist.shape[0]):
+        scratch[m & (s - 1)] += hist[m]
+    q0 = np.int64(0)
+    s1 = np.int64(0)
+    for m in range(s):
+        d = m if m < half else m - s
+        q0 += scratch[m] * d * d
+        s1 += scratch[m] * d
+    for cm in range(s):
+        q[cm] = q0
+        q0 += 2 * s1 + length
+        s1 += length - s * scratch[(half - 1 - cm) & (s - 1)]
+    for cm in range(s, q.shape[0]):
+        q[cm] = q[cm & (s - 1)]
 
 
 @njit(cache=True, parallel=True)
-def zero_point(vals, lengths, active, table, bits, ncols, cap, cmin, cmax, sign_magnitude):  # type: ignore[no-untyped-def]
+def zero_point(vals, lengths, active, table, agree_lo, agree_hi, bits, ncols, cap, cmin, cmax,  # type: ignore[no-untyped-def]
+               sign_magnitude):
     """Zero-point shifting: per group, the constant of least squared error, then the rounded weights.
 
-    The search adds, for every weight, the row ``table[level, v]`` of squared errors
-    over all candidate constants, for each level the group can take; the constant's
-    own level then picks its total. Ties go to the first (most negative) constant.
+    Residue search (see :func:`agreement_intervals`): the level of every candidate constant
+    follows from the group's min and max; one histogram of the weights modulo ``2**ncols`` gives,
+    per level present, every candidate's residue error (:func:`_residue_errors`). That is the
+    candidate's exact squared error when the group lies in the candidate's agreement interval,
+    and a lower bound otherwise. The first candidate of least bound wins if its bound is exact;
+    else its error is summed exactly from ``table[level, v - v_min, c - cmin]`` and the search
+    repeats (rarely more than once). Ties go to the first (most negative) constant.
     ``sign_magnitude`` selects the published-code semantics, else the paper's.
     """
     n, width = vals.shape
     ncand = cmax - cmin + 1
     n_levels = table.shape[0]
-    n_blocks = table.shape[2] // BLOCK
-    out = np.zeros((n, width), dtype=np.int16)
-    red = np.zeros(n, dtype=np.uint8)
-    const = np.zeros(n, dtype=np.int16)
+    smax = np.int64(1) << ncols
+    out = np.empty((n, width), dtype=np.int16)
+    red = np.empty(n, dtype=np.uint8)
+    const = np.empty(n, dtype=np.int16)
     v_min = -(np.int64(1) << (bits - 1))
     chunk = 256
     n_chunks = (n + chunk - 1) // chunk
     for ch in prange(n_chunks):
-        acc = np.empty((n_levels, table.shape[2]), dtype=np.int32)
-        lev = np.empty(ncand, dtype=np.int64)
+        q = np.empty((n_levels, smax), dtype=np.int64)
+        hist = np.empty(smax, dtype=np.int64)
+        scratch = np.empty(smax, dtype=np.int64)
+        ilo = np.empty(n_levels, dtype=np.int64)
+        ihi = np.empty(n_levels, dtype=np.int64)
+        bound = np.empty(ncand, dtype=np.int64)
+        summed = np.full(ncand, -1, dtype=np.int64)
         for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
             length = lengths[i]
+            for j in range(length, width):
+                out[i, j] = 0
             mn, mx = group_min_max(vals, i, length)
             if not active[i]:
                 red[i] = _level(mn, mx, 0, bits, cap, sign_magnitude)
+                const[i] = 0
                 for j in range(length):
                     out[i, j] = vals[i, j]
                 continue
-            _fill_levels(lev, mn, mx, cmin, bits, cap, sign_magnitude)
-            lmin = n_levels
-            lmax = 0
-            for ci in range(ncand):
-                lmin = min(lmin, lev[ci])
-                lmax = max(lmax, lev[ci])
-            for lv in range(lmin, lmax + 1):
-                a = acc[lv]
-                for ci in range(a.shape[0]):
-                    a[ci] = 0
+            _level_intervals(ilo, ihi, mn, mx, cmin, cmax, bits, sign_magnitude)
+            lmin = 0
+            while lmin + 1 < n_levels and ilo[lmin + 1] == 0 and ihi[lmin + 1] == ncand - 1:
+                lmin += 1
+            lmax = lmin
+            while lmax + 1 < n_levels and ilo[lmax + 1] <= ihi[lmax + 1]:
+                lmax += 1
+            for m in range(smax):
+                hist[m] = 0
             for j in range(length):
-                vi = np.int64(vals[i, j]) - v_min
+                hist[np.int64(vals[i, j]) & (smax - 1)] += 1
+            for lv in range(lmin, lmax + 1):
+                _residue_errors(q[lv], hist, scratch, lv, ncols, length)
+            # the candidate of least residue error (first on ties); level lv holds [ilo[lv], ihi[lv]]
+            # minus the nested interval of level lv + 1, where its residue error repeats every step
+            best = np.int64(1) << 62
+            best_ci = ncand
+            for lv in range(lmin, lmax + 1):
+                period = np.int64(1) << max(ncols - lv, 0)
+                if lv == lmax:
+                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ihi[lv] + 1, period, cmin, smax, best, best_ci)
+                else:
+                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ilo[lv + 1], period, cmin, smax, best, best_ci)
+                    best, best_ci = _scan_first_period(q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, period, cmin, smax,
+                                                       best, best_ci)
+            lv = _level_of(best_ci, ilo, ihi)
+            if not (mn >= agree_lo[lv, best_ci] and mx <= agree_hi[lv, best_ci]):
+                # its residue error is only a lower bound: bound[ci] <= exact error for every
+                # candidate, with equality inside the agreement interval or once summed exactly
                 for lv in range(lmin, lmax + 1):
-                    a = acc[lv]
-                    row = table[lv, vi]
-                    for blk in range(n_blocks):
-                        base = blk * BLOCK
-                        for ci in range(BLOCK):
-                            a[base + ci] += row[base + ci]
-            best = acc[lev[0], 0]
-            best_ci = 0
-            for ci in range(1, ncand):
-                sse = acc[lev[ci], ci]
-                if sse < best:
-                    best = sse
-                    best_ci = ci
+                    if lv == lmax:
+                        _copy_periodic(bound, q[lv], ilo[lv], ihi[lv] + 1, cmin, smax)
+                    else:
+                        _copy_periodic(bound, q[lv], ilo[lv], ilo[lv + 1], cmin, smax)
+                        _copy_periodic(bound, q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, cmin, smax)
+                while True:
+                    best = bound[0]
+                    for ci in range(1, ncand):
+                        best = min(best, bound[ci])
+                    best_ci = 0
+                    while bound[best_ci] != best:
+                        best_ci += 1
+                    lv = _level_of(best_ci, ilo, ihi)
+                    if summed[best_ci] == i or (mn >= agree_lo[lv, best_ci] and mx <= agree_hi[lv, best_ci]):
+                        break  # exact, no smaller bound anywhere and no equal one before it
+                    row = table[lv]
+                    s = np.int64(0)
+                    for j in range(length):
+                        s += row[np.int64(vals[i, j]) - v_min, best_ci]
+                    bound[best_ci] = s
+                    summed[best_ci] = i
             c = cmin + best_ci
-            lv = lev[best_ci]
+            lv = _level_of(best_ci, ilo, ihi)
             red[i] = lv
             const[i] = c
-            for j in range(length):
-                v = np.int64(vals[i, j])
-                if sign_magnitude:
-                    out[i, j] = _value_sign_magnitude(v, c, lv, bits, ncols)
+            k = ncols - lv
+            if mn >= agree_lo[lv, best_ci] and mx <= agree_hi[lv, best_ci]:
+                if k > 0:
+                    half = np.int64(1) << (k - 1)
+                    for j in range(length):
+                        t = np.int64(vals[i, j]) + c
+                        out[i, j] = (((t + half - (t >= 0)) >> k) << k) - c
                 else:
-                    out[i, j] = _value_twos(v, c, lv, bits, ncols)
+                    for j in range(length):
+                        out[i, j] = vals[i, j]
+            else:
+                for j in range(length):
+                    v = np.int64(vals[i, j])
+                    if sign_magnitude:
+                        out[i, j] = _value_sign_magnitude(v, c, lv, bits, ncols)
+                    else:
+                        out[i, j] = _value_twos(v, c, lv, bits, ncols)
     return out, red, const
 
 

@@ -177,7 +177,7 @@ class MethodSpec:
         """Free columns per group (``uint8[n_groups]``) by the method's own definition."""
         if self.free_columns == "zero_magnitude":
             return analysis.zero_magnitude_columns(pruned, lengths, bits)
-        return analysis.free_columns(self.stored(pruned, constant), lengths, bits, cap=cap)
+        return analysis.free_columns(pruned, lengths, bits, cap=cap, offsets=constant if self.offset else None)
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -239,10 +239,15 @@ def reference_group(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, in
 
 # ---------------------------------------------------------------------- the built-in methods
 @functools.lru_cache(maxsize=32)
-def _error_table(bits: int, n_cols: int, n_levels: int, cmin: int, cmax: int, sign_magnitude: bool) -> np.ndarray:
-    table = _kernels.error_table(bits, n_cols, n_levels, cmin, cmax, sign_magnitude)
-    table.setflags(write=False)
-    return table
+def _zero_point_tables(bits: int, n_cols: int, n_levels: int, cmin: int, cmax: int,
+                       sign_magnitude: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The zero-point search's tables (read-only): the exact error table and the agreement
+    intervals of the residue search (:func:`bitvert.pruning._kernels.agreement_intervals`)."""
+    tables = (_kernels.error_table(bits, n_cols, n_levels, cmin, cmax, sign_magnitude),
+              *_kernels.agreement_intervals(bits, n_cols, n_levels, cmin, cmax, sign_magnitude))
+    for t in tables:
+        t.setflags(write=False)
+    return tables
 
 
 def _half_even(config: _Config) -> bool:
@@ -271,8 +276,8 @@ def _zero_point_kernel(values: np.ndarray, lengths: np.ndarray, active: np.ndarr
     cmin, cmax = config.constant_range
     sign_magnitude = config.semantics == "code"
     n_levels = b if sign_magnitude else cap + 1
-    table = _error_table(b, n_cols, n_levels, cmin, cmax, sign_magnitude)
-    return _kernels.zero_point(values, lengths, active, table, b, n_cols, cap, cmin, cmax, sign_magnitude)
+    tables = _zero_point_tables(b, n_cols, n_levels, cmin, cmax, sign_magnitude)
+    return _kernels.zero_point(values, lengths, active, *tables, b, n_cols, cap, cmin, cmax, sign_magnitude)
 
 
 def _zero_point_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, int]:

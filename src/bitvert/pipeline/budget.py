@@ -13,9 +13,10 @@ outputs over the calibration inputs by ``Σ‖e_k x‖² = e_k H e_kᵀ``.
   channels at 8 bits) reach the budget with the smallest summed output error: per layer, the lower convex
   hull of (bits saved, error) over its allowed ``N``; one global greedy over the hull segments by error per
   saved bit; the segment that crosses the budget is applied to only part of that layer's channels, those
-  with the least error per saved bit, so the budget is met to within one channel's bits. Every layer has
-  one ``N`` except at most one, which has two (``N`` and the next hull point's), recorded per channel in
-  ``channel_bits`` (stored bits ``8 - N``).
+  with the least error per saved bit, and the last of those channels moves only as many columns as the
+  budget still needs, so the budget is met to within one column of one channel (below it, never above).
+  Every layer has one ``N`` except at most one, which has two (``N`` and the next hull point's; rarely a
+  third, for that last channel), recorded per channel in ``channel_bits`` (stored bits ``8 - N``).
 """
 
 from __future__ import annotations
@@ -270,10 +271,13 @@ def allocate_columns(layers: Sequence[LayerBudget], fixed_bits: int, n_weights: 
         order = np.argsort(ratio, kind="stable")
         cum = np.cumsum(d_bits[order])
         m = int(np.searchsorted(cum, need - 1e-9)) + 1
-        picked = order[:m]
-        choice[li][picked] = b
-        need -= float(cum[m - 1])
-        logger.info("bit budget: layer %s splits %d of %d channels to N=%d, the rest N=%d", l.name, m,
+        choice[li][order[:m - 1]] = b
+        rest = need - (float(cum[m - 2]) if m >= 2 else 0.0)
+        last = order[m - 1]  # the last channel moves only as far as the budget needs (any N up to b)
+        j = next(j for j in range(a + 1, b + 1) if l.bits[a, last] - l.bits[j, last] >= rest - 1e-9)
+        choice[li][last] = j
+        need = rest - float(l.bits[a, last] - l.bits[j, last])
+        logger.info("bit budget: layer %s splits: %d of %d channels to N=%d, the rest N=%d", l.name, m,
                     len(order), l.columns[b], l.columns[a])
     return {l.name: np.asarray(l.columns, dtype=np.int64)[choice[i]] if l.columns else choice[i]
             for i, l in enumerate(layers)}

@@ -21,12 +21,12 @@ The output is a normal :class:`~bitvert.pruning.PruneResult`: every pruned group
 metadata describes, so the codec, the decoder and the BitVert PE model run it unchanged.
 :func:`gptq_round` is the same solver on a plain uniform grid (GPTQ proper, the ``rtn`` baseline).
 
-Column order: ``hessian`` is indexed like ``weight.movedim(out_axis, 0).reshape(K, -1)`` (PyTorch's
-flattened ``(in, *kernel)`` order of a convolution, i.e. ``unfold`` / im2col order; ``in`` of HF
-``Conv1D``); the solver permutes it to the grouping's column order (``(*kernel, in)`` for a
-convolution grouped along its input channels) itself. ``hessian`` is ``[n, n]`` (one for every
-output channel) or ``[G, n, n]`` with ``G`` dividing ``K`` (channel ``k`` uses ``H[k // (K // G)]``:
-grouped convolutions; ``G = K`` for depthwise ones).
+Column order: ``hessian`` is indexed in the grouping's column order of one output channel (what
+``GroupLayout.to_rows(w).reshape(K, -1)`` gives per channel: ``(*kernel, in)`` for a convolution
+grouped along its input channels, the window for a depthwise one, ``in`` for linear layers), as
+:func:`bitvert.pipeline.calibration.collect_hessians` returns it. ``hessian`` is ``[n, n]`` (one for
+every output channel) or ``[G, n, n]`` with ``G`` dividing ``K`` (channel ``k`` uses
+``H[k // (K // G)]``: grouped convolutions; ``G = K`` for depthwise ones).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from bitvert.pruning import _gptq_kernels as _kernels
 from bitvert.pruning.api import GroupMetadata, PruneResult, prune
 from bitvert.pruning.config import PruneConfig
 
-__all__ = ["DEFAULT_DAMP", "DEFAULT_BLOCK", "gptq_prune", "gptq_round", "output_error", "group_column_order"]
+__all__ = ["DEFAULT_DAMP", "DEFAULT_BLOCK", "gptq_prune", "gptq_round", "output_error"]
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +79,6 @@ def _check_damp_block(damp: float, block_size: int) -> None:
         raise ConfigError(f"block_size must be a positive integer (columns per lazy update), got {block_size!r}")
 
 
-def group_column_order(layout: GroupLayout) -> np.ndarray:
-    """``perm`` with ``flat[:, perm]`` = a channel's weights in group order, where ``flat`` is the weight as
-    ``movedim(out_axis, 0).reshape(K, -1)``: identity except for convolutions grouped along input
-    channels, whose flat order is ``(in, *kernel)`` and group order ``(*kernel, in)``."""
-    n = layout.rows_per_channel * layout.row_length
-    if layout.kind is not LayerKind.CONV or layout.along_window:
-        return np.arange(n)
-    c, window = layout.row_length, layout.rows_per_channel
-    return np.arange(n).reshape(c, window).T.reshape(-1)
-
-
 def _check_hessian(hessian: Any, n_channels: int, n: int) -> np.ndarray:
     h = hessian.detach().cpu().to(torch.float64).numpy() if isinstance(hessian, torch.Tensor) else np.asarray(
         hessian, dtype=np.float64)
@@ -103,16 +92,14 @@ def _check_hessian(hessian: Any, n_channels: int, n: int) -> np.ndarray:
     return h
 
 
-def _flat_rows(w: np.ndarray, layout: GroupLayout) -> np.ndarray:
-    """``[K, n]`` rows of ``w`` (module layout) in PyTorch's flattened order (see :func:`group_column_order`)."""
-    if layout.kind is LayerKind.LINEAR_IN_OUT:
-        return np.ascontiguousarray(w.T)
-    return w.reshape(layout.n_channels, -1)
+def _group_rows(w: np.ndarray, layout: GroupLayout) -> np.ndarray:
+    """``[K, n]``: each output channel's weights in the grouping's column order."""
+    return layout.to_rows(w).reshape(layout.n_channels, -1)
 
 
 def _from_group_rows(rows: np.ndarray, layout: GroupLayout) -> np.ndarray:
-    """Rows in group order (``[K, n]``) back to the module layout."""
-    return layout.from_rows(rows.reshape(layout.n_rows, layout.row_length))
+    """Inverse of :func:`_group_rows`: back to the module layout."""
+    return layout.from_rows(np.ascontiguousarray(rows).reshape(layout.n_rows, layout.row_length))
 
 
 # ---------------------------------------------------------------------- the solver
@@ -226,11 +213,8 @@ def _prepare(weights: Any, kind: LayerKind | str | None, group_size: int, remain
     if w.ndim < 2:
         raise InputError(f"weights must be at least 2-d (out, in, ...), got shape {w.shape}")
     layout = make_layout(w.shape, infer_kind(w.shape) if kind is None else kind, group_size, remainder)
-    perm = group_column_order(layout)
-    n = perm.shape[0]
-    h = _check_hessian(hessian, layout.n_channels, n)
-    h_group = h[:, perm][:, :, perm]
-    return w, layout, _flat_rows(w, layout)[:, perm], h_group
+    h = _check_hessian(hessian, layout.n_channels, layout.rows_per_channel * layout.row_length)
+    return w, layout, _group_rows(w, layout), h
 
 
 def gptq_prune(
@@ -249,8 +233,8 @@ def gptq_prune(
         weights: float weights in integer units (``W / scale`` per output channel), module layout
             (``kind`` as in :func:`~bitvert.pruning.prune`), within the signed ``config.weight_bits`` range.
         config: the method and its parameters; the method must have a :attr:`MethodSpec.grid`.
-        hessian: ``Σ XᵀX`` of the layer's inputs, ``[n, n]`` or ``[G, n, n]`` in the column order
-            described in the module docstring.
+        hessian: ``Σ XᵀX`` of the layer's inputs, ``[n, n]`` or ``[G, n, n]`` in the grouping's column
+            order (module docstring).
         kind: ``linear``, ``linear_in_out`` or ``conv``; ``None`` infers it from the rank.
         dense_channels: optional ``bool[K]``: channels kept exactly at ``rounded`` (sensitive channels).
         damp: dampening, a fraction of ``mean(diag H)`` in ``[0, 1]``.
@@ -308,7 +292,7 @@ def gptq_prune(
         log.warning("Hessian of a %s layer %s is not positive definite after dampening %g (%s); falling back to "
                     "the greedy %s", layout.kind.value, layout.shape, damp, exc, spec.name)
         return greedy
-    greedy_rows = _flat_rows(greedy.weights, layout)[:, group_column_order(layout)][rows]
+    greedy_rows = _group_rows(greedy.weights, layout)[rows]
     h_rows = h if h.shape[0] == 1 else h[rows // (layout.n_channels // h.shape[0])]
     e_new = output_error(w_rows[rows], snapped, h_rows)
     e_old = output_error(w_rows[rows], greedy_rows, h_rows)
@@ -316,7 +300,7 @@ def gptq_prune(
     log.debug("gptq %s %s: solver kept on %d of %d channels, output error %.4g -> %.4g", spec.name, layout.shape,
               int(better.sum()), rows.size, float(e_old.sum()), float(np.where(better, e_new, e_old).sum()))
     keep = rows[better]
-    out_rows = _flat_rows(greedy.weights, layout)[:, group_column_order(layout)].copy()
+    out_rows = _group_rows(greedy.weights, layout).copy()
     out_rows[keep] = snapped[better]
     weights_out = _from_group_rows(out_rows, layout).astype(np.int16)
     redundant = md.redundant.reshape(layout.n_channels, gpc).copy()
@@ -367,8 +351,7 @@ def gptq_round(
         log.warning("Hessian of a %s layer %s is not positive definite after dampening %g (%s); falling back to "
                     "round-to-nearest", layout.kind.value, layout.shape, damp, exc)
         return plain
-    perm = group_column_order(layout)
-    plain_rows = _flat_rows(plain, layout)[:, perm]
+    plain_rows = _group_rows(plain, layout)
     h_rows = h if h.shape[0] == 1 else h[rows // (layout.n_channels // h.shape[0])]
     better = output_error(w_rows[rows], snapped, h_rows) <= output_error(w_rows[rows], plain_rows[rows], h_rows)
     plain_rows[rows[better]] = snapped[better]

@@ -61,7 +61,9 @@ from bitvert.pipeline.quantize import (
     weight_int_range,
 )
 from bitvert.pipeline._kernels import dequantize_rows
+from bitvert.pipeline.calibration import calibrate_sequentially
 from bitvert.pruning import prune
+from bitvert.pruning.gptq import gptq_prune, gptq_round
 
 __all__ = [
     "select_sensitive", "channel_scores", "LayerPruneRecord", "ModelPruneReport", "IntLayer", "prune_model_",
@@ -381,6 +383,11 @@ def prune_int_layers(
         InputError: malformed layers, duplicate names, integers outside the weight range.
     """
     preset = get_preset(preset)
+    if preset.solver == "gptq":
+        raise ConfigError(
+            f"preset {preset.name!r} uses solver 'gptq', which needs each layer's input Hessian from calibration "
+            "batches through a model; prune_int_layers has integer layers only. Use prune_model_ on the model, "
+            "or set solver='greedy'")
     layers = [_check_int_layer(l, i) for i, l in enumerate(layers)]
     if not layers:
         raise InputError("layers is empty; pass at least one IntLayer")
@@ -407,7 +414,7 @@ def prune_int_layers(
         jobs.append(_LayerJob(name=layer.name, kind=layer.kind, out_axis=int(layer.out_axis), role=role, reason=why,
                               config=cfg, weight=w))
         given[layer.name] = (torch.from_numpy(q.astype(np.int16, copy=False)), torch.from_numpy(scale))
-    records = _algorithm2(jobs, preset, lambda job: given[job.name], progress)
+    records = _algorithm2(jobs, preset, lambda job: given[job.name], progress, None)
     return ModelPruneReport(preset=preset, layers=records, prune_seconds=time.perf_counter() - t0)
 
 
@@ -427,13 +434,16 @@ def prune_model_(
     Args:
         model: a PyTorch model (any architecture with Linear / Conv / HF Conv1D layers).
         preset: a :class:`PipelinePreset` or a preset name (``moderate``, ``rtn-moderate``, ...).
-        calibration: iterable of model inputs for activation calibration; required when the
-            preset quantizes activations (``preset.quant.act_bits`` is not ``None``).
+        calibration: iterable of model inputs (materialized once); required when the preset
+            quantizes activations (``preset.quant.act_bits`` is not ``None``) or uses the ``gptq``
+            solver, whose layer Hessians are collected sequentially on these inputs
+            (:func:`bitvert.pipeline.calibration.calibrate_sequentially`: each layer sees the
+            outputs of the already-pruned earlier layers).
         rules: extra regex -> role rules, applied before ``preset.rules``.
         progress: show a progress bar over layers (stderr).
 
     Raises:
-        ConfigError: unknown preset, or activation quantization without calibration batches.
+        ConfigError: unknown preset, or activation quantization / the gptq solver without calibration batches.
         UnsupportedLayerError: the model has no quantizable layer.
     """
     preset = get_preset(preset)
@@ -445,6 +455,11 @@ def prune_model_(
             "batches were given; pass calibration=<iterable of model inputs>, or use "
             f"get_preset({preset.name!r}, quant={{'act_bits': None}}) for weight-only pruning"
         )
+    if preset.solver == "gptq" and calibration is None:
+        raise ConfigError(
+            f"preset {preset.name!r} uses solver 'gptq', which needs calibration batches for the layers' input "
+            "Hessians; pass calibration=<iterable of model inputs>, or use solver='greedy'")
+    batches = None if calibration is None else list(calibration)
     t0 = time.perf_counter()
     all_rules: dict[str, Any] = {**(rules or {}), **preset.rules}
     layers = select_layers(model, preset.quant, all_rules, preset.first_layer, preset.last_layer)
@@ -454,13 +469,21 @@ def prune_model_(
     def quantize(job: _LayerJob) -> tuple[torch.Tensor, torch.Tensor]:
         return quantize_weight(job.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
 
-    records = _algorithm2(jobs, preset, quantize, progress)
+    solve = None
+    if preset.solver == "gptq":
+        def solve(todo: list[_LayerJob], process: Callable[[_LayerJob, torch.Tensor], None]) -> None:
+            by_name = {j.name: j for j in todo}
+            chosen = [l for l in layers if l.name in by_name]
+            calibrate_sequentially(model, chosen, batches or [], lambda l, h: process(by_name[l.name], h),
+                                   compute_dtype=torch.float32)
+
+    records = _algorithm2(jobs, preset, quantize, progress, solve)
     for layer, job in zip(layers, jobs):  # the short-group rule may have changed a role
         layer.role, layer.reason = job.role, job.reason
     prune_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    aq = attach_activation_quant(model, layers, calibration)
+    aq = attach_activation_quant(model, layers, batches)
     ranges = {k: r.to_dict() for k, r in aq.ranges.items()} if aq is not None else {}
     report = ModelPruneReport(
         preset=preset, layers=records, activation_ranges=ranges, activation_quantizer=aq,
@@ -471,13 +494,23 @@ def prune_model_(
     return report
 
 
+_Solve = Callable[[list[_LayerJob], Callable[[_LayerJob, torch.Tensor], None]], None]
+"""``solve(jobs, process)``: calls ``process(job, H)`` for every job, in an order where each layer's ``H``
+sees the already-processed layers (the ``gptq`` solver's sequential calibration)."""
+
+
 def _algorithm2(
     jobs: list[_LayerJob],
     preset: PipelinePreset,
     quantize: Callable[[_LayerJob], tuple[torch.Tensor, torch.Tensor]],
     progress: bool,
+    solve: _Solve | None,
 ) -> list[LayerPruneRecord]:
-    """Short-group rule, INT8 integers, channel scores, global selection and per-layer pruning."""
+    """Short-group rule, INT8 integers, channel scores, global selection and per-layer pruning.
+
+    With ``solve`` (``solver="gptq"``), the pruned layers are processed through it with their input
+    Hessians, after every other layer (INT8, FP32) was processed, so each Hessian sees them quantized.
+    """
     if preset.method != "none":
         _keep_unprofitable_dense(jobs, preset)
     sens_kind = preset.sensitivity
@@ -490,9 +523,26 @@ def _algorithm2(
     global_counts = _global_counts(scores, preset.sensitive_fraction)
     mask_of = {j.name: m for j, m in zip(pruned, masks)}
     count_of = {j.name: c for j, c in zip(pruned, global_counts)}
-    bar = tqdm(jobs, desc=f"prune ({preset.name})", unit="layer", disable=not progress, leave=False)
-    return [_process_layer(job, preset, quantized.get(job.name), mask_of.get(job.name), count_of.get(job.name, 0))
-            for job in bar]
+    bar = tqdm(total=len(jobs), desc=f"prune ({preset.name})", unit="layer", disable=not progress, leave=False)
+    records: dict[str, LayerPruneRecord] = {}
+
+    def process(job: _LayerJob, hessian: torch.Tensor | None = None) -> None:
+        records[job.name] = _process_layer(job, preset, quantized.get(job.name), mask_of.get(job.name),
+                                           count_of.get(job.name, 0), hessian)
+        bar.update()
+
+    solved = pruned if solve is not None else []
+    solved_names = {j.name for j in solved}
+    for job in jobs:
+        if job.name not in solved_names:
+            process(job)
+    if solved:
+        solve(solved, process)
+        missing = [j.name for j in solved if j.name not in records]
+        if missing:
+            raise ConfigError(f"the gptq solver's calibration never reached layers {missing[:5]}")
+    bar.close()
+    return [records[job.name] for job in jobs]
 
 
 def _keep_unprofitable_dense(layers: list[_LayerJob], preset: PipelinePreset) -> None:
@@ -525,7 +575,13 @@ def _process_layer(
     qs: tuple[torch.Tensor, torch.Tensor] | None,
     sensitive: np.ndarray | None,
     n_global: int,
+    hessian: torch.Tensor | None = None,
 ) -> LayerPruneRecord:
+    """Prune (or quantize) one layer and write its dequantized weights into the module.
+
+    ``hessian`` (the ``gptq`` solver): the layer's input ``H`` in the grouping's column order; the
+    normal channels are then solved with error feedback instead of rounded group by group.
+    """
     w = layer.weight
     rec = LayerPruneRecord(
         name=layer.name, kind=layer.kind, shape=tuple(w.shape), out_axis=layer.out_axis, role=layer.role.value,
@@ -549,17 +605,26 @@ def _process_layer(
         rec.n_sensitive_global = n_global
         normal = ~sensitive
         stored = bits - preset.columns
+        shape = [1] * w.ndim
+        shape[layer.out_axis] = -1
         if preset.method == "rtn":
             q_low, s_low = quantize_weight(w_fp, stored, layer.out_axis, layer.config.weight_granularity)
-            shape = [1] * w.ndim
-            shape[layer.out_axis] = -1
+            if hessian is not None:
+                q_low = torch.from_numpy(gptq_round(
+                    (w_fp / s_low.view(shape)).numpy(), stored, hessian, kind=layer.kind, dense_channels=sensitive,
+                    damp=preset.gptq_damp, block_size=preset.gptq_block))
             nm = torch.from_numpy(normal).view(shape)
             q = torch.where(nm, q_low, q)
             scale_out = torch.where(torch.from_numpy(normal), s_low, scale)
             channel_bits[normal] = stored
             rec.weight_bits_total = int(per_channel * (rec.n_sensitive * bits + int(normal.sum()) * stored))
         else:
-            res = prune(q_np, preset.prune_config(bits), kind=layer.kind, dense_channels=sensitive)
+            if hessian is not None:
+                res = gptq_prune((w_fp / scale.view(shape)).numpy(), preset.prune_config(bits), hessian,
+                                 kind=layer.kind, dense_channels=sensitive, damp=preset.gptq_damp,
+                                 block_size=preset.gptq_block, rounded=q_np)
+            else:
+                res = prune(q_np, preset.prune_config(bits), kind=layer.kind, dense_channels=sensitive)
             q_new = res.weights
             md = res.metadata
             rec.metadata = {"redundant": md.redundant, "constant": md.constant,

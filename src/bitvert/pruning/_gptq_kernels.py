@@ -6,8 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, parallel=True)
-def snap_columns(w, up, i0, i1, c0, c1, below, above, uniform, lo, hi, off, q, err):  # type: ignore[no-untyped-def]
+def _snap_columns(w, up, i0, i1, c0, c1, below, above, uniform, lo, hi, off, q, err):  # type: ignore[no-untyped-def]
     """Snap columns ``i0..i1-1`` of every row of ``w`` and push each error onto columns ``..c1-1``.
 
     ``w[R, n]`` float32 (updated in place), ``up[G, n, n]`` the upper Cholesky factor of ``H⁻¹``
@@ -41,3 +40,9 @@ def snap_columns(w, up, i0, i1, c0, c1, below, above, uniform, lo, hi, off, q, e
             err[r, i - c0] = e
             for j in range(i + 1, c1):
                 w[r, j] -= e * up[u, i, j]
+
+
+snap_columns = njit(cache=True, parallel=True)(_snap_columns)
+"""Parallel over rows (large layers)."""
+snap_columns_serial = njit(cache=True)(_snap_columns)
+"""One thread (small layers, where starting threads costs more than the work)."""

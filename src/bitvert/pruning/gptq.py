@@ -57,6 +57,10 @@ DEFAULT_BLOCK = 128
 _Choose = Callable[[int, np.ndarray], "np.ndarray | None"]
 
 
+_PARALLEL_ROWS = 256
+"""Rows from which the snapping kernel runs in parallel."""
+
+
 class _NotPositiveDefinite(Exception):
     """``H`` (after dampening) has no Cholesky factor."""
 
@@ -163,7 +167,8 @@ def _error_feedback(w: np.ndarray, up: np.ndarray, starts: np.ndarray, stops: np
         for j in groups:
             mask = choose(j, wk[:, starts[j]:stops[j]])
             below, above = (no_table, no_table) if mask is None else _snap_tables(mask)
-            _kernels.snap_columns(wk, up, int(starts[j]), int(stops[j]), c0, c1, below, above, mask is None,
+            kernel = _kernels.snap_columns if rows >= _PARALLEL_ROWS else _kernels.snap_columns_serial
+            kernel(wk, up, int(starts[j]), int(stops[j]), c0, c1, below, above, mask is None,
                                   uniform[0], uniform[1], 1 << (bits - 1), q, err)
         if c1 < n:
             if shared:

@@ -22,7 +22,7 @@ outputs over the calibration inputs by ``Σ‖e_k x‖² = e_k H e_kᵀ``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from bitvert.core.grouping import GroupLayout, make_layout
 from bitvert.errors import ConfigError, InputError
 from bitvert.pipeline.presets import BUDGET_COLUMNS, PipelinePreset
 from bitvert.pipeline.quantize import quantize_weight
-from bitvert.pruning import GroupMetadata, prune
+from bitvert.pruning import GroupMetadata, PruneConfig, PruneResult, prune
 
 __all__ = ["channel_group_bits", "prune_by_columns", "channel_output_errors", "allowed_columns", "LayerBudget",
            "allocate_columns"]
@@ -66,12 +66,17 @@ def _channel_take(arrays: Sequence[np.ndarray], which: np.ndarray, axis: int) ->
 
 def prune_by_columns(
     q: np.ndarray, kind: str, preset: PipelinePreset, bits: int, sensitive: np.ndarray, columns: np.ndarray,
-    out_axis: int = 0,
+    out_axis: int = 0, prune_fn: Callable[[PruneConfig, np.ndarray], PruneResult] | None = None,
 ) -> tuple[np.ndarray, GroupMetadata, GroupLayout]:
-    """Greedy binary pruning of the normal channels of ``q``, channel ``k`` with ``columns[k]`` free columns.
+    """Binary pruning of the normal channels of ``q``, channel ``k`` with ``columns[k]`` free columns.
 
-    One :func:`bitvert.pruning.prune` call per distinct ``N`` (channels at other ``N`` are passed as
-    dense), merged per channel; a layer with one ``N`` is exactly one call.
+    One pruning call per distinct ``N`` (channels at other ``N`` are passed as dense), merged per
+    channel; a layer with one ``N`` is exactly one call. Rows are pruned independently by every
+    solver (greedy: per group; ``gptq``: error feedback along a row), so the merge is exact.
+
+    Args:
+        prune_fn: ``prune_fn(config, dense_channels) -> PruneResult``; default the greedy
+            :func:`bitvert.pruning.prune` of ``q`` (the ``gptq`` solver passes its own).
 
     Returns:
         ``(weights, metadata, layout)`` as a :class:`~bitvert.pruning.PruneResult` would hold them.
@@ -79,8 +84,11 @@ def prune_by_columns(
     normal = ~np.asarray(sensitive, dtype=bool)
     columns = np.asarray(columns, dtype=np.int64)
     values = np.unique(columns[normal]) if normal.any() else np.array([preset.columns])
-    results = [prune(q, preset.prune_config(bits, columns=int(n)), kind=kind,
-                     dense_channels=~(normal & (columns == n))) for n in values]
+    if prune_fn is None:
+        def prune_fn(config: PruneConfig, dense: np.ndarray) -> PruneResult:
+            return prune(q, config, kind=kind, dense_channels=dense)
+
+    results = [prune_fn(preset.prune_config(bits, columns=int(n)), ~(normal & (columns == n))) for n in values]
     if len(results) == 1:
         r = results[0]
         return r.weights, r.metadata, r.layout

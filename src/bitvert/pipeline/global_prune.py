@@ -70,7 +70,9 @@ from bitvert.pipeline.quantize import (
     weight_int_range,
 )
 from bitvert.pipeline._kernels import dequantize_rows
+from bitvert.pipeline.calibration import calibrate_sequentially
 from bitvert.pruning import prune
+from bitvert.pruning.gptq import gptq_prune, gptq_round
 
 __all__ = [
     "select_sensitive", "channel_scores", "LayerPruneRecord", "ModelPruneReport", "IntLayer", "prune_model_",
@@ -403,6 +405,11 @@ def prune_int_layers(
         InputError: malformed layers, duplicate names, integers outside the weight range.
     """
     preset = get_preset(preset)
+    if preset.solver == "gptq":
+        raise ConfigError(
+            f"preset {preset.name!r} uses solver 'gptq', which needs each layer's input Hessian from calibration "
+            "batches through a model; prune_int_layers has integer layers only. Use prune_model_ on the model, "
+            "or set solver='greedy'")
     layers = [_check_int_layer(l, i) for i, l in enumerate(layers)]
     if not layers:
         raise InputError("layers is empty; pass at least one IntLayer")
@@ -429,7 +436,7 @@ def prune_int_layers(
         jobs.append(_LayerJob(name=layer.name, kind=layer.kind, out_axis=int(layer.out_axis), role=role, reason=why,
                               config=cfg, weight=w))
         given[layer.name] = (torch.from_numpy(q.astype(np.int16, copy=False)), torch.from_numpy(scale))
-    records = _algorithm2(jobs, preset, lambda job: given[job.name], progress, hessians)
+    records = _algorithm2(jobs, preset, lambda job: given[job.name], progress, None, hessians)
     return ModelPruneReport(preset=preset, layers=records, prune_seconds=time.perf_counter() - t0)
 
 
@@ -449,15 +456,17 @@ def prune_model_(
     Args:
         model: a PyTorch model (any architecture with Linear / Conv / HF Conv1D layers).
         preset: a :class:`PipelinePreset` or a preset name (``moderate``, ``rtn-moderate``, ...).
-        calibration: iterable of model inputs for activation calibration and the layers' input
-            Hessians; required when the preset quantizes activations (``preset.quant.act_bits`` is not
-            ``None``) or needs Hessians (``sensitivity="output_error"``, ``target_bits``):
-            :attr:`PipelinePreset.needs_calibration`.
+        calibration: iterable of model inputs (materialized once); required when the preset
+            quantizes activations (``preset.quant.act_bits`` is not ``None``), needs the layers' input
+            Hessians (``sensitivity="output_error"``, ``target_bits``: collected in one pass on the FP32
+            model) or uses the ``gptq`` solver, whose layer Hessians are collected sequentially on these
+            inputs (:func:`bitvert.pipeline.calibration.calibrate_sequentially`: each layer sees the
+            outputs of the already-pruned earlier layers); :attr:`PipelinePreset.needs_calibration`.
         rules: extra regex -> role rules, applied before ``preset.rules``.
         progress: show a progress bar over layers (stderr).
 
     Raises:
-        ConfigError: unknown preset, or activation quantization without calibration batches.
+        ConfigError: unknown preset, or activation quantization / the gptq solver without calibration batches.
         UnsupportedLayerError: the model has no quantizable layer.
     """
     preset = get_preset(preset)
@@ -474,6 +483,11 @@ def prune_model_(
             "batches were given; pass calibration=<iterable of model inputs>, or use "
             f"get_preset({preset.name!r}, quant={{'act_bits': None}}) for weight-only pruning"
         )
+    if preset.solver == "gptq" and calibration is None:
+        raise ConfigError(
+            f"preset {preset.name!r} uses solver 'gptq', which needs calibration batches for the layers' input "
+            "Hessians; pass calibration=<iterable of model inputs>, or use solver='greedy'")
+    batches = None if calibration is None else list(calibration)
     t0 = time.perf_counter()
     all_rules: dict[str, Any] = {**(rules or {}), **preset.rules}
     layers = select_layers(model, preset.quant, all_rules, preset.first_layer, preset.last_layer)
@@ -485,16 +499,24 @@ def prune_model_(
 
     hessians = None
     if preset.needs_hessians:
-        calibration = list(calibration)  # type: ignore[arg-type]  # used twice: Hessians, then activations
-        hessians = collect_hessians(model, [l for l in layers if l.role is LayerRole.PRUNE], calibration)
-    records = _algorithm2(jobs, preset, quantize, progress, hessians)
+        hessians = collect_hessians(model, [l for l in layers if l.role is LayerRole.PRUNE], batches or [],
+                                    compute_dtype=torch.float32)
+    solve = None
+    if preset.solver == "gptq":
+        def solve(todo: list[_LayerJob], process: Callable[[_LayerJob, torch.Tensor], None]) -> None:
+            by_name = {j.name: j for j in todo}
+            chosen = [l for l in layers if l.name in by_name]
+            calibrate_sequentially(model, chosen, batches or [], lambda l, h: process(by_name[l.name], h),
+                                   compute_dtype=torch.float32)
+
+    records = _algorithm2(jobs, preset, quantize, progress, solve, hessians)
     del hessians
     for layer, job in zip(layers, jobs):  # the short-group rule may have changed a role
         layer.role, layer.reason = job.role, job.reason
     prune_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    aq = attach_activation_quant(model, layers, calibration)
+    aq = attach_activation_quant(model, layers, batches)
     ranges = {k: r.to_dict() for k, r in aq.ranges.items()} if aq is not None else {}
     report = ModelPruneReport(
         preset=preset, layers=records, activation_ranges=ranges, activation_quantizer=aq,
@@ -505,14 +527,24 @@ def prune_model_(
     return report
 
 
+_Solve = Callable[[list[_LayerJob], Callable[[_LayerJob, torch.Tensor], None]], None]
+"""``solve(jobs, process)``: calls ``process(job, H)`` for every job, in an order where each layer's ``H``
+sees the already-processed layers (the ``gptq`` solver's sequential calibration)."""
+
+
 def _algorithm2(
     jobs: list[_LayerJob],
     preset: PipelinePreset,
     quantize: Callable[[_LayerJob], tuple[torch.Tensor, torch.Tensor]],
     progress: bool,
+    solve: _Solve | None = None,
     hessians: Mapping[str, torch.Tensor] | None = None,
 ) -> list[LayerPruneRecord]:
-    """Short-group rule, INT8 integers, channel scores, global selection and per-layer pruning."""
+    """Short-group rule, INT8 integers, channel scores, global selection and per-layer pruning.
+
+    With ``solve`` (``solver="gptq"``), the pruned layers are processed through it with their input
+    Hessians, after every other layer (INT8, FP32) was processed, so each Hessian sees them quantized.
+    """
     if preset.method != "none":
         _keep_unprofitable_dense(jobs, preset)
     sens_kind = preset.sensitivity
@@ -531,10 +563,26 @@ def _algorithm2(
     count_of = {j.name: c for j, c in zip(pruned, global_counts)}
     columns_of = _budget_columns(jobs, pruned, quantized, mask_of, errors, preset) \
         if preset.target_bits is not None else {}
-    bar = tqdm(jobs, desc=f"prune ({preset.name})", unit="layer", disable=not progress, leave=False)
-    return [_process_layer(job, preset, quantized.get(job.name), mask_of.get(job.name), count_of.get(job.name, 0),
-                           columns_of.get(job.name))
-            for job in bar]
+    bar = tqdm(total=len(jobs), desc=f"prune ({preset.name})", unit="layer", disable=not progress, leave=False)
+    records: dict[str, LayerPruneRecord] = {}
+
+    def process(job: _LayerJob, hessian: torch.Tensor | None = None) -> None:
+        records[job.name] = _process_layer(job, preset, quantized.get(job.name), mask_of.get(job.name),
+                                           count_of.get(job.name, 0), hessian, columns_of.get(job.name))
+        bar.update()
+
+    solved = pruned if solve is not None else []
+    solved_names = {j.name for j in solved}
+    for job in jobs:
+        if job.name not in solved_names:
+            process(job)
+    if solved:
+        solve(solved, process)
+        missing = [j.name for j in solved if j.name not in records]
+        if missing:
+            raise ConfigError(f"the gptq solver's calibration never reached layers {missing[:5]}")
+    bar.close()
+    return [records[job.name] for job in jobs]
 
 
 def _layout_of(job: _LayerJob, preset: PipelinePreset) -> Any:
@@ -616,9 +664,15 @@ def _process_layer(
     qs: tuple[torch.Tensor, torch.Tensor] | None,
     sensitive: np.ndarray | None,
     n_global: int,
+    hessian: torch.Tensor | None = None,
     columns: np.ndarray | None = None,
 ) -> LayerPruneRecord:
-    """Prune one layer: its normal channels at ``columns`` (per-channel N; ``None``: the preset's N)."""
+    """Prune (or quantize) one layer and write its dequantized weights into the module.
+
+    ``hessian`` (the ``gptq`` solver): the layer's input ``H`` in the grouping's column order; the
+    normal channels are then solved with error feedback instead of rounded group by group.
+    ``columns``: free columns N per output channel (a bit budget); ``None``: the preset's N.
+    """
     w = layer.weight
     rec = LayerPruneRecord(
         name=layer.name, kind=layer.kind, shape=tuple(w.shape), out_axis=layer.out_axis, role=layer.role.value,
@@ -645,18 +699,31 @@ def _process_layer(
         channel_bits[normal] = bits - cols[normal]
         values, counts = np.unique(cols[normal], return_counts=True)
         rec.columns = {int(v): int(c) for v, c in zip(values, counts)}
+        shape = [1] * w.ndim
+        shape[layer.out_axis] = -1
         if preset.method == "rtn":
-            shape = [1] * w.ndim
-            shape[layer.out_axis] = -1
             for n_cols in np.unique(cols[normal]):
                 at = normal & (cols == n_cols)
-                q_low, s_low = quantize_weight(w_fp, bits - int(n_cols), layer.out_axis,
-                                               layer.config.weight_granularity)
+                stored = bits - int(n_cols)
+                q_low, s_low = quantize_weight(w_fp, stored, layer.out_axis, layer.config.weight_granularity)
+                if hessian is not None:
+                    q_low = torch.from_numpy(gptq_round(
+                        (w_fp / s_low.view(shape)).numpy(), stored, hessian, kind=layer.kind, dense_channels=~at,
+                        damp=preset.gptq_damp, block_size=preset.gptq_block))
                 q = torch.where(torch.from_numpy(at).view(shape), q_low, q)
                 scale_out = torch.where(torch.from_numpy(at), s_low, scale_out)
             rec.weight_bits_total = int(per_channel * channel_bits.astype(np.int64).sum())
         else:
-            q_new, md, lay = prune_by_columns(q_np, layer.kind, preset, bits, sensitive, cols, layer.out_axis)
+            solve_fn = None
+            if hessian is not None:
+                w_int = (w_fp / scale.view(shape)).numpy()
+
+                def solve_fn(config: Any, dense: np.ndarray) -> Any:
+                    return gptq_prune(w_int, config, hessian, kind=layer.kind, dense_channels=dense,
+                                      damp=preset.gptq_damp, block_size=preset.gptq_block, rounded=q_np)
+
+            q_new, md, lay = prune_by_columns(q_np, layer.kind, preset, bits, sensitive, cols, layer.out_axis,
+                                              solve_fn)
             rec.metadata = {"redundant": md.redundant, "constant": md.constant,
                             "free_columns": md.free_columns, "pruned": md.pruned}
             rec.layout = lay.to_dict()

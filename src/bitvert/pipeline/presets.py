@@ -11,7 +11,13 @@ preset                    β     normal channels     N    first/last layer   eff
 ``bitwave-<preset>``      same  BitWave bit flip    same same               same as ``<preset>``
 ``rtn-<preset>``          same  (8-N)-bit RTN       same same               ``<preset>`` - 8/g on normal channels
 ``bitwave-w5`` / ``-w6``  0     BitWave bit flip    3/2  int8 (not pruned)  per model (paper's BitWave setting)
+``<preset>-gptq``         same  same, gptq solver   same same               same as ``<preset>``
 ========================  ====  ==================  ===  =================  =====================
+
+``<preset>-gptq`` (``conservative-gptq``, ``moderate-gptq``, ``llm-*-gptq``, ``bitwave-w5-gptq``, ...)
+is ``<preset>`` with ``solver="gptq"``: the error-feedback solver of :mod:`bitvert.pruning.gptq` on
+calibration Hessians instead of the greedy per-group rounding (same grid, metadata and bits);
+``bitwave-<p>-gptq`` and ``rtn-<p>-gptq`` are its baselines with the same solver.
 
 ``bitwave-*`` applies the BitWave bit-flip baseline (BBS.md §6.5) with the same
 sensitive channels and the same N; its per-group column mask is counted as 8
@@ -34,7 +40,8 @@ from bitvert.pipeline.quantize import LayerRole, QuantConfig
 from bitvert.pruning.config import PruneConfig
 from bitvert.pruning.methods import REGISTRY, methods_for_hardware
 
-__all__ = ["PipelinePreset", "PRESETS", "BASELINES", "PIPELINE_METHODS", "BUDGET_COLUMNS", "get_preset", "list_presets", "baseline_of",
+__all__ = ["PipelinePreset", "PRESETS", "GPTQ_SUFFIX", "BASELINES", "PIPELINE_METHODS", "BUDGET_COLUMNS", "get_preset",
+           "list_presets", "baseline_of",
            "preset_methods", "method_label", "bbs_methods"]
 
 PIPELINE_METHODS: dict[str, str] = {"none": "INT8", "rtn": "round-to-nearest"}
@@ -103,6 +110,11 @@ class PipelinePreset(BaseModel):
             calibration batches.
         metadata_bits_per_group: metadata stored per pruned group (2-bit redundant count +
             6-bit constant in BBS).
+        solver: ``greedy`` (each group rounded on its own, the paper's method) or ``gptq`` (error
+            feedback through the layer's input Hessian, :func:`bitvert.pruning.gptq.gptq_prune`; needs
+            calibration batches; ``rtn`` then runs GPTQ proper at ``8 - N`` bits).
+        gptq_damp: dampening of the ``gptq`` solver, a fraction of the mean diagonal of ``H``.
+        gptq_block: columns per lazy-update block of the ``gptq`` solver.
         quant: weight/activation quantization.
         rules: regex over module names -> ``prune`` / ``int8`` / ``fp32`` (or ``None`` = fp32);
             the first full match wins and overrides ``first_layer`` / ``last_layer``.
@@ -126,6 +138,9 @@ class PipelinePreset(BaseModel):
     sensitivity: Literal["auto", "scale", "std", "output_error"] = "auto"
     target_bits: float | None = Field(None, gt=0.0, allow_inf_nan=False)
     metadata_bits_per_group: int = Field(8, ge=0, le=32)
+    solver: Literal["greedy", "gptq"] = "greedy"
+    gptq_damp: float = Field(0.01, ge=0.0, le=1.0)
+    gptq_block: int = Field(128, ge=1, le=4096)
     quant: QuantConfig = QuantConfig()
     rules: dict[str, LayerRole | None] = Field(default_factory=dict)
 
@@ -165,6 +180,12 @@ class PipelinePreset(BaseModel):
                     f"target_bits={self.target_bits} is outside [{lo:g}, {self.quant.weight_bits}], the effective "
                     f"bits N in {list(BUDGET_COLUMNS)} can reach at g={self.group_size} (the reachable range of a "
                     "model is narrower: its INT8 layers and sensitive channels stay at 8 bits)")
+        if self.solver == "gptq":
+            if self.method == "none":
+                raise ValueError("solver 'gptq' needs a pruning method; method 'none' (INT8) only rounds")
+            if self.method in REGISTRY and REGISTRY[self.method].grid is None:
+                raise ValueError(f"method {self.method!r} declares no value grid, so solver 'gptq' cannot run it; "
+                                 "use solver='greedy'")
         return self
 
     @property
@@ -174,8 +195,8 @@ class PipelinePreset(BaseModel):
 
     @property
     def needs_calibration(self) -> bool:
-        """Whether pruning with this preset needs calibration batches (activations or Hessians)."""
-        return self.quant.act_bits is not None or self.needs_hessians
+        """Whether pruning needs calibration batches: activation quantization, Hessians or the ``gptq`` solver."""
+        return self.quant.act_bits is not None or self.needs_hessians or self.solver == "gptq"
 
     @property
     def stored_bits(self) -> int:
@@ -242,7 +263,17 @@ PRESETS: dict[str, PipelinePreset] = {
               "no sensitive channels", method="bitflip", semantics="code", columns=2),
     )
 }
-"""The named presets of the paper (BBS.md §7.3) plus the INT8 baseline."""
+"""The named presets of the paper (BBS.md §7.3) plus the INT8 baseline (``-gptq`` variants added below)."""
+
+GPTQ_SUFFIX = "-gptq"
+"""Name suffix of a preset run with ``solver="gptq"``."""
+
+PRESETS.update({
+    f"{name}{GPTQ_SUFFIX}": p.model_copy(update={
+        "name": f"{name}{GPTQ_SUFFIX}", "solver": "gptq",
+        "description": f"{p.description}; error-feedback (GPTQ) solver on calibration Hessians"})
+    for name, p in list(PRESETS.items()) if p.method != "none"
+})
 
 BASELINES: tuple[str, ...] = ("bitwave", "rtn")
 """Baselines derivable from every pruning preset: ``bitwave-<preset>`` and ``rtn-<preset>``."""
@@ -258,6 +289,12 @@ def baseline_of(preset: PipelinePreset, baseline: str) -> PipelinePreset:
         return preset.model_copy(update={
             "name": f"bitwave-{preset.name}", "method": "bitflip",
             "description": f"BitWave bit flip at the beta and N of {preset.name}",
+        })
+    if preset.solver == "gptq":
+        return preset.model_copy(update={
+            "name": f"rtn-{preset.name}", "method": "rtn",
+            "description": f"GPTQ at {preset.stored_bits} bits (per-channel scale) on the normal channels of "
+                           f"{preset.name}",
         })
     return preset.model_copy(update={
         "name": f"rtn-{preset.name}", "method": "rtn",

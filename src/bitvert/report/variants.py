@@ -306,8 +306,8 @@ def run_variants(
         presets: the variants, ``int8`` first (:func:`variant_presets`).
         task: evaluation task (``None``: the model's default task).
         eval_limit: examples per evaluation (:data:`EvalLimit`; ``None`` = ``"full"``).
-        calibration_samples: calibration samples of the 8-bit activations and of the input Hessians
-            (variants that need neither use none: ``PipelinePreset.needs_calibration``).
+        calibration_samples: calibration samples of the 8-bit activations, of the input Hessians and of
+            the ``gptq`` solver (variants that need none use none: ``PipelinePreset.needs_calibration``).
         seed: torch / numpy / ``random`` are seeded with ``seed`` before the FP32 evaluation and with
             :func:`variant_seed` before each variant, so a variant's numbers do not depend on which
             other variants ran before it.

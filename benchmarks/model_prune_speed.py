@@ -8,6 +8,12 @@ configuration runs ``--repeat`` times and the best time is reported. ``load_avg_
 the machine was: with more runnable processes than cores, multi-threaded torch ops slow down a lot
 (``--threads 1`` is then faster).
 
+Presets with ``solver="gptq"`` (``moderate-gptq``, ``llm-moderate-gptq``, ...) need calibration inputs for
+their layer Hessians: they get the model's first ``--calibration-samples`` calibration samples (32, the
+default of ``bitvert prune``), and their ``seconds`` *include* the sequential Hessian collection (targets:
+MiniLM ``moderate-gptq`` 20 s, SmolLM2 ``llm-moderate-gptq`` 180 s). ``peak_rss_mb`` is the process's
+peak resident memory so far (Linux ``ru_maxrss``).
+
 Usage: ``python benchmarks/model_prune_speed.py [--models minilm-l6 smollm2-135m] [--presets moderate]``
 """
 
@@ -19,6 +25,7 @@ import gc
 import json
 import os
 import platform
+import resource
 import sys
 import time
 
@@ -27,6 +34,7 @@ import torch
 from bitvert.pipeline import get_preset, prune_model_
 
 TARGETS_S = {"minilm-l6": 3.0, "smollm2-135m": 15.0}
+GPTQ_TARGETS_S = {"minilm-l6": 20.0, "smollm2-135m": 180.0}
 
 # Layer shapes of the two models, for --synthetic (same weights count and shapes, random values).
 _SHAPES = {
@@ -70,6 +78,8 @@ def main() -> int:
     ap.add_argument("--synthetic", action="store_true",
                     help="random Laplace weights with the models' Linear shapes instead of the real models")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    ap.add_argument("--calibration-samples", type=int, default=32,
+                    help="calibration samples of the gptq presets' Hessians (default 32, as bitvert prune)")
     args = ap.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -81,12 +91,19 @@ def main() -> int:
         params = sum(p.numel() for p in base.parameters())
         for preset_name in args.presets:
             preset = get_preset(preset_name, quant={"act_bits": None})
+            batches = None
+            if preset.solver == "gptq":
+                if args.synthetic:
+                    ap.error(f"{preset_name} uses the gptq solver, which needs the real model's calibration inputs")
+                from bitvert.models import load_model
+
+                batches = list(load_model(name).calibration_batches(args.calibration_samples))
             best, report = float("inf"), None
             for _ in range(args.repeat):
                 model = copy.deepcopy(base)
                 gc.collect()
                 t = time.perf_counter()
-                report = prune_model_(model, preset)
+                report = prune_model_(model, preset, calibration=batches)
                 best = min(best, time.perf_counter() - t)
                 del model
             assert report is not None
@@ -94,7 +111,9 @@ def main() -> int:
                 "bench": "model_prune", "model": name, "synthetic": args.synthetic, "preset": preset_name,
                 "params": params,
                 "pruned_weights": report.n_weights, "layers": len(report.layers),
-                "seconds": round(best, 3), "target_seconds": TARGETS_S.get(name),
+                "seconds": round(best, 3),
+                "target_seconds": (GPTQ_TARGETS_S if preset.solver == "gptq" else TARGETS_S).get(name),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "effective_bits": round(report.effective_bits, 4), "threads": torch.get_num_threads(),
                 "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
                 "python": platform.python_version(),

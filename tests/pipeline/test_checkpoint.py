@@ -43,7 +43,7 @@ def test_header_is_json_and_integer_weights_are_int8(block, block_batches, tmp_p
     report = prune_model_(block, "llm-conservative", calibration=block_batches)
     path = save_pruned(tmp_path / "p.safetensors", block, report, {"name": "tiny-block"})
     header, meta = read_header(path)
-    assert meta["format"] == "bitvert-pruned" and meta["format_version"] == "2"
+    assert meta["format"] == "bitvert-pruned" and meta["format_version"] == "3"
     info = json.loads(meta["bitvert"])
     assert info["weight_int_range"] == [-127, 127]
     assert info["preset"]["name"] == "llm-conservative"

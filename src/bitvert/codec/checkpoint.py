@@ -52,7 +52,9 @@ def _encode_layer(layer: CheckpointLayer, preset: Any, path: str) -> EncodedTens
         if not _has_group_metadata(preset.method):
             raise FormatError(f"{path}: layer {layer.name!r} has pruning metadata but the preset's method is "
                               f"{preset.method!r}")
-        cfg = preset.prune_config()
+        columns = layer.channel_columns(bits)
+        normal = ~layer.sensitive.numpy().astype(bool)
+        cfg = preset.prune_config(columns=int(columns[normal].min()) if normal.any() else None)
         lay = make_layout(layer.shape, layer.kind, cfg.group_size, cfg.remainder)
         if layer.layout is not None and {k: layer.layout.get(k) for k in ("shape", "kind", "group_size")} != \
                 {"shape": list(lay.shape), "kind": lay.kind.value, "group_size": lay.group_size}:
@@ -65,7 +67,7 @@ def _encode_layer(layer: CheckpointLayer, preset: Any, path: str) -> EncodedTens
             raise FormatError(f"{path}: layer {layer.name!r} has metadata for {len(meta)} groups, its weight "
                               f"{layer.shape} has {lay.n_groups} at group_size={cfg.group_size}")
         result = PruneResult(weights=q, original=q, metadata=meta, layout=lay, config=cfg)
-        return encode(result, name=name)
+        return encode(result, name=name, channel_columns=np.where(normal, columns, cfg.columns))
     if layer.role == "prune" and _has_group_metadata(preset.method):
         raise InputError(f"{path}: layer {layer.name!r} has role 'prune' under method {preset.method!r} but no "
                          "pruning metadata: it is not a pruned tensor; re-run `bitvert prune`")

@@ -428,12 +428,16 @@ def _pack(scan: dict[str, np.ndarray], lay: GroupLayout, lengths: np.ndarray, pe
     return payload, md
 
 
-def encode(result: PruneResult, name: str = "tensor") -> EncodedTensor:
+def encode(result: PruneResult, name: str = "tensor", channel_columns: Any = None) -> EncodedTensor:
     """Encode a pruned tensor.
 
     Args:
         result: the :class:`~bitvert.pruning.PruneResult` of :func:`bitvert.pruning.prune`
             (any method, semantics, group size, ``N``, bit width and layer kind).
+        channel_columns: optional ``int[out_channels]``: the ``N`` each normal channel was pruned
+            with, when a bit budget gave channels of one tensor different ``N`` (the pipeline's
+            ``target_bits``); a channel is stored at ``b - N`` columns (or wider if it needs to).
+            ``None``: every normal channel has ``result.config.columns``.
             Output channels none of whose groups is pruned are *sensitive* and stored at
             full width without metadata.
         name: used in error messages.
@@ -457,6 +461,14 @@ def encode(result: PruneResult, name: str = "tensor") -> EncodedTensor:
     b, n_cols = int(cfg.weight_bits), int(cfg.columns)
     layout = TensorLayout(cfg.spec.layout)  # the method's layout, declared in its registry entry
     n_groups, kch, gpc = lay.n_groups, lay.n_channels, lay.groups_per_channel
+    if channel_columns is None:
+        ch_cols = np.full(kch, n_cols, dtype=np.int64)
+    else:
+        ch_cols = np.asarray(channel_columns)
+        if ch_cols.shape != (kch,) or ch_cols.dtype.kind not in "iu":
+            raise InputError(f"{name}: channel_columns must be {kch} integers (one N per output channel), got "
+                             f"dtype {ch_cols.dtype} and shape {ch_cols.shape}")
+        ch_cols = ch_cols.astype(np.int64)
     md = result.metadata
     for key in ("redundant", "constant", "free_columns", "pruned"):
         if np.asarray(getattr(md, key)).shape != (n_groups,):
@@ -506,24 +518,32 @@ def encode(result: PruneResult, name: str = "tensor") -> EncodedTensor:
             np.int64)
         rc = np.minimum(red, int(cfg.redundant_cap))
         free = rc + np.minimum(trailing, b - 1 - rc)
-    short = pruned & meta_group & (free < n_cols)
+    normal_cols = ch_cols[normal_ch]
+    if normal_cols.size and (normal_cols.min() < 1 or normal_cols.max() >= b):
+        raise InputError(f"{name}: channel_columns of normal channels span [{int(normal_cols.min())}, "
+                         f"{int(normal_cols.max())}]; N must be in [1, {b - 1}]")
+    g_cols = ch_cols[lay.channel_of_group()]
+    short = pruned & meta_group & (free < g_cols)
     if short.any():
         g = int(np.flatnonzero(short)[0])
         raise InputError(
             f"{name}: group {g} (output channel {int(lay.channel_of_group()[g])}) is marked pruned but has only "
-            f"{int(free[g])} free columns, fewer than N={n_cols}; these weights were not pruned with this "
-            f"configuration (method={cfg.method_name}, columns={n_cols}); pass the unchanged PruneResult"
+            f"{int(free[g])} free columns, fewer than N={int(g_cols[g])}; these weights were not pruned with this "
+            f"configuration (method={cfg.method_name}, columns={int(g_cols[g])}); pass the unchanged PruneResult"
         )
 
     # channel widths and order
     if layout is TensorLayout.BITWAVE:
         kept = 1 + (b - 1 - zero_planes)
         ch_need = np.where(meta_group, kept, 0).reshape(kch, gpc).max(axis=1)
-        width = np.where(normal_ch, ch_need.max() if normal_ch.any() else b, b)
+        width = np.full(kch, b, dtype=np.int64)
+        for n in np.unique(ch_cols[normal_ch]):  # one width per N (one N unless a bit budget split the tensor)
+            at = normal_ch & (ch_cols == n)
+            width[at] = ch_need[at].max()
     else:
         s_min = _bbs_min_width(red, trailing, b, layout is TensorLayout.BBS_ROUNDED_AVG)
         ch_need = np.where(meta_group, s_min, 0).reshape(kch, gpc).max(axis=1)
-        width = np.where(normal_ch, np.maximum(b - n_cols, ch_need), b)
+        width = np.where(normal_ch, np.maximum(b - ch_cols, ch_need), b)
     perm, chunks = _order_channels(width.astype(np.int64), normal_ch)
     payload, metadata = _pack(scan, lay, lengths, perm, chunks, constant, b, layout, name)
     enc = EncodedTensor(
@@ -531,10 +551,10 @@ def encode(result: PruneResult, name: str = "tensor") -> EncodedTensor:
         weight_bits=b, columns=n_cols, chunks=chunks, channel_order=perm, payload=payload,
         metadata=np.ascontiguousarray(metadata, dtype=np.uint8), source=cfg.to_dict(),
     )
-    escaped = int((normal_ch & (width > b - n_cols)).sum()) if layout.is_bbs else 0
+    escaped = int((normal_ch & (width > b - ch_cols)).sum()) if layout.is_bbs else 0
     if escaped:
         log.info("%s: %d normal channel(s) need more than %d columns and are stored wider", name, escaped,
-                 b - n_cols)
+                 b - int(ch_cols[normal_ch].min()))
     return enc
 
 

@@ -5,7 +5,8 @@ Tensors, for the ``i``-th quantized layer (its module name is in the header):
 * ``layer.{i}.q`` -- integer weights in the module's own weight layout (``int8`` when every
   value fits, else ``int16``: zero-point shifting can move a weight just outside INT8);
 * ``layer.{i}.scale`` -- ``float32[K]`` per-output-channel scale, ``weight = q * scale``;
-* ``layer.{i}.channel_bits`` -- ``uint8[K]`` stored bits per channel (8 sensitive, 8 - N normal);
+* ``layer.{i}.channel_bits`` -- ``uint8[K]`` stored bits per channel (8 sensitive, 8 - N normal; N may
+  differ per layer, and within the one layer a bit budget splits, ``target_bits``);
 * ``layer.{i}.sensitive`` -- ``uint8[K]`` (1 = sensitive, kept at full precision);
 * ``layer.{i}.meta.{redundant,constant,free_columns,pruned}`` -- per-group pruning metadata
   (present for BBS and bit-flip layers);
@@ -13,8 +14,9 @@ Tensors, for the ``i``-th quantized layer (its module name is in the header):
   embeddings, FP32 layers, buffers) so the file restores the full model.
 
 Header metadata (safetensors string metadata): ``format = "bitvert-pruned"``,
-``format_version = "2"``, ``bitvert`` = JSON with the model description, the preset,
-the per-layer descriptions (name, kind, shape, out_axis, role, layout), the calibrated
+``format_version = "3"``, ``bitvert`` = JSON with the model description, the preset,
+the per-layer descriptions (name, kind, shape, out_axis, role, layout, ``columns``: N -> number of
+normal channels with it, which :func:`load_pruned` checks against ``channel_bits``), the calibrated
 activation ranges, ``weight_int_range`` and the report summary; ``bitvert_checksums`` = JSON
 ``{tensor name: blake2b-128}`` of every tensor (:func:`bitvert.tensorfile.tensor_checksum`) and
 ``bitvert_checksum`` = blake2b-128 of the ``bitvert`` text followed by the ``bitvert_checksums``
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bitvert.errors import FormatError, InputError, UnsupportedLayerError
+from bitvert.errors import ConfigError, FormatError, InputError, UnsupportedLayerError
 from bitvert.pipeline.global_prune import ModelPruneReport
 from bitvert.pipeline.presets import PipelinePreset
 from bitvert.pipeline.quantize import (
@@ -58,8 +60,13 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "bitvert-pruned"
-FORMAT_VERSION = 2
-"""Version 2 adds checksums (every tensor and the header); version-1 files are still read, with a warning."""
+FORMAT_VERSION = 3
+"""Version 2 adds checksums (every tensor and the header); version-1 files are still read, with a warning.
+Version 3: the free columns N of a pruned layer's normal channels are ``weight_bits - channel_bits`` per
+channel and may differ between layers (and within one layer, a bit budget's split layer); the header's
+``layers[].columns`` says how many channels have each N. In versions 1 and 2 every normal channel has the
+preset's N (checked on reading)."""
+_READABLE_VERSIONS = ("1", "2", str(FORMAT_VERSION))
 _META_KEYS = ("redundant", "constant", "free_columns", "pruned")
 
 
@@ -78,6 +85,10 @@ class CheckpointLayer:
     sensitive: torch.Tensor
     metadata: dict[str, torch.Tensor] = field(default_factory=dict)
     layout: dict[str, Any] | None = None
+
+    def channel_columns(self, weight_bits: int) -> np.ndarray:
+        """Free columns N per output channel: ``weight_bits - channel_bits`` (0 for sensitive and INT8 channels)."""
+        return weight_bits - self.channel_bits.numpy().astype(np.int64)
 
     def dequantized(self) -> torch.Tensor:
         """``q * scale`` as ``float32`` in the module's weight layout."""
@@ -149,6 +160,7 @@ def to_checkpoint(
         layers_meta.append({
             "index": i, "name": rec.name, "kind": rec.kind, "shape": list(rec.shape), "out_axis": rec.out_axis,
             "role": rec.role, "layout": rec.layout, "has_metadata": rec.metadata is not None,
+            "columns": {str(n): c for n, c in sorted(rec.columns.items())},
         })
         skip_keys.add(f"{rec.name}.weight" if rec.name else "weight")
     state: dict[str, torch.Tensor] = {}
@@ -247,9 +259,9 @@ def load_pruned(path: str | Path) -> PrunedCheckpoint:
         raise FormatError(f"{str(path)!r} is not a bitvert pruned checkpoint (format={meta.get('format')!r}); "
                           "write one with `bitvert prune`")
     version = meta.get("format_version")
-    if version not in ("1", str(FORMAT_VERSION)):
-        raise FormatError(f"{str(path)!r} has format version {version!r}; this bitvert reads versions 1 and "
-                          f"{FORMAT_VERSION} (upgrade bitvert or re-run `bitvert prune`)")
+    if version not in _READABLE_VERSIONS:
+        raise FormatError(f"{str(path)!r} has format version {version!r}; this bitvert reads versions "
+                          f"{', '.join(_READABLE_VERSIONS)} (upgrade bitvert or re-run `bitvert prune`)")
     if version == "1":
         logger.warning("%s is a version-1 pruned checkpoint without checksums: its integrity cannot be verified "
                        "(re-run `bitvert prune` to write a verified one)", path)
@@ -272,8 +284,35 @@ def load_pruned(path: str | Path) -> PrunedCheckpoint:
     for layer in layers:
         if tuple(layer.q.shape) != layer.shape or layer.scale.shape != (layer.shape[layer.out_axis],):
             raise FormatError(f"{str(path)!r}: layer {layer.name!r} has inconsistent tensor shapes")
+    _check_columns(path, version, header, layers)
     state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
     return PrunedCheckpoint(header=header, layers=layers, state=state)
+
+
+def _check_columns(path: Path, version: str, header: Mapping[str, Any], layers: Sequence[CheckpointLayer]) -> None:
+    """Normal channels' N (from ``channel_bits``) agree with the header (v3) or the preset's N (v1, v2)."""
+    try:
+        preset = PipelinePreset.from_dict(header["preset"])
+    except (KeyError, ConfigError) as exc:
+        raise FormatError(f"{str(path)!r}: malformed preset in the header ({exc})") from None
+    if preset.method == "none":
+        return
+    bits = preset.quant.weight_bits
+    for d, layer in zip(header["layers"], layers):
+        if layer.role != LayerRole.PRUNE.value:
+            continue
+        normal = ~layer.sensitive.numpy().astype(bool)
+        cols = layer.channel_columns(bits)[normal]
+        values, counts = np.unique(cols, return_counts=True)
+        found = {str(int(v)): int(c) for v, c in zip(values, counts)}
+        if version in ("1", "2"):
+            expected = {str(preset.columns): int(normal.sum())} if normal.any() else {}
+        else:
+            expected = dict(d.get("columns", {}))
+        if found != expected or (cols.size and (cols.min() < 1 or cols.max() >= bits)):
+            raise FormatError(f"{str(path)!r}: layer {layer.name!r} stores normal channels with N {found} "
+                              f"(from channel_bits), the header says {expected}; the file is inconsistent "
+                              "(re-run `bitvert prune`)")
 
 
 def apply_checkpoint_(model: nn.Module, checkpoint: PrunedCheckpoint | str | Path) -> ActivationQuantizer | None:

@@ -41,6 +41,15 @@ from tqdm.auto import tqdm
 
 from bitvert.core.grouping import make_layout
 from bitvert.errors import ConfigError, InputError
+from bitvert.pipeline.budget import (
+    allocate_columns,
+    allowed_columns,
+    channel_group_bits,
+    channel_output_errors,
+    layer_budget,
+    prune_by_columns,
+)
+from bitvert.pipeline.calibration import collect_hessians
 from bitvert.pipeline.presets import PipelinePreset, get_preset
 from bitvert.pipeline.quantize import (
     ActivationQuantizer,
@@ -61,7 +70,9 @@ from bitvert.pipeline.quantize import (
     weight_int_range,
 )
 from bitvert.pipeline._kernels import dequantize_rows
+from bitvert.pipeline.calibration import calibrate_sequentially
 from bitvert.pruning import prune
+from bitvert.pruning.gptq import gptq_prune, gptq_round
 
 __all__ = [
     "select_sensitive", "channel_scores", "LayerPruneRecord", "ModelPruneReport", "IntLayer", "prune_model_",
@@ -152,6 +163,8 @@ class LayerPruneRecord:
         sensitive: ``bool[K]``.
         metadata: per-group arrays of the pruning (``redundant``, ``constant``, ``free_columns``,
             ``pruned``) or ``None``; ``layout``: the grouping layout as a dict.
+        columns: free columns N of the normal channels -> how many channels have it (one entry, or
+            two when a bit budget split the layer; empty for layers that are not pruned).
     """
 
     name: str
@@ -174,6 +187,12 @@ class LayerPruneRecord:
     sensitive: np.ndarray | None = field(default=None, repr=False)
     metadata: dict[str, np.ndarray] | None = field(default=None, repr=False)
     layout: dict[str, Any] | None = None
+    columns: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def columns_label(self) -> str:
+        """``N`` as the report prints it: ``4``, ``3/4`` for a split layer, ``-`` when not pruned."""
+        return "/".join(str(n) for n in sorted(self.columns)) or "-"
 
     @property
     def effective_bits(self) -> float | None:
@@ -193,6 +212,7 @@ class LayerPruneRecord:
             "n_sensitive": self.n_sensitive, "n_sensitive_global": self.n_sensitive_global,
             "effective_bits": self.effective_bits, "int_mse": self.int_sse / self.n_weights,
             "rel_error": self.rel_error, "layout": self.layout,
+            "columns": {str(n): c for n, c in sorted(self.columns.items())},
         }
 
 
@@ -271,22 +291,22 @@ class ModelPruneReport:
 
     def table(self) -> str:
         """Readable per-layer table plus the model total."""
-        head = f"{'layer':<48} {'role':<6} {'shape':<20} {'sens':>9} {'bits':>6} {'rel.err':>8}"
+        head = f"{'layer':<48} {'role':<6} {'shape':<20} {'sens':>9} {'N':>5} {'bits':>6} {'rel.err':>8}"
         lines = [head, "-" * len(head)]
         for l in self.layers:
             eb = "-" if l.effective_bits is None else f"{l.effective_bits:.3f}"
             sens = f"{l.n_sensitive}/{l.n_channels}"
             shape = "x".join(str(s) for s in l.shape)
-            lines.append(f"{l.name[-48:]:<48} {l.role:<6} {shape:<20} {sens:>9} {eb:>6} {l.rel_error:>8.4f}")
+            lines.append(f"{l.name[-48:]:<48} {l.role:<6} {shape:<20} {sens:>9} {l.columns_label:>5} {eb:>6} "
+                         f"{l.rel_error:>8.4f}")
         lines.append("-" * len(head))
         lines.append(f"{'model (' + self.preset.name + ')':<48} {'':<6} {self.n_weights:<20,} "
-                     f"{self.sensitive_channel_fraction:>9.1%} {self.effective_bits:>6.3f}")
+                     f"{self.sensitive_channel_fraction:>9.1%} {'':>5} {self.effective_bits:>6.3f}")
         return "\n".join(lines)
 
 
-def _group_bits(layout: Any, active: np.ndarray, stored_bits: int, full_bits: int, meta_bits: int) -> int:
-    lengths = layout.lengths().astype(np.int64)
-    return int(np.where(active, lengths * stored_bits + meta_bits, lengths * full_bits).sum())
+def _group_bits(layout: Any, active: np.ndarray, stored_bits: int | np.ndarray, full_bits: int, meta_bits: int) -> int:
+    return int(channel_group_bits(layout, active, stored_bits, full_bits, meta_bits).sum())
 
 
 @dataclass(frozen=True, eq=False)
@@ -360,6 +380,7 @@ def prune_int_layers(
     preset: PipelinePreset | str,
     rules: Mapping[str, LayerRole | str | None] | None = None,
     progress: bool = False,
+    hessians: Mapping[str, torch.Tensor] | None = None,
 ) -> ModelPruneReport:
     """Algorithm 2 on already-quantized integer layers (no PyTorch model needed).
 
@@ -373,6 +394,9 @@ def prune_int_layers(
         preset: a :class:`PipelinePreset` or a preset name.
         rules: extra regex -> role rules, applied before ``preset.rules``.
         progress: show a progress bar over layers (stderr).
+        hessians: input Hessian per layer name (grouping column order,
+            :mod:`bitvert.pipeline.calibration`); required by ``sensitivity="output_error"`` and
+            ``target_bits``.
 
     Returns:
         A :class:`ModelPruneReport` (no activation ranges: activations are not modelled here).
@@ -381,6 +405,11 @@ def prune_int_layers(
         InputError: malformed layers, duplicate names, integers outside the weight range.
     """
     preset = get_preset(preset)
+    if preset.solver == "gptq":
+        raise ConfigError(
+            f"preset {preset.name!r} uses solver 'gptq', which needs each layer's input Hessian from calibration "
+            "batches through a model; prune_int_layers has integer layers only. Use prune_model_ on the model, "
+            "or set solver='greedy'")
     layers = [_check_int_layer(l, i) for i, l in enumerate(layers)]
     if not layers:
         raise InputError("layers is empty; pass at least one IntLayer")
@@ -407,7 +436,7 @@ def prune_int_layers(
         jobs.append(_LayerJob(name=layer.name, kind=layer.kind, out_axis=int(layer.out_axis), role=role, reason=why,
                               config=cfg, weight=w))
         given[layer.name] = (torch.from_numpy(q.astype(np.int16, copy=False)), torch.from_numpy(scale))
-    records = _algorithm2(jobs, preset, lambda job: given[job.name], progress)
+    records = _algorithm2(jobs, preset, lambda job: given[job.name], progress, None, hessians)
     return ModelPruneReport(preset=preset, layers=records, prune_seconds=time.perf_counter() - t0)
 
 
@@ -427,24 +456,38 @@ def prune_model_(
     Args:
         model: a PyTorch model (any architecture with Linear / Conv / HF Conv1D layers).
         preset: a :class:`PipelinePreset` or a preset name (``moderate``, ``rtn-moderate``, ...).
-        calibration: iterable of model inputs for activation calibration; required when the
-            preset quantizes activations (``preset.quant.act_bits`` is not ``None``).
+        calibration: iterable of model inputs (materialized once); required when the preset
+            quantizes activations (``preset.quant.act_bits`` is not ``None``), needs the layers' input
+            Hessians (``sensitivity="output_error"``, ``target_bits``: collected in one pass on the FP32
+            model) or uses the ``gptq`` solver, whose layer Hessians are collected sequentially on these
+            inputs (:func:`bitvert.pipeline.calibration.calibrate_sequentially`: each layer sees the
+            outputs of the already-pruned earlier layers); :attr:`PipelinePreset.needs_calibration`.
         rules: extra regex -> role rules, applied before ``preset.rules``.
         progress: show a progress bar over layers (stderr).
 
     Raises:
-        ConfigError: unknown preset, or activation quantization without calibration batches.
+        ConfigError: unknown preset, or activation quantization / the gptq solver without calibration batches.
         UnsupportedLayerError: the model has no quantizable layer.
     """
     preset = get_preset(preset)
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if preset.needs_hessians and calibration is None:
+        raise ConfigError(
+            f"preset {preset.name!r} weighs weight errors by the layers' inputs (sensitivity="
+            f"{preset.sensitivity!r}, target_bits={preset.target_bits}) but no calibration batches were given; "
+            "pass calibration=<iterable of model inputs>")
     if preset.quant.act_bits is not None and calibration is None:
         raise ConfigError(
             f"preset {preset.name!r} quantizes activations to {preset.quant.act_bits} bits but no calibration "
             "batches were given; pass calibration=<iterable of model inputs>, or use "
             f"get_preset({preset.name!r}, quant={{'act_bits': None}}) for weight-only pruning"
         )
+    if preset.solver == "gptq" and calibration is None:
+        raise ConfigError(
+            f"preset {preset.name!r} uses solver 'gptq', which needs calibration batches for the layers' input "
+            "Hessians; pass calibration=<iterable of model inputs>, or use solver='greedy'")
+    batches = None if calibration is None else list(calibration)
     t0 = time.perf_counter()
     all_rules: dict[str, Any] = {**(rules or {}), **preset.rules}
     layers = select_layers(model, preset.quant, all_rules, preset.first_layer, preset.last_layer)
@@ -454,13 +497,26 @@ def prune_model_(
     def quantize(job: _LayerJob) -> tuple[torch.Tensor, torch.Tensor]:
         return quantize_weight(job.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
 
-    records = _algorithm2(jobs, preset, quantize, progress)
+    hessians = None
+    if preset.needs_hessians:
+        hessians = collect_hessians(model, [l for l in layers if l.role is LayerRole.PRUNE], batches or [],
+                                    compute_dtype=torch.float32)
+    solve = None
+    if preset.solver == "gptq":
+        def solve(todo: list[_LayerJob], process: Callable[[_LayerJob, torch.Tensor], None]) -> None:
+            by_name = {j.name: j for j in todo}
+            chosen = [l for l in layers if l.name in by_name]
+            calibrate_sequentially(model, chosen, batches or [], lambda l, h: process(by_name[l.name], h),
+                                   compute_dtype=torch.float32)
+
+    records = _algorithm2(jobs, preset, quantize, progress, solve, hessians)
+    del hessians
     for layer, job in zip(layers, jobs):  # the short-group rule may have changed a role
         layer.role, layer.reason = job.role, job.reason
     prune_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    aq = attach_activation_quant(model, layers, calibration)
+    aq = attach_activation_quant(model, layers, batches)
     ranges = {k: r.to_dict() for k, r in aq.ranges.items()} if aq is not None else {}
     report = ModelPruneReport(
         preset=preset, layers=records, activation_ranges=ranges, activation_quantizer=aq,
@@ -471,13 +527,24 @@ def prune_model_(
     return report
 
 
+_Solve = Callable[[list[_LayerJob], Callable[[_LayerJob, torch.Tensor], None]], None]
+"""``solve(jobs, process)``: calls ``process(job, H)`` for every job, in an order where each layer's ``H``
+sees the already-processed layers (the ``gptq`` solver's sequential calibration)."""
+
+
 def _algorithm2(
     jobs: list[_LayerJob],
     preset: PipelinePreset,
     quantize: Callable[[_LayerJob], tuple[torch.Tensor, torch.Tensor]],
     progress: bool,
+    solve: _Solve | None = None,
+    hessians: Mapping[str, torch.Tensor] | None = None,
 ) -> list[LayerPruneRecord]:
-    """Short-group rule, INT8 integers, channel scores, global selection and per-layer pruning."""
+    """Short-group rule, INT8 integers, channel scores, global selection and per-layer pruning.
+
+    With ``solve`` (``solver="gptq"``), the pruned layers are processed through it with their input
+    Hessians, after every other layer (INT8, FP32) was processed, so each Hessian sees them quantized.
+    """
     if preset.method != "none":
         _keep_unprofitable_dense(jobs, preset)
     sens_kind = preset.sensitivity
@@ -485,14 +552,86 @@ def _algorithm2(
         sens_kind = "scale" if preset.quant.weight_granularity == "per_channel" else "std"
     quantized = {job.name: quantize(job) for job in jobs if job.role is not LayerRole.FP32}
     pruned = [j for j in jobs if j.role is LayerRole.PRUNE and preset.method != "none"]
-    scores = [channel_scores(j.weight, quantized[j.name][1], j.out_axis, sens_kind) for j in pruned]
+    errors = _output_errors(pruned, quantized, preset, hessians) if preset.needs_hessians else {}
+    if sens_kind == "output_error":
+        scores = [errors[j.name][preset.columns] for j in pruned]
+    else:
+        scores = [channel_scores(j.weight, quantized[j.name][1], j.out_axis, sens_kind) for j in pruned]
     masks = select_sensitive(scores, preset.sensitive_fraction, preset.channel_multiple)
     global_counts = _global_counts(scores, preset.sensitive_fraction)
     mask_of = {j.name: m for j, m in zip(pruned, masks)}
     count_of = {j.name: c for j, c in zip(pruned, global_counts)}
-    bar = tqdm(jobs, desc=f"prune ({preset.name})", unit="layer", disable=not progress, leave=False)
-    return [_process_layer(job, preset, quantized.get(job.name), mask_of.get(job.name), count_of.get(job.name, 0))
-            for job in bar]
+    columns_of = _budget_columns(jobs, pruned, quantized, mask_of, errors, preset) \
+        if preset.target_bits is not None else {}
+    bar = tqdm(total=len(jobs), desc=f"prune ({preset.name})", unit="layer", disable=not progress, leave=False)
+    records: dict[str, LayerPruneRecord] = {}
+
+    def process(job: _LayerJob, hessian: torch.Tensor | None = None) -> None:
+        records[job.name] = _process_layer(job, preset, quantized.get(job.name), mask_of.get(job.name),
+                                           count_of.get(job.name, 0), hessian, columns_of.get(job.name))
+        bar.update()
+
+    solved = pruned if solve is not None else []
+    solved_names = {j.name for j in solved}
+    for job in jobs:
+        if job.name not in solved_names:
+            process(job)
+    if solved:
+        solve(solved, process)
+        missing = [j.name for j in solved if j.name not in records]
+        if missing:
+            raise ConfigError(f"the gptq solver's calibration never reached layers {missing[:5]}")
+    bar.close()
+    return [records[job.name] for job in jobs]
+
+
+def _layout_of(job: _LayerJob, preset: PipelinePreset) -> Any:
+    return make_layout(tuple(job.weight.shape), job.kind, preset.group_size, preset.remainder)
+
+
+def _output_errors(
+    pruned: Sequence[_LayerJob], quantized: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    preset: PipelinePreset, hessians: Mapping[str, torch.Tensor] | None,
+) -> dict[str, dict[int, np.ndarray]]:
+    """Per pruned layer, ``{N: output error per channel}`` at the N the preset needs (docs: output_error)."""
+    if hessians is None:
+        raise ConfigError(
+            f"preset {preset.name!r} needs the layers' input Hessians (sensitivity={preset.sensitivity!r}, "
+            f"target_bits={preset.target_bits}); pass calibration batches to prune_model_, or hessians= to "
+            "prune_int_layers")
+    missing = [j.name for j in pruned if j.name not in hessians]
+    if missing:
+        raise InputError(f"no Hessian for pruned layers {missing[:5]}; collect them with "
+                         "bitvert.pipeline.calibration.collect_hessians")
+    out = {}
+    for j in pruned:
+        bits = j.config.weight_bits
+        ns = {preset.columns}
+        if preset.target_bits is not None:
+            ns.update(allowed_columns(preset, bits, _layout_of(j, preset)))
+        q, scale = quantized[j.name]
+        out[j.name] = channel_output_errors(q, scale, j.weight.detach().to(torch.float32), j.kind, j.out_axis,
+                                            hessians[j.name], preset, bits, sorted(ns), j.config.weight_granularity)
+    return out
+
+
+def _budget_columns(
+    jobs: Sequence[_LayerJob], pruned: Sequence[_LayerJob],
+    quantized: Mapping[str, tuple[torch.Tensor, torch.Tensor]], mask_of: Mapping[str, np.ndarray],
+    errors: Mapping[str, Mapping[int, np.ndarray]], preset: PipelinePreset,
+) -> dict[str, np.ndarray]:
+    """Per-channel N of every pruned layer meeting ``preset.target_bits`` (:func:`allocate_columns`)."""
+    budgets = []
+    for j in pruned:
+        lay = _layout_of(j, preset)
+        bits = j.config.weight_bits
+        budgets.append(layer_budget(j.name, lay, preset, bits, mask_of[j.name], errors[j.name],
+                                    allowed_columns(preset, bits, lay)))
+    names = {j.name for j in pruned}
+    quant = [j for j in jobs if j.role is not LayerRole.FP32]
+    fixed = sum(int(j.weight.numel()) * j.config.weight_bits for j in quant if j.name not in names)
+    n_weights = sum(int(j.weight.numel()) for j in quant)
+    return allocate_columns(budgets, fixed, n_weights, float(preset.target_bits))  # type: ignore[arg-type]
 
 
 def _keep_unprofitable_dense(layers: list[_LayerJob], preset: PipelinePreset) -> None:
@@ -525,7 +664,15 @@ def _process_layer(
     qs: tuple[torch.Tensor, torch.Tensor] | None,
     sensitive: np.ndarray | None,
     n_global: int,
+    hessian: torch.Tensor | None = None,
+    columns: np.ndarray | None = None,
 ) -> LayerPruneRecord:
+    """Prune (or quantize) one layer and write its dequantized weights into the module.
+
+    ``hessian`` (the ``gptq`` solver): the layer's input ``H`` in the grouping's column order; the
+    normal channels are then solved with error feedback instead of rounded group by group.
+    ``columns``: free columns N per output channel (a bit budget); ``None``: the preset's N.
+    """
     w = layer.weight
     rec = LayerPruneRecord(
         name=layer.name, kind=layer.kind, shape=tuple(w.shape), out_axis=layer.out_axis, role=layer.role.value,
@@ -548,26 +695,40 @@ def _process_layer(
         rec.n_sensitive = int(sensitive.sum())
         rec.n_sensitive_global = n_global
         normal = ~sensitive
-        stored = bits - preset.columns
+        cols = np.full(k, preset.columns, dtype=np.int64) if columns is None else np.asarray(columns, np.int64)
+        channel_bits[normal] = bits - cols[normal]
+        values, counts = np.unique(cols[normal], return_counts=True)
+        rec.columns = {int(v): int(c) for v, c in zip(values, counts)}
+        shape = [1] * w.ndim
+        shape[layer.out_axis] = -1
         if preset.method == "rtn":
-            q_low, s_low = quantize_weight(w_fp, stored, layer.out_axis, layer.config.weight_granularity)
-            shape = [1] * w.ndim
-            shape[layer.out_axis] = -1
-            nm = torch.from_numpy(normal).view(shape)
-            q = torch.where(nm, q_low, q)
-            scale_out = torch.where(torch.from_numpy(normal), s_low, scale)
-            channel_bits[normal] = stored
-            rec.weight_bits_total = int(per_channel * (rec.n_sensitive * bits + int(normal.sum()) * stored))
+            for n_cols in np.unique(cols[normal]):
+                at = normal & (cols == n_cols)
+                stored = bits - int(n_cols)
+                q_low, s_low = quantize_weight(w_fp, stored, layer.out_axis, layer.config.weight_granularity)
+                if hessian is not None:
+                    q_low = torch.from_numpy(gptq_round(
+                        (w_fp / s_low.view(shape)).numpy(), stored, hessian, kind=layer.kind, dense_channels=~at,
+                        damp=preset.gptq_damp, block_size=preset.gptq_block))
+                q = torch.where(torch.from_numpy(at).view(shape), q_low, q)
+                scale_out = torch.where(torch.from_numpy(at), s_low, scale_out)
+            rec.weight_bits_total = int(per_channel * channel_bits.astype(np.int64).sum())
         else:
-            res = prune(q_np, preset.prune_config(bits), kind=layer.kind, dense_channels=sensitive)
-            q_new = res.weights
-            md = res.metadata
+            solve_fn = None
+            if hessian is not None:
+                w_int = (w_fp / scale.view(shape)).numpy()
+
+                def solve_fn(config: Any, dense: np.ndarray) -> Any:
+                    return gptq_prune(w_int, config, hessian, kind=layer.kind, dense_channels=dense,
+                                      damp=preset.gptq_damp, block_size=preset.gptq_block, rounded=q_np)
+
+            q_new, md, lay = prune_by_columns(q_np, layer.kind, preset, bits, sensitive, cols, layer.out_axis,
+                                              solve_fn)
             rec.metadata = {"redundant": md.redundant, "constant": md.constant,
                             "free_columns": md.free_columns, "pruned": md.pruned}
-            rec.layout = res.layout.to_dict()
-            channel_bits[normal] = stored
-            rec.weight_bits_total = _group_bits(res.layout, md.pruned, stored, bits,
-                                                preset.metadata_bits_per_group)
+            rec.layout = lay.to_dict()
+            stored = np.repeat(channel_bits.astype(np.int64), lay.groups_per_channel)
+            rec.weight_bits_total = _group_bits(lay, md.pruned, stored, bits, preset.metadata_bits_per_group)
             q = torch.from_numpy(np.ascontiguousarray(q_new))
     axis = layer.out_axis
     rows_fp = to_rows(w_fp, axis)

@@ -11,7 +11,13 @@ preset                    β     normal channels     N    first/last layer   eff
 ``bitwave-<preset>``      same  BitWave bit flip    same same               same as ``<preset>``
 ``rtn-<preset>``          same  (8-N)-bit RTN       same same               ``<preset>`` - 8/g on normal channels
 ``bitwave-w5`` / ``-w6``  0     BitWave bit flip    3/2  int8 (not pruned)  per model (paper's BitWave setting)
+``<preset>-gptq``         same  same, gptq solver   same same               same as ``<preset>``
 ========================  ====  ==================  ===  =================  =====================
+
+``<preset>-gptq`` (``conservative-gptq``, ``moderate-gptq``, ``llm-*-gptq``, ``bitwave-w5-gptq``, ...)
+is ``<preset>`` with ``solver="gptq"``: the error-feedback solver of :mod:`bitvert.pruning.gptq` on
+calibration Hessians instead of the greedy per-group rounding (same grid, metadata and bits);
+``bitwave-<p>-gptq`` and ``rtn-<p>-gptq`` are its baselines with the same solver.
 
 ``bitwave-*`` applies the BitWave bit-flip baseline (BBS.md §6.5) with the same
 sensitive channels and the same N; its per-group column mask is counted as 8
@@ -34,7 +40,8 @@ from bitvert.pipeline.quantize import LayerRole, QuantConfig
 from bitvert.pruning.config import PruneConfig
 from bitvert.pruning.methods import REGISTRY, methods_for_hardware
 
-__all__ = ["PipelinePreset", "PRESETS", "BASELINES", "PIPELINE_METHODS", "get_preset", "list_presets", "baseline_of",
+__all__ = ["PipelinePreset", "PRESETS", "GPTQ_SUFFIX", "BASELINES", "PIPELINE_METHODS", "BUDGET_COLUMNS", "get_preset",
+           "list_presets", "baseline_of",
            "preset_methods", "method_label", "bbs_methods"]
 
 PIPELINE_METHODS: dict[str, str] = {"none": "INT8", "rtn": "round-to-nearest"}
@@ -43,6 +50,11 @@ PIPELINE_METHODS: dict[str, str] = {"none": "INT8", "rtn": "round-to-nearest"}
 They are not entries of the pruning registry (:mod:`bitvert.pruning.methods`): ``none`` keeps the
 INT8 integers and ``rtn`` re-quantizes the normal channels from the float weights, so neither
 binary-prunes groups (no kernel, codec layout or per-group metadata)."""
+
+
+BUDGET_COLUMNS: tuple[int, ...] = (1, 2, 3, 4, 5)
+"""Free columns N a bit budget (``target_bits``) may give a layer: the paper's N = 2 and 4 and the values
+around them."""
 
 
 def preset_methods() -> list[str]:
@@ -88,10 +100,21 @@ class PipelinePreset(BaseModel):
         remainder: grouping policy when a reduction length is not a multiple of g.
         first_layer / last_layer: role of the first / last quantizable module.
         sensitivity: channel score: ``scale`` (per-channel quantization step), ``std`` (standard
-            deviation of the channel's float weights) or ``auto`` (``scale`` for per-channel
-            weights, ``std`` for per-tensor, as the paper's footnote 1 suggests).
+            deviation of the channel's float weights), ``auto`` (``scale`` for per-channel
+            weights, ``std`` for per-tensor, as the paper's footnote 1 suggests) or
+            ``output_error`` (the output error ``e H eᵀ`` pruning the channel would cause over the
+            calibration inputs, ``e`` its weight error in float units; needs calibration batches).
+        target_bits: a bit budget: the model's effective bits per weight to reach by choosing the
+            free columns N per layer (in ``BUDGET_COLUMNS``, 1..5) to minimise the summed output
+            error (docs/pipeline.md); ``None`` = every normal channel at ``columns``. Needs
+            calibration batches.
         metadata_bits_per_group: metadata stored per pruned group (2-bit redundant count +
             6-bit constant in BBS).
+        solver: ``greedy`` (each group rounded on its own, the paper's method) or ``gptq`` (error
+            feedback through the layer's input Hessian, :func:`bitvert.pruning.gptq.gptq_prune`; needs
+            calibration batches; ``rtn`` then runs GPTQ proper at ``8 - N`` bits).
+        gptq_damp: dampening of the ``gptq`` solver, a fraction of the mean diagonal of ``H``.
+        gptq_block: columns per lazy-update block of the ``gptq`` solver.
         quant: weight/activation quantization.
         rules: regex over module names -> ``prune`` / ``int8`` / ``fp32`` (or ``None`` = fp32);
             the first full match wins and overrides ``first_layer`` / ``last_layer``.
@@ -112,8 +135,12 @@ class PipelinePreset(BaseModel):
     remainder: Literal["short", "dense", "error"] = "short"
     first_layer: LayerRole = LayerRole.INT8
     last_layer: LayerRole = LayerRole.INT8
-    sensitivity: Literal["auto", "scale", "std"] = "auto"
+    sensitivity: Literal["auto", "scale", "std", "output_error"] = "auto"
+    target_bits: float | None = Field(None, gt=0.0, allow_inf_nan=False)
     metadata_bits_per_group: int = Field(8, ge=0, le=32)
+    solver: Literal["greedy", "gptq"] = "greedy"
+    gptq_damp: float = Field(0.01, ge=0.0, le=1.0)
+    gptq_block: int = Field(128, ge=1, le=4096)
     quant: QuantConfig = QuantConfig()
     rules: dict[str, LayerRole | None] = Field(default_factory=dict)
 
@@ -122,6 +149,13 @@ class PipelinePreset(BaseModel):
     def _known_method(cls, value: str) -> str:
         if value not in PIPELINE_METHODS and value not in REGISTRY:
             raise ValueError(f"method must be one of {preset_methods()}, got {value!r}")
+        return value
+
+    @field_validator("target_bits", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"target_bits must be a number of bits per weight (e.g. 5.0), got {value!r}")
         return value
 
     @model_validator(mode="after")
@@ -136,23 +170,51 @@ class PipelinePreset(BaseModel):
             )
         if self.method == "rtn" and self.quant.weight_bits - self.columns < 2:
             raise ValueError("rtn needs at least 2 bits for normal channels (weight_bits - columns >= 2)")
+        if self.target_bits is not None:
+            if self.method == "none":
+                raise ValueError("target_bits needs a pruning method; method 'none' (INT8) has nothing to allocate")
+            lo = self.quant.weight_bits - max(BUDGET_COLUMNS) if self.method == "rtn" else \
+                self.quant.weight_bits - max(BUDGET_COLUMNS) + self.metadata_bits_per_group / self.group_size
+            if not lo <= self.target_bits <= self.quant.weight_bits:
+                raise ValueError(
+                    f"target_bits={self.target_bits} is outside [{lo:g}, {self.quant.weight_bits}], the effective "
+                    f"bits N in {list(BUDGET_COLUMNS)} can reach at g={self.group_size} (the reachable range of a "
+                    "model is narrower: its INT8 layers and sensitive channels stay at 8 bits)")
+        if self.solver == "gptq":
+            if self.method == "none":
+                raise ValueError("solver 'gptq' needs a pruning method; method 'none' (INT8) only rounds")
+            if self.method in REGISTRY and REGISTRY[self.method].grid is None:
+                raise ValueError(f"method {self.method!r} declares no value grid, so solver 'gptq' cannot run it; "
+                                 "use solver='greedy'")
         return self
+
+    @property
+    def needs_hessians(self) -> bool:
+        """Whether pruning needs the layers' input Hessians (``output_error`` sensitivity or a bit budget)."""
+        return self.sensitivity == "output_error" or self.target_bits is not None
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether pruning needs calibration batches: activation quantization, Hessians or the ``gptq`` solver."""
+        return self.quant.act_bits is not None or self.needs_hessians or self.solver == "gptq"
 
     @property
     def stored_bits(self) -> int:
         """Bit columns stored per weight of a normal channel (``weight_bits - N``)."""
         return self.quant.weight_bits - self.columns
 
-    def prune_config(self, weight_bits: int | None = None) -> PruneConfig:
+    def prune_config(self, weight_bits: int | None = None, columns: int | None = None) -> PruneConfig:
         """The :class:`~bitvert.pruning.PruneConfig` of this preset's pruning method (one tensor).
 
         Args:
             weight_bits: the layer's weight bits (a per-layer rule may differ); default the preset's.
+            columns: N of this tensor (a bit budget chooses it per layer); default the preset's.
         """
         return PruneConfig(
             method=self.method, semantics=self.semantics,
             weight_bits=self.quant.weight_bits if weight_bits is None else weight_bits,
-            group_size=self.group_size, columns=self.columns, constant_bits=self.constant_bits,
+            group_size=self.group_size, columns=self.columns if columns is None else columns,
+            constant_bits=self.constant_bits,
             mean_rounding=self.mean_rounding, remainder=self.remainder, neg_min="reject",
         )
 
@@ -201,7 +263,17 @@ PRESETS: dict[str, PipelinePreset] = {
               "no sensitive channels", method="bitflip", semantics="code", columns=2),
     )
 }
-"""The named presets of the paper (BBS.md §7.3) plus the INT8 baseline."""
+"""The named presets of the paper (BBS.md §7.3) plus the INT8 baseline (``-gptq`` variants added below)."""
+
+GPTQ_SUFFIX = "-gptq"
+"""Name suffix of a preset run with ``solver="gptq"``."""
+
+PRESETS.update({
+    f"{name}{GPTQ_SUFFIX}": p.model_copy(update={
+        "name": f"{name}{GPTQ_SUFFIX}", "solver": "gptq",
+        "description": f"{p.description}; error-feedback (GPTQ) solver on calibration Hessians"})
+    for name, p in list(PRESETS.items()) if p.method != "none"
+})
 
 BASELINES: tuple[str, ...] = ("bitwave", "rtn")
 """Baselines derivable from every pruning preset: ``bitwave-<preset>`` and ``rtn-<preset>``."""
@@ -217,6 +289,12 @@ def baseline_of(preset: PipelinePreset, baseline: str) -> PipelinePreset:
         return preset.model_copy(update={
             "name": f"bitwave-{preset.name}", "method": "bitflip",
             "description": f"BitWave bit flip at the beta and N of {preset.name}",
+        })
+    if preset.solver == "gptq":
+        return preset.model_copy(update={
+            "name": f"rtn-{preset.name}", "method": "rtn",
+            "description": f"GPTQ at {preset.stored_bits} bits (per-channel scale) on the normal channels of "
+                           f"{preset.name}",
         })
     return preset.model_copy(update={
         "name": f"rtn-{preset.name}", "method": "rtn",

@@ -11,6 +11,7 @@ field               who reads it
 ``validate``        :class:`~bitvert.pruning.PruneConfig` (method-specific checks)
 ``kernel``          :func:`bitvert.pruning.prune_groups` (the compiled fast path)
 ``reference``       :func:`reference_group` (readable, one group; tests check the kernel with it)
+``grid``            :func:`bitvert.pruning.gptq.gptq_prune` (the values a group's metadata allows)
 ``number_format``   :attr:`PruneConfig.number_format` (``neg_min`` policy before pruning)
 ``redundant_cap``   :attr:`PruneConfig.redundant_cap` (pruning and the codec's free-column count)
 ``offset``          stored values are ``weights + constant`` (zero-point shifting)
@@ -48,7 +49,7 @@ import numpy as np
 from bitvert.core import analysis
 from bitvert.core.bitplanes import NumberFormat
 from bitvert.errors import ConfigError
-from bitvert.pruning import _kernels, reference
+from bitvert.pruning import _kernels, grids, reference
 
 _Config = Any
 """A :class:`bitvert.pruning.PruneConfig` (not imported here: :mod:`bitvert.pruning.config` imports this module)."""
@@ -126,6 +127,8 @@ class MethodSpec:
             common ones (``semantics``, ``weight_bits``, ``group_size``, ``columns``, ``remainder``).
         validate: extra checks of a config naming this method; raises
             :class:`~bitvert.errors.ConfigError`.
+        grid: the integers a pruned group can hold given its metadata (:data:`~bitvert.pruning.grids.GridFn`);
+            ``None``: the error-feedback solver (:func:`~bitvert.pruning.gptq.gptq_prune`) cannot run it.
     """
 
     name: str
@@ -141,6 +144,7 @@ class MethodSpec:
     free_columns: Literal["twos_complement", "zero_magnitude"] = "twos_complement"
     options: tuple[str, ...] = ()
     validate: Callable[[_Config], None] | None = None
+    grid: grids.GridFn | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier() or self.name != self.name.lower():
@@ -304,16 +308,17 @@ def _bitflip_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int,
 register_method(MethodSpec(
     name=PruneMethod.ROUNDED_AVG.value, label="BBS rounded averaging",
     kernel=_rounded_avg_kernel, reference=_rounded_avg_reference, layout="bbs_rounded_avg", hardware="bitvert",
-    redundant_cap=_rounded_avg_cap, options=("mean_rounding",),
+    redundant_cap=_rounded_avg_cap, options=("mean_rounding",), grid=grids.rounded_avg_grid,
 ))
 register_method(MethodSpec(
     name=PruneMethod.ZERO_POINT.value, label="BBS zero-point shifting",
     kernel=_zero_point_kernel, reference=_zero_point_reference, layout="bbs_zero_point", hardware="bitvert",
     number_format_code=NumberFormat.SIGN_MAGNITUDE, redundant_cap=_zero_point_cap, offset=True,
-    options=("constant_bits", "neg_min"),
+    options=("constant_bits", "neg_min"), grid=grids.zero_point_grid,
 ))
 register_method(MethodSpec(
     name=PruneMethod.BITFLIP.value, label="BitWave bit flip",
     kernel=_bitflip_kernel, reference=_bitflip_reference, layout="bitwave", hardware="bitwave",
     number_format=NumberFormat.SIGN_MAGNITUDE, free_columns="zero_magnitude", options=("neg_min",),
+    grid=grids.bitflip_grid,
 ))

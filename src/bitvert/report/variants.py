@@ -306,7 +306,8 @@ def run_variants(
         presets: the variants, ``int8`` first (:func:`variant_presets`).
         task: evaluation task (``None``: the model's default task).
         eval_limit: examples per evaluation (:data:`EvalLimit`; ``None`` = ``"full"``).
-        calibration_samples: calibration samples of the 8-bit activations (weight-only variants use none).
+        calibration_samples: calibration samples of the 8-bit activations, of the input Hessians and of
+            the ``gptq`` solver (variants that need none use none: ``PipelinePreset.needs_calibration``).
         seed: torch / numpy / ``random`` are seeded with ``seed`` before the FP32 evaluation and with
             :func:`variant_seed` before each variant, so a variant's numbers do not depend on which
             other variants ran before it.
@@ -349,7 +350,7 @@ def run_variants(
         seed_everything(variant_seed(seed, preset.name))
         with timer.stage("prune"):
             model = copy.deepcopy(fp32)
-            calib = loaded.calibration_batches(calibration_samples) if preset.quant.act_bits is not None else None
+            calib = loaded.calibration_batches(calibration_samples) if preset.needs_calibration else None
             report = prune_model_(model, preset, calibration=calib, rules=rules, progress=progress)
         metrics: dict[str, float] = {}
         t = time.perf_counter()

@@ -1,0 +1,280 @@
+"""Input Hessians (bitvert.pipeline.calibration): column order, conv im2col, sequential mode."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bitvert.core.grouping import make_layout
+from bitvert.errors import InputError
+from bitvert.pipeline import select_layers
+from bitvert.pipeline.calibration import (
+    calibrate_sequentially,
+    channel_hessians,
+    collect_hessians,
+    grouping_permutation,
+    hessian_shape,
+)
+from bitvert.pipeline.quantize import layer_kind
+from pipeline_models import HFConv1D
+
+
+def _layers(model: nn.Module):
+    return select_layers(model, first_layer="prune", last_layer="prune")
+
+
+def _output_error(module: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> float:
+    """Σ‖ΔW x‖² over every output of the layer (no bias), computed by running the layer."""
+    with torch.no_grad():
+        w = module.weight.detach().clone()
+        b = getattr(module, "bias", None)
+        saved_b = None if b is None else b.detach().clone()
+        module.weight.copy_(delta)
+        if b is not None:
+            b.zero_()
+        y = module(x)
+        module.weight.copy_(w)
+        if b is not None:
+            b.copy_(saved_b)
+    return float((y.double() ** 2).sum())
+
+
+def _quadratic(module: nn.Module, h: torch.Tensor, delta: torch.Tensor) -> float:
+    """Σ_k e_k H_k e_kᵀ with e_k the k-th row of ΔW in the grouping's column order."""
+    kind, axis = layer_kind(module)
+    layout = make_layout(tuple(delta.shape), kind, 4)
+    rows = layout.to_rows(delta.double().numpy()).reshape(layout.n_channels, -1)
+    hk = channel_hessians(h, layout.n_channels).numpy()
+    return float(np.einsum("ki,kij,kj->", rows, hk, rows))
+
+
+def test_linear_hessian_is_xtx(block, block_batches) -> None:
+    layers = _layers(block)
+    hs = collect_hessians(block, layers, block_batches)
+    xs = [block.embed(b).reshape(-1, 64).double() for b in block_batches]
+    want = sum(x.T @ x for x in xs)
+    assert hs["qkv"].dtype == torch.float64 and hs["qkv"].shape == (64, 64)
+    torch.testing.assert_close(hs["qkv"], want, rtol=1e-10, atol=1e-9)
+    assert hs.n_samples["qkv"] == 2 * 2 * 12
+    assert set(hs) == {l.name for l in layers}
+
+
+def test_hf_conv1d_hessian_is_xtx() -> None:
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(6, 16), HFConv1D(5, 16))
+    xs = [torch.randn(3, 7, 6) for _ in range(2)]
+    hs = collect_hessians(m, _layers(m), xs)
+    ins = [m[0](x).reshape(-1, 16).double() for x in xs]
+    torch.testing.assert_close(hs["1"], sum(x.T @ x for x in ins), rtol=1e-10, atol=1e-9)
+    assert hessian_shape(m[1]) == (16, 16)
+    delta = torch.randn(16, 5)  # (in, out) storage
+    x = m[0](xs[0]).detach()
+    h0 = collect_hessians(m, _layers(m), [xs[0]])["1"]
+    assert _quadratic(m[1], h0, delta) == pytest.approx(_output_error(m[1], x, delta), rel=1e-6)
+
+
+CONVS = [
+    lambda: nn.Conv2d(6, 8, 3),
+    lambda: nn.Conv2d(6, 8, 3, stride=2, padding=1),
+    lambda: nn.Conv2d(6, 8, (3, 2), dilation=(2, 1), padding=(1, 2)),
+    lambda: nn.Conv2d(6, 8, 3, padding=1, padding_mode="reflect"),
+    lambda: nn.Conv2d(6, 8, 3, padding="same"),
+    lambda: nn.Conv2d(6, 8, 3, groups=2, padding=1),
+    lambda: nn.Conv2d(6, 6, 3, groups=6, padding=1),  # depthwise
+    lambda: nn.Conv2d(6, 12, 3, groups=6),  # depthwise, channel multiplier 2
+    lambda: nn.Conv2d(6, 8, 1),
+    lambda: nn.Conv1d(6, 8, 3, padding=1),
+    lambda: nn.Conv3d(4, 8, (2, 3, 3), padding=(0, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("make", CONVS)
+def test_conv_hessian_gives_output_error(make) -> None:
+    """tr(E H Eᵀ) in the grouping order equals the output energy of the weight change ΔW."""
+    torch.manual_seed(1)
+    conv = make()
+    nd = conv.weight.ndim - 2
+    spatial = {1: (9,), 2: (7, 6), 3: (3, 5, 5)}[nd]
+    xs = [torch.randn((2, conv.in_channels) + spatial) for _ in range(2)]
+    m = nn.Sequential(conv)
+    hs = collect_hessians(m, _layers(m), xs)
+    h = hs["0"]
+    assert tuple(h.shape) == hessian_shape(conv)
+    delta = torch.randn_like(conv.weight)
+    want = sum(_output_error(conv, x, delta) for x in xs)
+    assert _quadratic(conv, h, delta) == pytest.approx(want, rel=1e-6)
+
+
+def test_conv2d_hessian_equals_unfold_xtx() -> None:
+    torch.manual_seed(2)
+    conv = nn.Conv2d(4, 5, 3, padding=1, stride=2)
+    x = torch.randn(3, 4, 9, 9)
+    m = nn.Sequential(conv)
+    cols = F.unfold(x, 3, padding=1, stride=2).transpose(1, 2).reshape(-1, 4 * 9).double()  # (C, kh, kw) order
+    want = cols.T @ cols
+    hw = collect_hessians(m, _layers(m), [x], order="weight")["0"]
+    torch.testing.assert_close(hw, want, rtol=1e-10, atol=1e-9)
+    hg = collect_hessians(m, _layers(m), [x])["0"]
+    p = torch.from_numpy(grouping_permutation(conv))
+    torch.testing.assert_close(hg, want[p][:, p], rtol=1e-10, atol=1e-9)
+    assert hg.n_samples if hasattr(hg, "n_samples") else True
+
+
+def test_depthwise_hessian_is_per_channel() -> None:
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 3, 3, groups=3, padding=1)
+    x = torch.randn(2, 3, 5, 5)
+    h = collect_hessians(nn.Sequential(conv), _layers(nn.Sequential(conv)), [x])["0"]
+    assert h.shape == (3, 9, 9)
+    for c in range(3):
+        cols = F.unfold(x[:, c:c + 1], 3, padding=1).transpose(1, 2).reshape(-1, 9).double()
+        torch.testing.assert_close(h[c], cols.T @ cols, rtol=1e-10, atol=1e-9)
+    assert channel_hessians(h, 6).shape == (6, 9, 9)
+    with pytest.raises(InputError, match="does not fit 4 output channels"):
+        channel_hessians(h, 4)
+
+
+class _Chain(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = nn.Linear(8, 8)
+        self.c = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+def test_sequential_sees_pruned_earlier_layers() -> None:
+    torch.manual_seed(4)
+    model = _Chain().eval()
+    xs = [torch.randn(5, 8) for _ in range(3)]
+    seen: dict[str, torch.Tensor] = {}
+
+    def prune(layer, h) -> None:
+        seen[layer.name] = h.clone()
+        with torch.no_grad():
+            layer.module.weight.mul_(0.5).round_()  # a crude "pruning" that changes later inputs
+
+    counts = calibrate_sequentially(model, _layers(model), xs, prune)
+    assert list(seen) == ["a", "b", "c"] and counts == {"a": 15, "b": 15, "c": 15}
+    # by hand, with the already-changed weights (which the callback changed in order)
+    with torch.no_grad():
+        xb = [torch.relu(model.a(x)).double() for x in xs]
+        xc = [torch.relu(model.b(torch.relu(model.a(x)))).double() for x in xs]
+    torch.testing.assert_close(seen["b"], sum(x.T @ x for x in xb), rtol=1e-10, atol=1e-9)
+    torch.testing.assert_close(seen["c"], sum(x.T @ x for x in xc), rtol=1e-10, atol=1e-9)
+
+
+class _Block(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.o = nn.Linear(d, d)
+        self.up = nn.Linear(d, 2 * d)
+        self.down = HFConv1D(d, 2 * d)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, scale: float = 1.0) -> tuple[torch.Tensor]:
+        att = torch.softmax(self.q(x) @ self.k(x).transpose(-1, -2) * scale + mask, dim=-1)
+        x = x + self.o(att @ self.v(x))
+        return (x + self.down(torch.relu(self.up(x))),)
+
+
+class _Stack(nn.Module):
+    def __init__(self, d: int = 8, n: int = 3) -> None:
+        super().__init__()
+        self.inp = nn.Linear(4, d)
+        self.layers = nn.ModuleList(_Block(d) for _ in range(n))
+        self.head = nn.Linear(d, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        mask = torch.zeros(h.shape[1], h.shape[1])
+        for blk in self.layers:
+            h = blk(h, mask=mask, scale=0.3)[0]
+        return self.head(h)
+
+
+def _run(blocks: bool, calls: list[str]) -> dict[str, torch.Tensor]:
+    torch.manual_seed(5)
+    model = _Stack().eval()
+    xs = [torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    seen: dict[str, torch.Tensor] = {}
+
+    def prune(layer, h) -> None:
+        calls.append(layer.name)
+        seen[layer.name] = h.clone()
+        with torch.no_grad():
+            layer.module.weight.copy_((layer.module.weight * 4).round() / 4)
+
+    calibrate_sequentially(model, _layers(model), xs, prune, blocks=blocks)
+    return seen
+
+
+def test_block_mode_equals_model_mode(caplog) -> None:
+    calls_b: list[str] = []
+    calls_m: list[str] = []
+    with caplog.at_level(logging.INFO, logger="bitvert.pipeline.calibration"):
+        by_block = _run(True, calls_b)
+    assert "block by block (3 blocks" in caplog.text  # the stack was used
+    by_model = _run(False, calls_m)
+    assert calls_b == calls_m
+    assert calls_b[:5] == ["inp", "layers.0.q", "layers.0.k", "layers.0.v", "layers.0.o"]
+    assert calls_b[-1] == "head"
+    for name in by_model:
+        torch.testing.assert_close(by_block[name], by_model[name], rtol=1e-9, atol=1e-9)
+
+
+def test_qkv_share_one_step_and_one_input() -> None:
+    torch.manual_seed(6)
+    model = _Stack().eval()
+    xs = [torch.randn(2, 6, 4)]
+    hs = collect_hessians(model, _layers(model), xs)
+    torch.testing.assert_close(hs["layers.1.q"], hs["layers.1.v"])
+    assert hs["layers.1.q"] is not hs["layers.1.k"]  # separate tensors: callers may change one
+
+
+def test_layer_that_never_runs_gets_zero_h(caplog) -> None:
+    class Skip(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.unused = nn.Linear(3, 3), nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.a(x)
+
+    m = Skip()
+    with caplog.at_level(logging.WARNING):
+        hs = collect_hessians(m, _layers(m), [torch.randn(2, 3)])
+    assert hs.n_samples["unused"] == 0 and not hs["unused"].any()
+    assert "never executed" in caplog.text
+    got = []
+    counts = calibrate_sequentially(m, _layers(m), [torch.randn(2, 3)], lambda l, h: got.append(l.name))
+    assert got == ["a", "unused"] and counts["unused"] == 0
+
+
+def test_bad_input() -> None:
+    m = _Chain()
+    with pytest.raises(InputError, match="no batches"):
+        collect_hessians(m, _layers(m), [])
+    with pytest.raises(InputError, match="QuantLayer"):
+        collect_hessians(m, ["a"], [torch.randn(1, 8)])  # type: ignore[list-item]
+    with pytest.raises(InputError, match="callback"):
+        calibrate_sequentially(m, _layers(m), [torch.randn(1, 8)], None)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="order"):
+        collect_hessians(m, _layers(m), [torch.randn(1, 8)], order="rows")  # type: ignore[arg-type]
+
+
+def test_float32_products_are_close_and_bad_dtype_rejected(block, block_batches) -> None:
+    layers = _layers(block)
+    h64 = collect_hessians(block, layers, block_batches)
+    h32 = collect_hessians(block, layers, block_batches, compute_dtype=torch.float32)
+    assert h32["fc1"].dtype == torch.float64
+    torch.testing.assert_close(h32["fc1"], h64["fc1"], rtol=1e-5, atol=1e-4)
+    with pytest.raises(InputError, match="compute_dtype"):
+        collect_hessians(block, layers, block_batches, compute_dtype=torch.int64)

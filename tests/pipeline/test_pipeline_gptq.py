@@ -1,0 +1,99 @@
+"""The gptq solver in the pipeline: presets, validation, sequential Hessians, encodable results."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bitvert.errors import ConfigError
+from bitvert.pipeline import IntLayer, get_preset, list_presets, prune_int_layers, prune_model_
+from bitvert.pipeline.presets import GPTQ_SUFFIX, PRESETS
+
+
+def test_gptq_presets_mirror_their_parents() -> None:
+    for parent in ("conservative", "moderate", "llm-conservative", "llm-moderate", "bitwave-w5", "bitwave-w6"):
+        p, q = get_preset(parent), get_preset(parent + GPTQ_SUFFIX)
+        assert q.solver == "gptq" and p.solver == "greedy"
+        assert q.model_dump(exclude={"name", "description", "solver"}) == p.model_dump(
+            exclude={"name", "description", "solver"})
+        assert q.needs_calibration
+    names = list_presets()
+    for b in ("bitwave", "rtn"):
+        for p in ("moderate-gptq", "llm-moderate-gptq", "conservative-gptq"):
+            assert f"{b}-{p}" in names
+            assert get_preset(f"{b}-{p}").solver == "gptq"
+    assert get_preset("rtn-moderate-gptq").method == "rtn"
+    assert "GPTQ at 4 bits" in get_preset("rtn-moderate-gptq").description
+    assert "int8-gptq" not in PRESETS
+
+
+def test_bad_solver_values_give_clear_errors() -> None:
+    with pytest.raises(ConfigError, match="'greedy' or 'gptq'"):
+        get_preset("moderate", solver="gptQ2")
+    with pytest.raises(ConfigError, match="needs a pruning method"):
+        get_preset("int8", solver="gptq")
+    with pytest.raises(ConfigError, match="gptq_damp"):
+        get_preset("moderate-gptq", gptq_damp=2.0)
+    with pytest.raises(ConfigError, match="gptq_block"):
+        get_preset("moderate-gptq", gptq_block=0)
+
+
+def test_gptq_needs_calibration_and_a_model(block) -> None:
+    preset = get_preset("llm-moderate-gptq")
+    with pytest.raises(ConfigError, match="calibration"):
+        prune_model_(copy.deepcopy(block), preset)
+    layer = IntLayer("fc", "linear", np.ones((4, 8), np.int16), np.ones(4, np.float32))
+    with pytest.raises(ConfigError, match="prune_int_layers"):
+        prune_int_layers([layer], preset)
+
+
+def _output_error(model, reference, batches) -> float:
+    with torch.no_grad():
+        return sum(float(((model(b) - reference(b)) ** 2).sum()) for b in batches)
+
+
+@pytest.mark.parametrize("name", ["llm-moderate", "rtn-llm-moderate", "bitwave-llm-moderate", "llm-conservative"])
+def test_gptq_lowers_output_error_at_the_same_bits(block, block_batches, name) -> None:
+    from bitvert.codec import decode, encode_report
+
+    greedy_model, gptq_model = copy.deepcopy(block), copy.deepcopy(block)
+    greedy = prune_model_(greedy_model, name)
+    solved = prune_model_(gptq_model, name + GPTQ_SUFFIX, calibration=block_batches)
+    assert solved.effective_bits == greedy.effective_bits
+    assert _output_error(gptq_model, block, block_batches) < _output_error(greedy_model, block, block_batches)
+    for a, b in zip(greedy.layers, solved.layers):
+        assert a.role == b.role and a.n_sensitive == b.n_sensitive
+    if name.startswith("rtn"):
+        return
+    for rec_name, enc in encode_report(solved).tensors.items():  # every gptq result encodes bit-exactly
+        rec = next(r for r in solved.layers if f"{r.name}.weight" == rec_name)
+        np.testing.assert_array_equal(decode(enc), rec.q)
+
+
+def test_gptq_on_convolutions_keeps_sensitive_channels_int8(cnn, cnn_batches) -> None:
+    from bitvert.codec import decode, encode_report
+
+    preset = get_preset("moderate-gptq", sensitive_fraction=0.3, quant={"act_bits": None}, last_layer="prune")
+    greedy = prune_model_(copy.deepcopy(cnn), preset.model_copy(update={"solver": "greedy"}))
+    model = copy.deepcopy(cnn)
+    solved = prune_model_(model, preset, calibration=iter(cnn_batches))  # a one-shot iterator is enough
+    for a, b in zip(greedy.layers, solved.layers):
+        if b.sensitive is not None:
+            np.testing.assert_array_equal(a.q[b.sensitive], b.q[b.sensitive])
+    assert any(not np.array_equal(a.q, b.q) for a, b in zip(greedy.layers, solved.layers) if b.role == "prune")
+    for rec_name, enc in encode_report(solved).tensors.items():
+        rec = next(r for r in solved.layers if f"{r.name}.weight" == rec_name)
+        np.testing.assert_array_equal(decode(enc), rec.q)
+
+
+def test_cli_set_solver(tmp_path) -> None:
+    from bitvert.cli import main
+
+    res = CliRunner().invoke(main, ["prune", "--model", "mnist-cnn", "--preset", "moderate", "--set", "solver=gptk",
+                                    "--no-eval", "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0
+    assert "'greedy' or 'gptq'" in (res.output + str(res.exception))

@@ -34,7 +34,7 @@ def _load(name: str) -> SimpleNamespace:
                            calibration_batches=batches)
 
 
-def _evaluate(loaded, model, task, reference=None, limit=None, memo=None):
+def _evaluate(loaded, model, task, reference=None, limit=None, memo=None, **_):
     x = _X[: limit or 16]
     with torch.no_grad():
         out = model(x)
@@ -146,7 +146,7 @@ def test_prune_defaults_are_those_of_bitvert_run(tmp_path, monkeypatch):
 
     limits = []
 
-    def recording(loaded, model, task, reference=None, limit=None, memo=None):
+    def recording(loaded, model, task, reference=None, limit=None, memo=None, **_):
         limits.append(limit)
         return _evaluate(loaded, model, task, reference, limit)
 

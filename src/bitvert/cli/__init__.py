@@ -16,6 +16,7 @@ import sys
 import click
 
 from bitvert import __version__
+from bitvert.cli._common import apply_threads, os_error_message
 from bitvert.errors import BitvertError
 
 _SUBCOMMANDS: list[str] = [
@@ -36,16 +37,6 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-
-
-def os_error_message(exc: OSError) -> str:
-    """One line for a failed read or write: what failed, on which path, and what to check."""
-    path = exc.filename if exc.filename is not None else "a file"
-    what = exc.strerror or str(exc)
-    if exc.filename2 is not None:
-        path = f"{path} -> {exc.filename2}"
-    return (f"error: {what}: {path!s}; check that the path exists, is a folder where one is expected, "
-            "is writable and the disk is not full")
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -87,10 +78,13 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="bitvert")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
-def main(verbose: int, quiet: bool) -> None:
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads of torch and numba (default: $OMP_NUM_THREADS when set, else all cores).")
+def main(verbose: int, quiet: bool, threads: int | None) -> None:
     """bitvert: BBS binary pruning, the BBS weight format and the BitVert accelerator model."""
     _configure_logging(verbose, quiet)
     signal.signal(signal.SIGTERM, _on_sigterm)  # remove partial output, exit 143
+    apply_threads(threads)
 
 
 def _register() -> None:
@@ -102,4 +96,4 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["main"]
+__all__ = ["main", "os_error_message"]

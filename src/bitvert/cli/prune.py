@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import sys
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import click
 
 from bitvert import __version__
+from bitvert.cli._common import check_output_folder, show_progress
 from bitvert.errors import ConfigError, MissingDependencyError
 from bitvert.jsonutil import json_default
 from bitvert.pipeline import BASELINES, get_preset, list_presets, save_pruned
@@ -144,25 +145,42 @@ def run_prune(
     variants = variant_presets([preset], BASELINES if baselines else ())
     layer_rules = _parse_rules(rules)
     limit = parse_eval_limit("full" if limit is None else limit, "--limit")
+    out_dir = check_output_folder(out_dir, "--out")
 
     t0 = time.perf_counter()
     loaded = load_model(model_name)
     load_s = time.perf_counter() - t0
-    out_dir.mkdir(parents=True, exist_ok=True)  # after every input was checked and the model loaded
     model_info = {"name": loaded.name, "family": loaded.family, "default_task": loaded.default_task}
     saved: dict[str, Path] = {}
+    created = not out_dir.exists()
 
     def save(variant: PipelinePreset, model: Any, report: Any) -> None:
         if variant.name == preset.name:
+            out_dir.mkdir(parents=True, exist_ok=True)  # after every input was checked and the model loaded
             saved["checkpoint"] = save_pruned(out_dir / "pruned.safetensors", model, report, model_info)
 
-    runs = run_variants(loaded, variants, task=task, eval_limit=limit, calibration_samples=calibration_samples,
-                        seed=seed, rules=layer_rules, evaluate=evaluate_variants,
-                        fidelity_samples=fidelity_samples if evaluate_variants else 0, on_variant=save,
-                        progress=progress)
+    try:
+        runs = run_variants(loaded, variants, task=task, eval_limit=limit, calibration_samples=calibration_samples,
+                            seed=seed, rules=layer_rules, evaluate=evaluate_variants,
+                            fidelity_samples=fidelity_samples if evaluate_variants else 0, on_variant=save,
+                            progress=progress)
+        return _write_summary(loaded, model_name, preset, runs, saved["checkpoint"], out_dir, load_s, limit,
+                              calibration_samples, fidelity_samples, seed, layer_rules, evaluate_variants)
+    except BaseException:
+        if created and out_dir.exists():  # leave no half-written folder behind
+            shutil.rmtree(out_dir, ignore_errors=True)
+            if out_dir.exists():
+                logger.warning("bitvert prune did not finish; could NOT remove %s: delete it by hand", out_dir)
+            else:
+                logger.warning("bitvert prune did not finish; removed the incomplete %s", out_dir)
+        raise
+
+
+def _write_summary(loaded: Any, model_name: str, preset: PipelinePreset, runs: Any, ckpt: Path, out_dir: Path,
+                   load_s: float, limit: EvalLimit, calibration_samples: int, fidelity_samples: int, seed: int,
+                   layer_rules: dict[str, str | None], evaluate_variants: bool) -> dict[str, Any]:
     main_report = runs.variants[preset.name].report
     done = list(runs.variants.items())
-    ckpt = saved["checkpoint"]
     metrics: dict[str, dict[str, float]] = {}
     timings: dict[str, float] = {"load_seconds": load_s}
     if evaluate_variants:
@@ -235,7 +253,7 @@ def prune_cmd(model_name: str, preset_name: str, out_dir: Path, baselines: bool,
     summary = run_prune(model_name, preset_name, out_dir, baselines=baselines, task=task,
                         limit=parse_eval_limit(limit, "--limit"), seed=seed,
                         calibration_samples=calibration_samples, overrides=overrides, rules=rules,
-                        evaluate_variants=not no_eval, progress=sys.stderr.isatty(),
+                        evaluate_variants=not no_eval, progress=show_progress(),
                         fidelity_samples=fidelity_samples)
     click.echo(summary["_table"])
     click.echo(f"wrote {out_dir / 'pruned.safetensors'}, {out_dir / 'summary.json'}, {out_dir / 'table.txt'}")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import click
 
+from bitvert.cli._common import show_progress
 from bitvert.errors import BitvertError
 from bitvert.report.variants import DEFAULT_CALIBRATION_SAMPLES, parse_eval_limit
 
@@ -78,7 +78,7 @@ def run_cmd(model: str, presets: str, baselines: str, accelerators: str, out_dir
         simulate_seq_len=seq_len,
         keep_checkpoints=keep_checkpoints,
     )
-    progress = sys.stderr.isatty() and not quiet
+    progress = show_progress(quiet)
     try:
         result = run_study(config, out_dir, progress=progress)
     except KeyboardInterrupt:

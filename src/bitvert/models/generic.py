@@ -144,6 +144,9 @@ def load_transformers(source: str, *, local: bool, calibration_path: str | Path 
         extra["num_classes"] = int(getattr(config, "num_labels", 0) or 0)
         calibration = _image_calibration(calibration_path, preprocess, source)
     else:
+        if calibration_path is not None:
+            raise ConfigError(f"--calibration-data {str(calibration_path)!r} does not apply to {source!r}, a {family} "
+                              "model that calibrates on its own text; drop --calibration-data")
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local)
         except (OSError, ValueError) as exc:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bitvert.errors import InputError
+from bitvert.outputs import check_output_folder
 
 __all__ = ["REPORT_STATUS_FILE", "check_out_dir", "is_complete_report", "partial_folder", "publish",
            "remove_stale_partials", "remove_active_partials"]
@@ -43,9 +44,9 @@ def is_complete_report(path: str | os.PathLike[str]) -> bool:
 
 
 def check_out_dir(out_dir: Path) -> None:
-    """Refuse an ``out_dir`` that is a file or a non-empty folder that is not a complete report."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out {str(out_dir)!r} is a file; give a folder path for the report")
+    """Refuse an ``out_dir`` that is a file, lies below a file, cannot be written
+    (:func:`bitvert.outputs.check_output_folder`) or is a non-empty folder that is not a complete report."""
+    check_output_folder(out_dir, "--out", published=True)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not is_complete_report(out_dir):
         raise InputError(
             f"--out {str(out_dir)!r} is a non-empty folder that is not a bitvert report; choose a new or "

@@ -56,15 +56,39 @@ def _on_sigterm(signum: int, frame: object) -> None:
         os._exit(143)
 
 
+class _UsageLine(click.ClickException):
+    """A command-line usage error as one line (``error: ...; see `bitvert CMD --help```), exit 2."""
+
+    exit_code = 2
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _usage_line(exc: click.UsageError) -> _UsageLine:
+    command = exc.ctx.command_path if exc.ctx is not None else "bitvert"
+    return _UsageLine(f"{exc.format_message()} (see `{command} --help`)")
+
+
 class _Group(click.Group):
-    """Turns bitvert's own errors and failed reads/writes into a one-line message and exit status 2;
-    SIGINT exits 130 after the command removed its partial output (SIGTERM: :func:`_on_sigterm`, 143)."""
+    """Turns bitvert's own errors, failed reads/writes and usage errors into a one-line message and exit
+    status 2; SIGINT exits 130 after the command removed its partial output (SIGTERM:
+    :func:`_on_sigterm`, 143)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: object) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)  # type: ignore[arg-type]
+        except click.UsageError as exc:
+            raise _usage_line(exc) from None
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _usage_line(exc) from None
         except BitvertError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo("error: " + "; ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip()), err=True)
             ctx.exit(2)
         except OSError as exc:
             click.echo(os_error_message(exc), err=True)

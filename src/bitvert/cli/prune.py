@@ -7,7 +7,9 @@ Writes into ``--out``:
 * ``summary.json`` -- the resolved configuration, ``effective_bits`` and a ``metrics`` object
   keyed by variant (``fp32``, ``int8``, the preset and each baseline), plus per-layer records;
   ``variant_descriptions`` says what each variant is (a weight-only preset's ``int8`` row is weight-only);
-* ``table.txt`` -- the same as a readable table (also printed).
+* ``table.txt`` -- the same as a readable table (also printed);
+* ``timings.json`` -- wall seconds of each step (kept apart, so the other files are the same bytes
+  on every run with the same inputs).
 
 The variants are run by :func:`bitvert.report.variants.run_variants`, the runner of ``bitvert run``,
 with the same defaults (calibration samples, ``--limit auto``) and seeding.
@@ -156,6 +158,10 @@ def run_prune(
 
     def save(variant: PipelinePreset, model: Any, report: Any) -> None:
         if variant.name == preset.name:
+            # wall times go to timings.json (the run kept them); zeroed here so that the checkpoint header
+            # and summary.json are the same bytes on every run
+            report.prune_seconds = 0.0
+            report.calibration_seconds = 0.0
             out_dir.mkdir(parents=True, exist_ok=True)  # after every input was checked and the model loaded
             saved["checkpoint"] = save_pruned(out_dir / "pruned.safetensors", model, report, model_info)
 
@@ -213,10 +219,10 @@ def _write_summary(loaded: Any, model_name: str, preset: PipelinePreset, runs: A
         "metrics": metrics,
         "weight_int_range": main_report.to_dict()["weight_int_range"],
         "checkpoint": {"file": ckpt.name, "size_bytes": ckpt.stat().st_size},
-        "timings": timings,
         "report": main_report.to_dict(),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=json_default))
+    (out_dir / "timings.json").write_text(json.dumps({"timings_s": timings}, indent=2, default=json_default) + "\n")
     table = (format_variants_table(summary) if evaluate_variants else
              f"model {loaded.name} | preset {preset.name} | effective bits {main_report.effective_bits:.3f}")
     (out_dir / "table.txt").write_text(table + "\n\n" + main_report.table() + "\n")
@@ -256,4 +262,5 @@ def prune_cmd(model_name: str, preset_name: str, out_dir: Path, baselines: bool,
                         evaluate_variants=not no_eval, progress=show_progress(),
                         fidelity_samples=fidelity_samples)
     click.echo(summary["_table"])
-    click.echo(f"wrote {out_dir / 'pruned.safetensors'}, {out_dir / 'summary.json'}, {out_dir / 'table.txt'}")
+    click.echo(f"wrote {out_dir / 'pruned.safetensors'}, {out_dir / 'summary.json'}, {out_dir / 'table.txt'}, "
+               f"{out_dir / 'timings.json'}")

@@ -15,7 +15,6 @@ from pathlib import Path
 import click
 
 from bitvert.cli._common import show_progress
-from bitvert.errors import BitvertError
 from bitvert.report.variants import DEFAULT_CALIBRATION_SAMPLES, parse_eval_limit
 
 logger = logging.getLogger(__name__)
@@ -84,9 +83,6 @@ def run_cmd(model: str, presets: str, baselines: str, accelerators: str, out_dir
     except KeyboardInterrupt:
         click.echo(f"interrupted: no report was written to {out_dir}", err=True)
         raise click.exceptions.Exit(130) from None
-    except BitvertError:
-        click.echo(f"bitvert run failed: no report was written to {out_dir}", err=True)
-        raise
     results = finite(result.to_dict())
     click.echo(f"{results['model']['name']} on {results['task']} "
                f"({'all' if results['eval_limit'] is None else results['eval_limit']} examples per evaluation)")

@@ -84,8 +84,8 @@ def _checkpoint_setup(path: Path, model: str | None, accelerators: str, batch: i
 @click.option("--accelerators", default="all", show_default=True,
               help="'all', or a comma list of accelerators: presets, YAML files, HW:PRESET pairs "
                    "(e.g. bitvert:llm-moderate).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output folder.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="bitvert-simulation",
+              show_default=True, help="Output folder (created if missing).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch size (>= 1).")
 @click.option("--seq-len", "seq_len", type=int, default=None,
               help="Tokens per sequence of --model / --checkpoint text models (>= 1; default 128). Vision models "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from bitvert.errors import ConfigError, FormatError, InputError
@@ -113,9 +114,9 @@ def _instantiate(transformers: Any, source: str, local: bool, arch: str) -> tupl
                     "vision", "image-folder")
         return (SentenceEmbedder(transformers.AutoModel.from_pretrained(source, **kwargs)), "text-embedding",
                 "similarity-suite")
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"cannot load the weights of {source!r} ({exc}); check the folder holds model.safetensors "
-                          "or pytorch_model.bin") from exc
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # random bytes, truncated files
+        raise FormatError(f"cannot load the weights of {source!r} ({exc}); check the folder holds a complete "
+                          "model.safetensors or pytorch_model.bin") from exc
 
 
 def load_transformers(source: str, *, local: bool, calibration_path: str | Path | None = None) -> LoadedModel:

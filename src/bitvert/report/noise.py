@@ -38,15 +38,15 @@ class CapabilitySpread:
     measured: str
 
 
-_MEASURED_PRUNE = ("`ATEN_CPU_CAPABILITY={cap} bitvert prune --model {model} --preset moderate`, cap = "
-                   "default and avx2, 2026-12-01, 2-core AVX2 machine (fp32, int8, moderate, bitwave-moderate, "
+_MEASURED_PRUNE = ("`ATEN_CPU_CAPABILITY=CAP bitvert prune --model {model} --preset moderate` with CAP default "
+                   "and avx2, 2026-12-01, 2-core AVX2 machine (variants fp32, int8, moderate, bitwave-moderate, "
                    "rtn-moderate)")
 _MEASURED_ISSUE = ("AVX2 vs AVX-512 machines, reported in issue 14 (MiniLM Lee Pearson moved by up to 0.003 "
                    "through flipped INT8 activation roundings)")
 
 CPU_CAPABILITY_SPREAD: dict[str, dict[str, CapabilitySpread]] = {
     "mnist-cnn": {
-        "top1": CapabilitySpread(0.0, ("default", "avx2"), _MEASURED_PRUNE.format(cap="{cap}", model="mnist-cnn")),
+        "top1": CapabilitySpread(0.0, ("default", "avx2"), _MEASURED_PRUNE.format(model="mnist-cnn")),
     },
     "minilm-l6": {
         "lee_pearson": CapabilitySpread(0.003, ("default", "avx2", "avx512"), _MEASURED_ISSUE),
@@ -61,13 +61,14 @@ _COUNT_KEYS = ("n_images", "n_examples")
 
 
 def wilson_interval(fraction: float, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a fraction of ``n`` independent 0/1 outcomes (95 % by default)."""
+    """The Wilson score interval of a fraction of ``n`` independent 0/1 outcomes (95 % by default),
+    rounded to 6 decimals."""
     if n < 1 or not 0.0 <= fraction <= 1.0:
         raise ValueError(f"wilson_interval needs n >= 1 and a fraction in [0, 1], got {fraction!r} of {n!r}")
     z2 = z * z
     centre = (fraction + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(fraction * (1 - fraction) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return round(max(0.0, centre - half), 6), round(min(1.0, centre + half), 6)
 
 
 def noise_bands(model: str, task_metrics: list[str], variants: dict[str, dict[str, float]]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,6 +101,23 @@ def remove_active_partials() -> list[Path]:
     return removed
 
 
+def _remove_tree(folder: Path) -> None:
+    """``rmtree`` that also removes read-only sub-folders of our own (a folder made unwritable mid-run)."""
+
+    def retry(func: Any, path: str, exc: BaseException) -> None:
+        parent = os.path.dirname(path)
+        try:
+            os.chmod(parent, 0o700)
+            func(path)
+        except OSError:
+            pass
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(folder, onexc=retry)
+    else:
+        shutil.rmtree(folder, onerror=lambda f, p, e: retry(f, p, e[1]))
+
+
 @contextmanager
 def partial_folder(out_dir: Path) -> Iterator[Path]:
     """Create and yield the hidden partial folder of ``out_dir``; remove it if the block raises
@@ -114,7 +132,7 @@ def partial_folder(out_dir: Path) -> Iterator[Path]:
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_tree(tmp)
         if tmp.exists():
             logger.warning("the study did not finish; could NOT remove the partial report folder %s: delete it "
                            "by hand", tmp)

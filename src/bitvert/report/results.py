@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bitvert.errors import ConfigError
+from bitvert.errors import ConfigError, validation_message
 from bitvert.report.variants import DEFAULT_CALIBRATION_SAMPLES, parse_eval_limit, variant_presets
 
 __all__ = ["RESULTS_SCHEMA", "TIMINGS_SCHEMA", "StudyConfig", "StudyResult", "VariantResult", "finite"]
@@ -130,7 +130,7 @@ class StudyConfig(BaseModel):
         try:
             return cls(**kwargs)
         except ValidationError as exc:
-            raise ConfigError(f"invalid study configuration: {exc}") from None
+            raise ConfigError(f"invalid study configuration: {validation_message(exc)}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly copy."""

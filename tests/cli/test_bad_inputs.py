@@ -423,15 +423,12 @@ def test_eval_of_a_tampered_checkpoint_exits_2_with_the_checksum_error(inputs: P
     assert line.startswith("error: ") and "fails its checksum" in line and "flipped.safetensors" in line
 
 
-@pytest.mark.parametrize("args,names", [
-    (("simulate", "--workload", "resnet50", "--batch", "0", "--out", "s"), "--batch"),
-    (("models",), "OMP_NUM_THREADS"),
-    (("encode", "nowhere.safetensors", "--out", "m.bbs.safetensors"), "nowhere.safetensors"),
-])
-def test_real_exit_path(args: tuple[str, ...], names: str, tmp_path: Path) -> None:
-    out = run_bitvert(*args, cwd=tmp_path, env={"OMP_NUM_THREADS": "x"} if names == "OMP_NUM_THREADS" else None,
-                      timeout=300)
+def test_real_exit_path_of_a_bad_environment(tmp_path: Path) -> None:
+    """A bad OMP_NUM_THREADS through the real process exit (the other exit paths: the signal tests)."""
+    names = "OMP_NUM_THREADS"
+    out = run_bitvert("models", cwd=tmp_path, env={"OMP_NUM_THREADS": "x"}, timeout=300)
     assert out.returncode == 2, out.stderr
-    (line,) = out.stderr.strip().splitlines()
+    # libgomp itself warns about a bad OMP_NUM_THREADS when torch loads it; that line is not ours
+    (line,) = [ln for ln in out.stderr.strip().splitlines() if ln.strip() and not ln.startswith("libgomp:")]
     assert line.startswith("error: ") and names in line and "Traceback" not in out.stderr
     assert list(tmp_path.iterdir()) == []

@@ -42,6 +42,14 @@ def readme_commands() -> list[list[str]]:
     return commands
 
 
+def _split_global(args: list[str]) -> tuple[list[str], list[str]]:
+    """(options of `bitvert` itself, the subcommand and its arguments)."""
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] not in ("--help", "-h"):
+        i += 2 if args[i] == "--threads" else 1
+    return args[:i], args[i:]
+
+
 def _offline(args: list[str]) -> bool:
     return not any(a.startswith("/") or a.startswith(_ONLINE) or ":/" in a for a in args)
 
@@ -56,12 +64,11 @@ def test_the_readme_has_commands() -> None:
 def test_readme_command_parses(args: list[str]) -> None:
     """Parse like click does (no work): unknown commands/options and missing required options fail here.
     Commands on the reader's own data only parse up to the existence of those paths."""
-    words = [a for a in args if not a.startswith("-")]
-    if not words:  # `bitvert --help`
-        assert args == ["--help"]
+    head, sub = _split_global(args)
+    main.make_context("bitvert", [*head, "models"])  # the global options parse
+    if not sub or sub == ["--help"]:  # `bitvert --help`
         return
-    name = words[0]
-    rest = args[args.index(name) + 1:]
+    name, rest = sub[0], sub[1:]
     cmd = main.commands.get(name)
     assert cmd is not None, f"README uses the unknown command {name!r}"
     try:
@@ -79,8 +86,13 @@ def test_cheap_readme_commands_run(args: list[str]) -> None:
     assert res.exit_code == 0, res.output
 
 
-def _small(args: list[str]) -> list[str]:
+def _small(command: list[str]) -> list[str]:
     """The command with limits that keep it short (the README's own options are kept)."""
+    head, args = _split_global(command)
+    return head + _small_sub(args)
+
+
+def _small_sub(args: list[str]) -> list[str]:
     if not args:
         return args
     if args[0] == "run":

@@ -14,6 +14,7 @@ __all__ = [
     "FormatError",
     "UnsupportedLayerError",
     "MissingDependencyError",
+    "validation_message",
 ]
 
 
@@ -40,3 +41,16 @@ class UnsupportedLayerError(BitvertError, ValueError):
 class MissingDependencyError(BitvertError, ImportError):
     """An optional dependency is not installed; the message says what to install."""
 
+
+
+def validation_message(exc: Exception) -> str:
+    """A pydantic ``ValidationError`` as one line: ``field: problem (got value)`` per error, ``; ``-joined."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return " ".join(str(exc).split())
+    parts = []
+    for err in errors():
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "<root>"
+        msg = "unknown field" if err.get("type") == "extra_forbidden" else err.get("msg", "invalid")
+        parts.append(f"{loc}: {msg} (got {err.get('input')!r})")
+    return "; ".join(parts)

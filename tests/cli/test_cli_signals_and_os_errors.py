@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+from cli_helpers import bitvert_argv, bitvert_env, run_bitvert
+
 
 def _bitvert(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bitvert", "-q", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return run_bitvert(*args, cwd=cwd)
 
 
 def test_unwritable_out_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -39,9 +40,8 @@ def test_sigterm_mid_run_exits_143_and_leaves_nothing(tmp_path: Path) -> None:
     """SIGTERM (what `timeout` and schedulers send) during `bitvert run`: exit 143, a message, no partial
     folder, no report folder."""
     out_dir = tmp_path / "report"
-    proc = subprocess.Popen([sys.executable, "-m", "bitvert", "-q", "run", "--model", "mnist-cnn", "--limit", "200",
-                             "--out", str(out_dir)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(bitvert_argv("run", "--model", "mnist-cnn", "--limit", "200", "--out", str(out_dir)),
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=bitvert_env())
     deadline = time.monotonic() + 300
     partial: list[Path] = []
     while time.monotonic() < deadline and proc.poll() is None:

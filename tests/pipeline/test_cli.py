@@ -34,7 +34,7 @@ def _load(name: str) -> SimpleNamespace:
                            calibration_batches=batches)
 
 
-def _evaluate(loaded, model, task, reference=None, limit=None, memo=None):
+def _evaluate(loaded, model, task, reference=None, limit=None, memo=None, **_):
     x = _X[: limit or 16]
     with torch.no_grad():
         out = model(x)
@@ -55,7 +55,7 @@ def test_prune_writes_checkpoint_summary_and_table(tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(main, ["prune", "--model", "tiny-cnn", "--preset", "moderate", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert {p.name for p in out.iterdir()} == {"pruned.safetensors", "summary.json", "table.txt"}
+    assert {p.name for p in out.iterdir()} == {"pruned.safetensors", "summary.json", "table.txt", "timings.json"}
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["metrics"]) == ["fp32", "int8", "moderate", "bitwave-moderate", "rtn-moderate"]
     assert summary["metrics"]["int8"]["rel_error"] < summary["metrics"]["moderate"]["rel_error"]
@@ -146,7 +146,7 @@ def test_prune_defaults_are_those_of_bitvert_run(tmp_path, monkeypatch):
 
     limits = []
 
-    def recording(loaded, model, task, reference=None, limit=None, memo=None):
+    def recording(loaded, model, task, reference=None, limit=None, memo=None, **_):
         limits.append(limit)
         return _evaluate(loaded, model, task, reference, limit)
 

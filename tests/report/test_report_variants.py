@@ -112,7 +112,7 @@ def _tiny() -> SimpleNamespace:
 
 
 def _fake_evaluate(loaded: Any, module: Any, task: str, reference: Any = None, limit: Any = None,
-                   memo: Any = None) -> dict[str, float]:
+                   memo: Any = None, **_: Any) -> dict[str, float]:
     x = torch.randn(8, 16, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         out = module(x)

@@ -16,6 +16,7 @@ import sys
 import click
 
 from bitvert import __version__
+from bitvert.cli._common import apply_threads, os_error_message
 from bitvert.errors import BitvertError
 
 _SUBCOMMANDS: list[str] = [
@@ -38,16 +39,6 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     root.propagate = False
 
 
-def os_error_message(exc: OSError) -> str:
-    """One line for a failed read or write: what failed, on which path, and what to check."""
-    path = exc.filename if exc.filename is not None else "a file"
-    what = exc.strerror or str(exc)
-    if exc.filename2 is not None:
-        path = f"{path} -> {exc.filename2}"
-    return (f"error: {what}: {path!s}; check that the path exists, is a folder where one is expected, "
-            "is writable and the disk is not full")
-
-
 def _on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM (``timeout``, job schedulers): remove the partial output folder and exit 143 at once.
 
@@ -65,15 +56,39 @@ def _on_sigterm(signum: int, frame: object) -> None:
         os._exit(143)
 
 
+class _UsageLine(click.ClickException):
+    """A command-line usage error as one line (``error: ...; see `bitvert CMD --help```), exit 2."""
+
+    exit_code = 2
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _usage_line(exc: click.UsageError) -> _UsageLine:
+    command = exc.ctx.command_path if exc.ctx is not None else "bitvert"
+    return _UsageLine(f"{exc.format_message()} (see `{command} --help`)")
+
+
 class _Group(click.Group):
-    """Turns bitvert's own errors and failed reads/writes into a one-line message and exit status 2;
-    SIGINT exits 130 after the command removed its partial output (SIGTERM: :func:`_on_sigterm`, 143)."""
+    """Turns bitvert's own errors, failed reads/writes and usage errors into a one-line message and exit
+    status 2; SIGINT exits 130 after the command removed its partial output (SIGTERM:
+    :func:`_on_sigterm`, 143)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: object) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)  # type: ignore[arg-type]
+        except click.UsageError as exc:
+            raise _usage_line(exc) from None
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _usage_line(exc) from None
         except BitvertError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo("error: " + "; ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip()), err=True)
             ctx.exit(2)
         except OSError as exc:
             click.echo(os_error_message(exc), err=True)
@@ -87,10 +102,13 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="bitvert")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
-def main(verbose: int, quiet: bool) -> None:
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads of torch and numba (default: $OMP_NUM_THREADS when set, else all cores).")
+def main(verbose: int, quiet: bool, threads: int | None) -> None:
     """bitvert: BBS binary pruning, the BBS weight format and the BitVert accelerator model."""
     _configure_logging(verbose, quiet)
     signal.signal(signal.SIGTERM, _on_sigterm)  # remove partial output, exit 143
+    apply_threads(threads)
 
 
 def _register() -> None:
@@ -102,4 +120,4 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["main"]
+__all__ = ["main", "os_error_message"]

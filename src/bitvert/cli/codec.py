@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from bitvert.cli._common import check_output_file, check_output_folder
+
 __all__ = ["encode_cmd", "decode_cmd", "inspect_cmd", "format_inspect"]
 
 
@@ -44,6 +46,7 @@ def encode_cmd(checkpoint: Path, out: Path) -> None:
     from bitvert.codec.checkpoint import encode_checkpoint_file
     from bitvert.codec.container import file_accounting
 
+    check_output_file(out, "--out", inputs=[checkpoint])  # before any work
     model = encode_checkpoint_file(checkpoint, out)
     stats = model.stats()
     acc = file_accounting(out)
@@ -70,6 +73,7 @@ def decode_cmd(path: Path, out_dir: Path) -> None:
     from bitvert.codec.container import load_encoded
     from bitvert.codec.torch_load import load_state_dict
 
+    check_output_folder(out_dir, "--out")  # before any work
     model = load_encoded(path)
     out_dir.mkdir(parents=True, exist_ok=True)
     ints: dict[str, torch.Tensor] = {}

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from bitvert.cli import prune as _prune_cli
+from bitvert.cli._common import show_progress
 from bitvert.errors import InputError
 from bitvert.report import variants as _variants
 
@@ -23,7 +24,7 @@ def _is_pruned_checkpoint(target: str) -> bool:
 
 
 def run_eval(target: str, model_name: str | None = None, task: str | None = None,
-             limit: _variants.EvalLimit | None = "auto") -> dict[str, Any]:
+             limit: _variants.EvalLimit | None = "auto", progress: bool = False) -> dict[str, Any]:
     """Evaluate ``target``: a ``pruned.safetensors`` file (or a folder holding one), an encoded
     ``*.bbs.safetensors`` file (decoded on load), or a model name/path.
 
@@ -31,7 +32,7 @@ def run_eval(target: str, model_name: str | None = None, task: str | None = None
     name stored in its header) and compared with that model's FP32 weights; a model name is
     evaluated as is (FP32). ``limit`` follows the rule of ``bitvert prune`` / ``bitvert run``
     (``"auto"`` by model family, ``"full"`` or ``None``: the task's default, or a number), so the
-    default reproduces the metrics those commands report.
+    default reproduces the metrics those commands report. ``progress``: a bar over the evaluation batches.
     """
     from bitvert.pipeline import apply_checkpoint_, load_pruned
 
@@ -53,7 +54,8 @@ def run_eval(target: str, model_name: str | None = None, task: str | None = None
         apply_checkpoint_(model, ckpt)
         task = task or ckpt.model_info.get("default_task") or loaded.default_task
         metrics = _variants.evaluate_model(loaded, model, task, reference=reference,
-                                           limit=_variants.resolve_eval_limit(limit, loaded.family))
+                                           limit=_variants.resolve_eval_limit(limit, loaded.family),
+                                           variant=ckpt.preset.name, progress=progress, limit_rule=limit)
         return {"target": str(path), "model": loaded.name, "variant": ckpt.preset.name,
                 "effective_bits": ckpt.effective_bits, "task": task, "metrics": metrics}
     if Path(target).suffix == ".safetensors" and not Path(target).exists():
@@ -62,7 +64,8 @@ def run_eval(target: str, model_name: str | None = None, task: str | None = None
     loaded = _prune_cli.load_model(model_name or target)
     task = task or loaded.default_task
     metrics = _variants.evaluate_model(loaded, loaded.model.eval(), task, reference=None,
-                                       limit=_variants.resolve_eval_limit(limit, loaded.family))
+                                       limit=_variants.resolve_eval_limit(limit, loaded.family), variant="fp32",
+                                       progress=progress, limit_rule=limit)
     return {"target": target, "model": loaded.name, "variant": "fp32", "effective_bits": 32.0, "task": task,
             "metrics": metrics}
 
@@ -79,7 +82,7 @@ def run_eval(target: str, model_name: str | None = None, task: str | None = None
 def eval_cmd(target: str, model_name: str | None, task: str | None, limit: str, as_json: bool) -> None:
     """Evaluate TARGET: a pruned.safetensors (or its folder) from `bitvert prune`, or a model name."""
     result = run_eval(target, model_name=model_name, task=task,
-                      limit=_variants.parse_eval_limit(limit, "--limit"))
+                      limit=_variants.parse_eval_limit(limit, "--limit"), progress=show_progress())
     if as_json:
         click.echo(json.dumps(result, default=float))
         return

@@ -7,7 +7,9 @@ Writes into ``--out``:
 * ``summary.json`` -- the resolved configuration, ``effective_bits`` and a ``metrics`` object
   keyed by variant (``fp32``, ``int8``, the preset and each baseline), plus per-layer records;
   ``variant_descriptions`` says what each variant is (a weight-only preset's ``int8`` row is weight-only);
-* ``table.txt`` -- the same as a readable table (also printed).
+* ``table.txt`` -- the same as a readable table (also printed);
+* ``timings.json`` -- wall seconds of each step (kept apart, so the other files are the same bytes
+  on every run with the same inputs).
 
 The variants are run by :func:`bitvert.report.variants.run_variants`, the runner of ``bitvert run``,
 with the same defaults (calibration samples, ``--limit auto``) and seeding.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import sys
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from typing import Any
 import click
 
 from bitvert import __version__
+from bitvert.cli._common import check_output_folder, show_progress
 from bitvert.errors import ConfigError, MissingDependencyError
 from bitvert.jsonutil import json_default
 from bitvert.pipeline import BASELINES, get_preset, list_presets, save_pruned
@@ -144,25 +147,46 @@ def run_prune(
     variants = variant_presets([preset], BASELINES if baselines else ())
     layer_rules = _parse_rules(rules)
     limit = parse_eval_limit("full" if limit is None else limit, "--limit")
+    out_dir = check_output_folder(out_dir, "--out")
 
     t0 = time.perf_counter()
     loaded = load_model(model_name)
     load_s = time.perf_counter() - t0
-    out_dir.mkdir(parents=True, exist_ok=True)  # after every input was checked and the model loaded
     model_info = {"name": loaded.name, "family": loaded.family, "default_task": loaded.default_task}
     saved: dict[str, Path] = {}
+    created = not out_dir.exists()
 
     def save(variant: PipelinePreset, model: Any, report: Any) -> None:
         if variant.name == preset.name:
+            # wall times go to timings.json (the run kept them); zeroed here so that the checkpoint header
+            # and summary.json are the same bytes on every run
+            report.prune_seconds = 0.0
+            report.calibration_seconds = 0.0
+            out_dir.mkdir(parents=True, exist_ok=True)  # after every input was checked and the model loaded
             saved["checkpoint"] = save_pruned(out_dir / "pruned.safetensors", model, report, model_info)
 
-    runs = run_variants(loaded, variants, task=task, eval_limit=limit, calibration_samples=calibration_samples,
-                        seed=seed, rules=layer_rules, evaluate=evaluate_variants,
-                        fidelity_samples=fidelity_samples if evaluate_variants else 0, on_variant=save,
-                        progress=progress)
+    try:
+        runs = run_variants(loaded, variants, task=task, eval_limit=limit, calibration_samples=calibration_samples,
+                            seed=seed, rules=layer_rules, evaluate=evaluate_variants,
+                            fidelity_samples=fidelity_samples if evaluate_variants else 0, on_variant=save,
+                            progress=progress)
+        return _write_summary(loaded, model_name, preset, runs, saved["checkpoint"], out_dir, load_s, limit,
+                              calibration_samples, fidelity_samples, seed, layer_rules, evaluate_variants)
+    except BaseException:
+        if created and out_dir.exists():  # leave no half-written folder behind
+            shutil.rmtree(out_dir, ignore_errors=True)
+            if out_dir.exists():
+                logger.warning("bitvert prune did not finish; could NOT remove %s: delete it by hand", out_dir)
+            else:
+                logger.warning("bitvert prune did not finish; removed the incomplete %s", out_dir)
+        raise
+
+
+def _write_summary(loaded: Any, model_name: str, preset: PipelinePreset, runs: Any, ckpt: Path, out_dir: Path,
+                   load_s: float, limit: EvalLimit, calibration_samples: int, fidelity_samples: int, seed: int,
+                   layer_rules: dict[str, str | None], evaluate_variants: bool) -> dict[str, Any]:
     main_report = runs.variants[preset.name].report
     done = list(runs.variants.items())
-    ckpt = saved["checkpoint"]
     metrics: dict[str, dict[str, float]] = {}
     timings: dict[str, float] = {"load_seconds": load_s}
     if evaluate_variants:
@@ -195,10 +219,10 @@ def run_prune(
         "metrics": metrics,
         "weight_int_range": main_report.to_dict()["weight_int_range"],
         "checkpoint": {"file": ckpt.name, "size_bytes": ckpt.stat().st_size},
-        "timings": timings,
         "report": main_report.to_dict(),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=json_default))
+    (out_dir / "timings.json").write_text(json.dumps({"timings_s": timings}, indent=2, default=json_default) + "\n")
     table = (format_variants_table(summary) if evaluate_variants else
              f"model {loaded.name} | preset {preset.name} | effective bits {main_report.effective_bits:.3f}")
     (out_dir / "table.txt").write_text(table + "\n\n" + main_report.table() + "\n")
@@ -235,7 +259,8 @@ def prune_cmd(model_name: str, preset_name: str, out_dir: Path, baselines: bool,
     summary = run_prune(model_name, preset_name, out_dir, baselines=baselines, task=task,
                         limit=parse_eval_limit(limit, "--limit"), seed=seed,
                         calibration_samples=calibration_samples, overrides=overrides, rules=rules,
-                        evaluate_variants=not no_eval, progress=sys.stderr.isatty(),
+                        evaluate_variants=not no_eval, progress=show_progress(),
                         fidelity_samples=fidelity_samples)
     click.echo(summary["_table"])
-    click.echo(f"wrote {out_dir / 'pruned.safetensors'}, {out_dir / 'summary.json'}, {out_dir / 'table.txt'}")
+    click.echo(f"wrote {out_dir / 'pruned.safetensors'}, {out_dir / 'summary.json'}, {out_dir / 'table.txt'}, "
+               f"{out_dir / 'timings.json'}")

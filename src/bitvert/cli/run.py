@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import click
 
-from bitvert.errors import BitvertError
+from bitvert.cli._common import show_progress
 from bitvert.report.variants import DEFAULT_CALIBRATION_SAMPLES, parse_eval_limit
 
 logger = logging.getLogger(__name__)
@@ -78,15 +77,12 @@ def run_cmd(model: str, presets: str, baselines: str, accelerators: str, out_dir
         simulate_seq_len=seq_len,
         keep_checkpoints=keep_checkpoints,
     )
-    progress = sys.stderr.isatty() and not quiet
+    progress = show_progress(quiet)
     try:
         result = run_study(config, out_dir, progress=progress)
     except KeyboardInterrupt:
         click.echo(f"interrupted: no report was written to {out_dir}", err=True)
         raise click.exceptions.Exit(130) from None
-    except BitvertError:
-        click.echo(f"bitvert run failed: no report was written to {out_dir}", err=True)
-        raise
     results = finite(result.to_dict())
     click.echo(f"{results['model']['name']} on {results['task']} "
                f"({'all' if results['eval_limit'] is None else results['eval_limit']} examples per evaluation)")

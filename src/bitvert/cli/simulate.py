@@ -21,6 +21,8 @@ from typing import Any
 
 import click
 
+from bitvert.cli._common import check_output_folder, show_progress
+
 from bitvert.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -82,8 +84,8 @@ def _checkpoint_setup(path: Path, model: str | None, accelerators: str, batch: i
 @click.option("--accelerators", default="all", show_default=True,
               help="'all', or a comma list of accelerators: presets, YAML files, HW:PRESET pairs "
                    "(e.g. bitvert:llm-moderate).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output folder.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="bitvert-simulation",
+              show_default=True, help="Output folder (created if missing).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch size (>= 1).")
 @click.option("--seq-len", "seq_len", type=int, default=None,
               help="Tokens per sequence of --model / --checkpoint text models (>= 1; default 128). Vision models "
@@ -103,6 +105,7 @@ def simulate_cmd(
     from bitvert.hardware.workloads_zoo import PAPER_WORKLOADS, available_workloads, build_workload
     from bitvert.report.render import bound_sentences, simulation_table
 
+    check_output_folder(out_dir, "--out")  # before any work
     if batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {batch}")
     if seq_len is not None and seq_len < 1:
@@ -116,7 +119,7 @@ def simulate_cmd(
                              "or --llama-config")
         geometry, targets, refs, source = _checkpoint_setup(checkpoint, models[0] if models else None,
                                                             accelerators, batch, seq_len, include_attention)
-        report = simulate(geometry, targets, variants=source, references=refs)
+        report = simulate(geometry, targets, variants=source, references=refs, progress=show_progress())
     else:
         if not workloads and not models and llama_config is None:
             raise InputError(
@@ -149,7 +152,7 @@ def simulate_cmd(
                 logger.info("importing model %s", m)
                 yield _model_workload(m, batch, seq_len, include_attention)
 
-        report = simulate(lazy(), targets)
+        report = simulate(lazy(), targets, progress=show_progress())
     paths = report.write(out_dir)
     summary = report.to_json()
     if plots:

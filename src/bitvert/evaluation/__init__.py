@@ -19,13 +19,19 @@ from bitvert.evaluation.metrics import (
     spearman,
     topk_accuracy,
 )
-from bitvert.evaluation.tasks import TASKS, TaskInfo, evaluate, list_tasks, task_info
+from bitvert.evaluation._common import LimitUse, batch_progress, limit_unused, limit_uses
+from bitvert.evaluation.tasks import TASKS, TaskInfo, evaluate, list_tasks, resolve_task, task_info
 
 __all__ = [
+    "LimitUse",
     "TASKS",
+    "batch_progress",
+    "limit_unused",
+    "limit_uses",
     "TaskInfo",
     "evaluate",
     "list_tasks",
+    "resolve_task",
     "task_info",
     "agreement",
     "binary_f1",

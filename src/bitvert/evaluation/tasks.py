@@ -17,7 +17,7 @@ from bitvert.models.types import LoadedModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TaskInfo", "TASKS", "list_tasks", "task_info", "evaluate"]
+__all__ = ["TaskInfo", "TASKS", "list_tasks", "task_info", "resolve_task", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,45 @@ def task_info(name: str) -> TaskInfo:
             from None
 
 
+def resolve_task(task: str | None, data_path: str | Path | None = None, model: LoadedModel | None = None
+                 ) -> tuple[TaskInfo, Path | None]:
+    """Validate a task before any work: its name (``"name:PATH"`` sets the data path), its data path
+    (given and existing exactly when the task needs data) and, when ``model`` is given, its family.
+
+    Returns:
+        The :class:`TaskInfo` and the data path (``None`` for tasks with built-in data).
+
+    Raises:
+        ConfigError: unknown task, a task for another model family, data given to a task that takes none
+            or missing for one that needs it.
+        InputError: the data path does not exist.
+    """
+    name = task
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"task must be a non-empty string, got {task!r}")
+    head, sep, tail = name.partition(":")
+    if sep and head in TASKS:
+        if data_path is not None:
+            raise ConfigError(f"task {name!r} names a data path and data_path={data_path!r} was given too; pass one")
+        name, data_path = head, tail
+    info = task_info(name)
+    if model is not None and model.family not in info.families:
+        compatible = sorted(t.name for t in TASKS.values() if model.family in t.families)
+        raise ConfigError(f"task {name!r} is for {'/'.join(info.families)} models, but {model.name!r} is "
+                          f"{model.family}; use one of {compatible}")
+    path: Path | None = None
+    if info.needs_data:
+        if data_path is None or not str(data_path).strip():
+            raise ConfigError(f"task {name!r} needs data: pass data_path=<{info.data_hint}> "
+                              f"(CLI: --task {name}:PATH)")
+        path = Path(data_path).expanduser()
+        if not path.exists():
+            raise InputError(f"data path {path} for task {name!r} does not exist; expected {info.data_hint}")
+    elif data_path is not None:
+        raise ConfigError(f"task {name!r} uses built-in data and takes no data_path (got {data_path!r})")
+    return info, path
+
+
 def _reference_module(model: LoadedModel, reference: Any, fidelity: bool) -> nn.Module | None:
     if reference is None:
         if not fidelity:
@@ -138,29 +177,7 @@ def evaluate(model: LoadedModel, task: str | None = None, reference: nn.Module |
     if not isinstance(model, LoadedModel):
         raise InputError(f"model must be a bitvert.models.LoadedModel (from load_model), got "
                          f"{type(model).__name__}")
-    name = task if task is not None else model.default_task
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"task must be a non-empty string, got {task!r}")
-    head, sep, tail = name.partition(":")
-    if sep and head in TASKS:
-        if data_path is not None:
-            raise ConfigError(f"task {name!r} names a data path and data_path={data_path!r} was given too; pass one")
-        name, data_path = head, tail
-    info = task_info(name)
-    if model.family not in info.families:
-        compatible = sorted(t.name for t in TASKS.values() if model.family in t.families)
-        raise ConfigError(f"task {name!r} is for {'/'.join(info.families)} models, but {model.name!r} is "
-                          f"{model.family}; use one of {compatible}")
-    path: Path | None = None
-    if info.needs_data:
-        if data_path is None or not str(data_path).strip():
-            raise ConfigError(f"task {name!r} needs data: pass data_path=<{info.data_hint}> "
-                              f"(CLI: --task {name}:PATH)")
-        path = Path(data_path).expanduser()
-        if not path.exists():
-            raise InputError(f"data path {path} for task {name!r} does not exist; expected {info.data_hint}")
-    elif data_path is not None:
-        raise ConfigError(f"task {name!r} uses built-in data and takes no data_path (got {data_path!r})")
+    info, path = resolve_task(task if task is not None else model.default_task, data_path, model)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InputError(f"limit must be a positive integer or None, got {limit!r}")
     ref = _reference_module(model, reference, fidelity)
@@ -169,5 +186,5 @@ def evaluate(model: LoadedModel, task: str | None = None, reference: nn.Module |
     model.model.eval()
     if ref is not None:
         ref.eval()
-    logger.info("evaluating %s on %s", model.name, name)
+    logger.debug("evaluating %s on %s", model.name, info.name)
     return info.run(model, ref, limit, path)

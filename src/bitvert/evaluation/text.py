@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from bitvert.errors import FormatError, InputError
-from bitvert.evaluation._common import check_limit, require_extra, with_fp32
+from bitvert.evaluation._common import check_limit, progress_iter, require_extra, with_fp32
 from bitvert.evaluation.metrics import agreement, binary_f1, mean_kl_from_logits
 from bitvert.models import data as offline_data
 from bitvert.models.embedded import token_windows
@@ -105,7 +105,8 @@ def read_glue_tsv(path: str | Path) -> GlueData:
 def _glue_logits(model: LoadedModel, module: nn.Module, data: GlueData, n: int) -> torch.Tensor:
     tokenizer = require_extra(model, "tokenizer", "glue")
     parts = []
-    for start in range(0, n, GLUE.batch_size):
+    starts = range(0, n, GLUE.batch_size)
+    for start in progress_iter(starts, total=len(starts)):
         stop = min(n, start + GLUE.batch_size)
         args = [list(data.first[start:stop])]
         if data.second is not None:
@@ -153,7 +154,8 @@ def perplexity_on_windows(model: LoadedModel, reference: nn.Module | None, windo
     kl_sum = 0.0
     agree_sum = 0.0
     count = 0
-    for start in range(0, windows.shape[0], PERPLEXITY.batch_windows):
+    starts = range(0, windows.shape[0], PERPLEXITY.batch_windows)
+    for start in progress_iter(starts, total=len(starts)):
         ids = windows[start:start + PERPLEXITY.batch_windows]
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         targets = ids[:, 1:].reshape(-1)

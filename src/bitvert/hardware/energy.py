@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bitvert.errors import ConfigError
+from bitvert.errors import ConfigError, validation_message
 from bitvert.hardware.config import load_yaml
 
 __all__ = ["EnergyTable", "DesignEnergy", "Entry", "load_energy_table", "EnergyBreakdown", "ENERGY_COMPONENTS"]
@@ -114,7 +114,7 @@ def load_energy_table(name: str = "energy_28nm_v1") -> EnergyTable:
     try:
         return EnergyTable.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"energy table {name}: {exc}") from None
+        raise ConfigError(f"energy table {name}: {validation_message(exc)}") from None
 
 
 @dataclass(frozen=True)

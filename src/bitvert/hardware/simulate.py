@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from bitvert import __version__
 from bitvert.errors import InputError
 from bitvert.hardware import accelerators as _accelerators  # noqa: F401 - registers the designs
@@ -263,6 +265,7 @@ def simulate(
     energy_table: str = "energy_28nm_v1",
     variants: VariantSource | None = None,
     references: Sequence[SimTarget] | None = None,
+    progress: bool = False,
 ) -> Report:
     """Simulate one or several workloads on accelerators, each running its own variant of the model.
 
@@ -280,6 +283,8 @@ def simulate(
             geometry's integers).
         references: the Stripes / SparTen targets run for the ratios when not requested
             (default: both on ``int8``).
+        progress: a progress bar per workload over its accelerator runs (stderr); the INFO log names
+            every run either way.
 
     Returns:
         A :class:`Report`.
@@ -315,6 +320,8 @@ def simulate(
         for t in run_targets:
             by_preset.setdefault(t.preset_for(wl.name), []).append(t)
         variant_notes: dict[str, Any] = {}
+        bar = tqdm(total=len(run_targets), desc=f"simulate {wl.name}", unit="design", leave=False,
+                   disable=not progress)
         for preset, group in by_preset.items():
             log.info("building variant %s of %s", preset, wl.name)
             vw = source.workload(wl, preset)
@@ -323,11 +330,13 @@ def simulate(
             for t in group:
                 log.info("simulating %s on %s (%s)", wl.name, t.label, preset)
                 r, tot = _run_one(vw, t, table)
+                bar.update(1)
                 tot["variant"] = preset
                 if t.label in requested:
                     rows.extend(r)
                 totals[wl.name][t.label] = tot
             del vw
+        bar.close()
         ref_cycles = totals[wl.name][ref_labels[SPEEDUP_REFERENCE]]["cycles"]
         ref_energy = totals[wl.name][ref_labels[ENERGY_REFERENCE]]["energy_pj"]
         for tot in totals[wl.name].values():

@@ -12,7 +12,15 @@ from bitvert.models.cache import cache_dir
 from bitvert.models.example import DEFAULT_SEQ_LEN_TOKENS, ExampleInput, example_input
 from bitvert.models.preprocess import ImagePreprocessConfig, TextPreprocessConfig, preprocess_images
 from bitvert.models.types import FAMILIES, Batch, Family, LoadedModel, output_tensor, run_module
-from bitvert.models.zoo import EMBEDDED_MODELS, GENERIC_SOURCES, ModelInfo, list_models, load_model, model_info
+from bitvert.models.zoo import (
+    EMBEDDED_MODELS,
+    GENERIC_SOURCES,
+    ModelInfo,
+    check_calibration_path,
+    list_models,
+    load_model,
+    model_info,
+)
 
 __all__ = [
     "FAMILIES",
@@ -27,6 +35,7 @@ __all__ = [
     "ImagePreprocessConfig",
     "TextPreprocessConfig",
     "cache_dir",
+    "check_calibration_path",
     "example_input",
     "list_models",
     "load_model",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from bitvert.errors import ConfigError, FormatError, InputError
@@ -113,9 +114,9 @@ def _instantiate(transformers: Any, source: str, local: bool, arch: str) -> tupl
                     "vision", "image-folder")
         return (SentenceEmbedder(transformers.AutoModel.from_pretrained(source, **kwargs)), "text-embedding",
                 "similarity-suite")
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"cannot load the weights of {source!r} ({exc}); check the folder holds model.safetensors "
-                          "or pytorch_model.bin") from exc
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # random bytes, truncated files
+        raise FormatError(f"cannot load the weights of {source!r} ({exc}); check the folder holds a complete "
+                          "model.safetensors or pytorch_model.bin") from exc
 
 
 def load_transformers(source: str, *, local: bool, calibration_path: str | Path | None = None) -> LoadedModel:
@@ -144,6 +145,9 @@ def load_transformers(source: str, *, local: bool, calibration_path: str | Path 
         extra["num_classes"] = int(getattr(config, "num_labels", 0) or 0)
         calibration = _image_calibration(calibration_path, preprocess, source)
     else:
+        if calibration_path is not None:
+            raise ConfigError(f"--calibration-data {str(calibration_path)!r} does not apply to {source!r}, a {family} "
+                              "model that calibrates on its own text; drop --calibration-data")
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local)
         except (OSError, ValueError) as exc:

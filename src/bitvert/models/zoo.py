@@ -7,14 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bitvert.errors import InputError
+from bitvert.errors import ConfigError, InputError
 from bitvert.models import embedded, generic
 from bitvert.models._deps import is_installed
 from bitvert.models.types import Family, LoadedModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModelInfo", "EMBEDDED_MODELS", "GENERIC_SOURCES", "list_models", "load_model", "model_info"]
+__all__ = ["ModelInfo", "EMBEDDED_MODELS", "GENERIC_SOURCES", "check_calibration_path", "list_models", "load_model",
+           "model_info"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,27 @@ def _unknown_message(name: str) -> str:
             "(`bitvert models` lists them)")
 
 
+def check_calibration_path(name_or_path: str | Path, calibration_path: str | Path | None) -> None:
+    """Refuse a calibration folder that cannot apply: the embedded models calibrate on their own data
+    (an ignored ``--calibration-data`` would silently not do what was asked), and a given folder must
+    be an existing folder. Cheap; run before any work.
+
+    Raises:
+        ConfigError: ``calibration_path`` given with an embedded model.
+        InputError: ``calibration_path`` is not an existing folder.
+    """
+    if calibration_path is None:
+        return
+    text = str(name_or_path).strip()
+    if text in EMBEDDED_MODELS:
+        raise ConfigError(f"--calibration-data {str(calibration_path)!r} does not apply to the embedded model "
+                          f"{text!r}, which calibrates on its own embedded data; drop --calibration-data")
+    folder = Path(calibration_path).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"--calibration-data {str(calibration_path)!r} is not a folder; pass an ImageNet-style "
+                         "<root>/<class>/<image> folder")
+
+
 def load_model(name_or_path: str | Path, calibration_path: str | Path | None = None) -> LoadedModel:
     """Load a real model by short name, prefix or path; see :mod:`bitvert.models.generic` for the syntax.
 
@@ -114,7 +136,8 @@ def load_model(name_or_path: str | Path, calibration_path: str | Path | None = N
             ``smollm2-135m``), ``hf:<id>``, ``torchvision:<name>``, ``timm:<name>``, a transformers
             folder or an ``.onnx`` file.
         calibration_path: an ImageNet-style image folder for calibrating vision models that have no
-            embedded calibration data (ignored by embedded models).
+            embedded calibration data (refused with the embedded models and text models, which calibrate
+            on their own data: :func:`check_calibration_path`).
 
     Raises:
         InputError: unknown name or unreadable path (the message lists what is accepted).
@@ -122,6 +145,7 @@ def load_model(name_or_path: str | Path, calibration_path: str | Path | None = N
     """
     if not isinstance(name_or_path, (str, Path)) or not str(name_or_path).strip():
         raise InputError(f"model name must be a non-empty string or path, got {name_or_path!r}")
+    check_calibration_path(name_or_path, calibration_path)
     text = str(name_or_path).strip()
     if text in EMBEDDED_MODELS:
         info = EMBEDDED_MODELS[text]

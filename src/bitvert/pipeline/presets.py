@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bitvert.errors import ConfigError
+from bitvert.errors import ConfigError, validation_message
 from bitvert.pipeline.quantize import LayerRole, QuantConfig
 from bitvert.pruning.config import PruneConfig
 from bitvert.pruning.methods import REGISTRY, methods_for_hardware
@@ -228,7 +228,7 @@ class PipelinePreset(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(f"invalid pipeline preset: {exc}") from None
+            raise ConfigError(f"invalid pipeline preset: {validation_message(exc)}") from None
 
 
 def _make(**kw: Any) -> PipelinePreset:
@@ -341,5 +341,5 @@ def get_preset(name: str | PipelinePreset, **overrides: Any) -> PipelinePreset:
         try:
             preset = PipelinePreset.model_validate({**preset.model_dump(), **overrides})
         except ValidationError as exc:
-            raise ConfigError(f"invalid override of preset {preset.name!r}: {exc}") from None
+            raise ConfigError(f"invalid override of preset {preset.name!r}: {validation_message(exc)}") from None
     return preset

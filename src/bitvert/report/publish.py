@@ -14,12 +14,14 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bitvert.errors import InputError
+from bitvert.outputs import check_output_folder
 
 __all__ = ["REPORT_STATUS_FILE", "check_out_dir", "is_complete_report", "partial_folder", "publish",
            "remove_stale_partials", "remove_active_partials"]
@@ -43,9 +45,9 @@ def is_complete_report(path: str | os.PathLike[str]) -> bool:
 
 
 def check_out_dir(out_dir: Path) -> None:
-    """Refuse an ``out_dir`` that is a file or a non-empty folder that is not a complete report."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out {str(out_dir)!r} is a file; give a folder path for the report")
+    """Refuse an ``out_dir`` that is a file, lies below a file, cannot be written
+    (:func:`bitvert.outputs.check_output_folder`) or is a non-empty folder that is not a complete report."""
+    check_output_folder(out_dir, "--out", published=True)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not is_complete_report(out_dir):
         raise InputError(
             f"--out {str(out_dir)!r} is a non-empty folder that is not a bitvert report; choose a new or "
@@ -99,6 +101,23 @@ def remove_active_partials() -> list[Path]:
     return removed
 
 
+def _remove_tree(folder: Path) -> None:
+    """``rmtree`` that also removes read-only sub-folders of our own (a folder made unwritable mid-run)."""
+
+    def retry(func: Any, path: str, exc: BaseException) -> None:
+        parent = os.path.dirname(path)
+        try:
+            os.chmod(parent, 0o700)
+            func(path)
+        except OSError:
+            pass
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(folder, onexc=retry)
+    else:
+        shutil.rmtree(folder, onerror=lambda f, p, e: retry(f, p, e[1]))
+
+
 @contextmanager
 def partial_folder(out_dir: Path) -> Iterator[Path]:
     """Create and yield the hidden partial folder of ``out_dir``; remove it if the block raises
@@ -113,7 +132,7 @@ def partial_folder(out_dir: Path) -> Iterator[Path]:
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_tree(tmp)
         if tmp.exists():
             logger.warning("the study did not finish; could NOT remove the partial report folder %s: delete it "
                            "by hand", tmp)

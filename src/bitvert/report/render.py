@@ -200,6 +200,37 @@ def _metric_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return ["variant"] + keys, rows
 
 
+def _noise_blocks(results: dict[str, Any]) -> list[Block]:
+    """The "Noise band" section: measured spread over CPU capabilities and sampling intervals."""
+    noise = results.get("noise") or {}
+    cpu = noise.get("cpu_capability") or {}
+    if not cpu:
+        return []
+    env = results.get("environment") or {}
+    rows = []
+    for metric, band in cpu.items():
+        if band is None:
+            rows.append([metric, "not measured for this model", "–"])
+        else:
+            rows.append([metric, f"±{band['spread']:.4g}", f"{', '.join(band['capabilities'])}: {band['measured']}"])
+    blocks = [
+        Block("h2", "Noise band"),
+        Block("p", f"Differences smaller than these are not meaningful. torch ran with CPU capability "
+                   f"`{env.get('cpu_capability', '?')}`; other instruction sets run other kernels, which flip "
+                   "a few INT8 activation roundings and move the metrics of quantized variants by up to:"),
+        Block("table", headers=["task metric", "spread over CPU capabilities", "measured"], rows=rows),
+    ]
+    sampling = noise.get("sampling_95") or {}
+    if sampling:
+        srows = [[name, metric, _f(results["variants"][name]["metrics"].get(metric), 4), f"{lo:.4f} – {hi:.4f}"]
+                 for name, bands in sampling.items() for metric, (lo, hi) in bands.items()]
+        blocks += [Block("p", "Sampling: 95 % Wilson interval of each fraction over the examples evaluated "
+                              "(the variants share the examples, so their differences are less uncertain than "
+                              "these intervals; the interval says what another sample of the task could give):"),
+                   Block("table", headers=["variant", "metric", "value", "95 % interval"], rows=srows)]
+    return blocks
+
+
 def _layer_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     pruning = [n for n, v in results["variants"].items() if v["method"] not in ("fp32",)]
     headers = ["layer", "shape", "zero bits (2's c.)", "zero bits (s.-m.)", "BBS sparsity"] + \
@@ -268,6 +299,7 @@ def build_blocks(results: dict[str, Any], figures: list[str]) -> list[Block]:
         blocks += [Block("p", "Variants:"), Block("list", items=described)]
     h, r = _metric_rows(results)
     blocks += [Block("h2", "All metrics"), Block("table", headers=h, rows=r)]
+    blocks += _noise_blocks(results)
     if results.get("simulation"):
         h, r = _accelerator_rows(results)
         wl = results["workload_check"]

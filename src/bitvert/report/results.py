@@ -11,13 +11,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bitvert.errors import ConfigError
+from bitvert.errors import ConfigError, validation_message
 from bitvert.report.variants import DEFAULT_CALIBRATION_SAMPLES, parse_eval_limit, variant_presets
 
-__all__ = ["RESULTS_SCHEMA", "StudyConfig", "StudyResult", "VariantResult", "finite"]
+__all__ = ["RESULTS_SCHEMA", "TIMINGS_SCHEMA", "StudyConfig", "StudyResult", "VariantResult", "finite"]
 
-RESULTS_SCHEMA = "bitvert.report.results/1"
-"""``schema`` of ``results.json``."""
+RESULTS_SCHEMA = "bitvert.report.results/2"
+"""``schema`` of ``results.json`` (2: timings moved to ``timings.json``, CPU capability and noise bands added)."""
+
+TIMINGS_SCHEMA = "bitvert.report.timings/1"
+"""``schema`` of ``timings.json``."""
 
 
 class StudyConfig(BaseModel):
@@ -38,7 +41,7 @@ class StudyConfig(BaseModel):
         calibration_samples: samples used to calibrate 8-bit activations (default
             :data:`bitvert.report.variants.DEFAULT_CALIBRATION_SAMPLES`, as ``bitvert prune``).
         calibration_path: an ImageNet-style image folder that calibrates vision models without embedded
-            calibration data (``torchvision:``, ``timm:``, ONNX); ignored by the embedded models.
+            calibration data (``torchvision:``, ``timm:``, ONNX); refused with the embedded and text models.
         simulate_batch: batch size of the simulated workload.
         simulate_seq_len: tokens per sequence of a text model's simulated input (``None``: 128, see
             :data:`bitvert.models.example.DEFAULT_SEQ_LEN_TOKENS`); vision models run at their native
@@ -127,7 +130,7 @@ class StudyConfig(BaseModel):
         try:
             return cls(**kwargs)
         except ValidationError as exc:
-            raise ConfigError(f"invalid study configuration: {exc}") from None
+            raise ConfigError(f"invalid study configuration: {validation_message(exc)}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly copy."""
@@ -199,7 +202,8 @@ class StudyResult:
         timings_s: wall seconds per stage (and ``total``).
         cpu_seconds: process CPU seconds per stage, all threads (and ``total``): on a busy machine the
             wall times grow, these much less.
-        environment: versions, platform, seed.
+        environment: versions, platform, the CPU capability torch ran with, thread counts, seed.
+        noise: the noise band of each task metric (:func:`bitvert.report.noise.noise_bands`).
     """
 
     config: StudyConfig
@@ -216,6 +220,7 @@ class StudyResult:
     timings_s: dict[str, float]
     environment: dict[str, Any]
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    noise: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``results.json`` document."""
@@ -234,11 +239,13 @@ class StudyResult:
             "timings_s": self.timings_s,
             "cpu_seconds": self.cpu_seconds,
             "environment": self.environment,
+            "noise": self.noise,
         }
 
     def numbers(self) -> dict[str, Any]:
         """:meth:`to_dict` without run-dependent entries (timings, simulator wall time): what must be
-        identical between two runs with the same configuration."""
+        identical between two runs with the same configuration. This is ``results.json``; the timings
+        are in ``timings.json`` (:meth:`timings`), so two runs write byte-identical ``results.json``."""
         d = self.to_dict()
         d.pop("timings_s")
         d.pop("cpu_seconds")
@@ -246,6 +253,10 @@ class StudyResult:
         sim.pop("elapsed_s", None)
         d["simulation"] = sim
         return d
+
+    def timings(self) -> dict[str, Any]:
+        """The ``timings.json`` document: wall and CPU seconds per stage (they differ from run to run)."""
+        return {"schema": TIMINGS_SCHEMA, "timings_s": self.timings_s, "cpu_seconds": self.cpu_seconds}
 
 
 def finite(obj: Any) -> Any:

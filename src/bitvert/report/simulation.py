@@ -81,7 +81,7 @@ def model_geometry(loaded: Any, batch_size: int = 1, seq_len_tokens: int | None 
 
 
 def simulate_study(loaded: Any, fp32: Any, config: Any, int8_report: Any, sim_dir: Path,
-                   encoded_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                   encoded_dir: Path | None = None, progress: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """Simulate the study's variants from their encoded files; write ``sim_dir``; return (summary, check).
 
     The summary is ``summary.json``'s document plus ``example_input`` (batch size, tokens per sequence or
@@ -96,6 +96,7 @@ def simulate_study(loaded: Any, fp32: Any, config: Any, int8_report: Any, sim_di
         sim_dir: output folder of ``layers.csv`` / ``summary.json``.
         encoded_dir: folder of the variants' ``*.bbs.safetensors`` (default ``sim_dir``'s sibling
             ``encoded``).
+        progress: progress bars of the simulator (stderr).
     """
     from bitvert.hardware.simulate import simulate
     from bitvert.hardware.targets import DENSE_PRESET
@@ -108,7 +109,7 @@ def simulate_study(loaded: Any, fp32: Any, config: Any, int8_report: Any, sim_di
                                        name=config.model.replace("/", "_"), module=fp32)
     source = FileVariants(files, unquantized="drop")
     check = _int8_check(geometry, source.workload(geometry, DENSE_PRESET), int8_report)
-    report = simulate(geometry, targets, variants=source)
+    report = simulate(geometry, targets, variants=source, progress=progress)
     report.write(sim_dir)
     summary = report.to_json()
     summary["example_input"] = {**example.describe(), "sentence": example.sentence()}

@@ -16,7 +16,8 @@ Stages (each timed; the times are part of the report):
 6. ``simulate`` -- the model's workload imported with forward hooks on one calibration batch
    (:func:`bitvert.hardware.import_torch.import_workload`, exactly what ``bitvert simulate --model``
    does) and :func:`bitvert.hardware.simulate.simulate` on the requested accelerators;
-7. ``write`` -- ``results.json``, plots, ``report.md`` and ``report.html``.
+7. ``write`` -- ``results.json`` (every number), ``timings.json`` (the stage times), plots, ``report.md``
+   and ``report.html``.
 
 Stages 2-4 are the variant runner shared with ``bitvert prune``
 (:func:`bitvert.report.variants.run_variants`, same defaults and seeding, so both commands print the
@@ -51,6 +52,7 @@ import numpy as np
 from bitvert import __version__
 from bitvert.errors import ConfigError, InputError, MissingDependencyError
 from bitvert.jsonutil import json_default
+from bitvert.report.noise import noise_bands
 from bitvert.report.publish import check_out_dir, partial_folder, publish
 from bitvert.report.results import RESULTS_SCHEMA, StudyConfig, StudyResult, VariantResult, finite
 from bitvert.report.simulation import attach_accelerators, simulate_study
@@ -99,6 +101,12 @@ def run_study(config: StudyConfig | None, out_dir: str | os.PathLike[str], progr
     out = Path(out_dir).expanduser()
     check_out_dir(out)
     _require("matplotlib", "pip install matplotlib")
+    from bitvert.evaluation import resolve_task
+    from bitvert.models import check_calibration_path
+
+    check_calibration_path(config.model, config.calibration_path)
+    if config.task is not None:
+        resolve_task(config.task)  # name and data path; the model family is checked once it is loaded
     from bitvert.hardware.targets import resolve_targets
 
     resolve_targets(list(config.accelerators))  # fail fast on an unknown accelerator
@@ -126,6 +134,17 @@ def _headline(task: str, fp32_metrics: dict[str, float]) -> tuple[str, str | Non
         headline = next(k for k in fp32_metrics if not k.startswith("n_"))
     fidelity = next((k for k in _FIDELITY_KEYS if k in keys), None)
     return headline, fidelity
+
+
+def _task_metrics(task: str, present: list[str]) -> list[str]:
+    """The task's own metrics (not fidelity, not counts) among ``present``."""
+    from bitvert.evaluation import task_info
+
+    try:
+        keys = list(task_info(task.partition(":")[0]).metrics)
+    except ConfigError:
+        keys = []
+    return [k for k in keys if k in present and k not in _FIDELITY_KEYS and k not in ("logit_kl", "token_kl")]
 
 
 def _layer_table(reports: dict[str, Any], group_size: int) -> list[dict[str, Any]]:
@@ -162,8 +181,12 @@ def _environment(seed: int) -> dict[str, Any]:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             continue
+    from bitvert.threads import thread_counts
+
+    threads = thread_counts()
     return {"versions": versions, "platform": platform.platform(), "machine": platform.machine(),
-            "torch_threads": torch.get_num_threads(), "seed": seed}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": threads["torch"], "numba_threads": threads["numba"], "seed": seed}
 
 
 def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
@@ -194,6 +217,7 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
         # (results.json), so they are zeroed here to keep the files -- and their sizes -- reproducible
         report.prune_seconds = 0.0
         report.calibration_seconds = 0.0
+        logger.info("encoding and verifying variant %s of %s", preset.name, loaded.name)
         with timer.stage("encode"):
             return encode_and_verify(model, report, model_info, scratch, encoded_dir, preset.name, ckpt_dir,
                                      fp32, probe_batch)
@@ -222,6 +246,7 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
         )
         reports[name] = report
     runs_limit = runs.eval_limit
+    runs_fp32_keys = list(runs.fp32_metrics)
     del runs
     int8 = variants["int8"]
     for v in variants.values():
@@ -235,12 +260,14 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
 
     with timer.stage("simulate"):
         seed_everything(config.seed)
+        logger.info("simulating the variants of %s on %s", loaded.name, ", ".join(config.accelerators))
         simulation, workload_check = simulate_study(loaded, fp32, config, reports["int8"], tmp / "simulation",
-                                                    encoded_dir)
+                                                    encoded_dir, progress=progress)
     attach_accelerators(presets, variants, simulation)
     del reports
     gc.collect()
 
+    task_metrics = _task_metrics(task, runs_fp32_keys)
     result = StudyResult(
         config=config, out_dir=tmp,
         model={**model_info, "requested": config.model, "n_parameters": loaded.n_parameters,
@@ -249,6 +276,7 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
         task=task, eval_limit=runs_limit, headline_metric=headline, fidelity_metric=fidelity, variants=variants,
         layers=layers, simulation=simulation, workload_check=workload_check, timings_s={},
         environment=_environment(config.seed),
+        noise=noise_bands(loaded.name, task_metrics, {n: v.metrics for n, v in variants.items()}),
     )
 
     def stamp() -> None:
@@ -259,6 +287,7 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
         stamp()
         write_report(result, tmp)
     stamp()
-    (tmp / "results.json").write_text(json.dumps(finite(result.to_dict()), indent=2, allow_nan=False,
-                                                 default=json_default) + "\n", encoding="utf-8")
+    for name, doc in (("results.json", result.numbers()), ("timings.json", result.timings())):
+        (tmp / name).write_text(json.dumps(finite(doc), indent=2, allow_nan=False, default=json_default) + "\n",
+                                encoding="utf-8")
     return result

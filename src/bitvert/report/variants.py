@@ -208,20 +208,30 @@ class StageTimer:
 
 
 def evaluate_model(loaded: Any, module: Any, task: str, reference: Any = None, limit: int | None = None,
-                   memo: ReferenceMemo | None = None) -> dict[str, float]:
+                   memo: ReferenceMemo | None = None, variant: str | None = None, progress: bool = False,
+                   limit_rule: EvalLimit | None = None) -> dict[str, float]:
     """Evaluate ``module`` (``loaded.model`` or a copy with rewritten weights) on ``task``.
 
     ``loaded`` supplies the tokenizer / preprocessing; ``reference`` is the FP32 module the fidelity
     metrics compare against (``None``: task metrics only, used for the FP32 model itself); ``memo``
-    (when given) memoizes the reference's outputs across calls.
+    (when given) memoizes the reference's outputs across calls. ``variant`` names the model in the log
+    line and the progress bar (``progress``: a bar over the evaluation batches on stderr).
+    ``limit_rule``: the limit as the user gave it; a number above what the task can use is reported
+    with a warning (``"auto"`` is not: it is a per-family cap).
     """
-    from bitvert.evaluation import evaluate
+    from bitvert.evaluation import batch_progress, evaluate, limit_unused, limit_uses
 
+    label = variant or ("fp32" if reference is None else "the variant")
+    logger.info("evaluating %s of %s on %s (%s examples)", label, loaded.name, task,
+                "all" if limit is None else limit)
     target = loaded if module is loaded.model else dataclasses.replace(loaded, model=module)
     if memo is None:
         memo = ReferenceMemo(reference, enabled=False)
-    with memo:
+    with memo, limit_uses() as uses, batch_progress(f"evaluate {label}" if progress else None):
         res = evaluate(target, task, reference=reference, limit=limit, fidelity=reference is not None)
+    unused = limit_unused(uses)
+    if unused and isinstance(limit_rule, int):
+        logger.warning("--limit: %s on %s", unused, task)
     return {k: float(v) for k, v in res.items()}
 
 
@@ -340,7 +350,8 @@ def run_variants(
         t = time.perf_counter()
         with timer.stage("evaluate"):
             seed_everything(seed)
-            fp32_metrics = evaluate_model(loaded, fp32, task, None, limit, memo)
+            fp32_metrics = evaluate_model(loaded, fp32, task, None, limit, memo, variant="fp32", progress=progress,
+                                          limit_rule=eval_limit)
         fp32_eval_s = time.perf_counter() - t
     fid_batches = list(loaded.calibration_batches(fidelity_samples)) if evaluate and fidelity_samples else []
     runs: dict[str, VariantRun] = {}
@@ -348,6 +359,7 @@ def run_variants(
     for preset in bar:
         bar.set_postfix_str(preset.name)
         seed_everything(variant_seed(seed, preset.name))
+        logger.info("pruning variant %s of %s", preset.name, loaded.name)
         with timer.stage("prune"):
             model = copy.deepcopy(fp32)
             calib = loaded.calibration_batches(calibration_samples) if preset.needs_calibration else None
@@ -356,7 +368,8 @@ def run_variants(
         t = time.perf_counter()
         if evaluate:
             with timer.stage("evaluate"):
-                metrics = evaluate_model(loaded, model, task, fp32, limit, memo)
+                metrics = evaluate_model(loaded, model, task, fp32, limit, memo, variant=preset.name,
+                                         progress=progress)
                 if fid_batches:
                     metrics.update(output_fidelity(model, fp32, fid_batches))
         run = VariantRun(preset=preset, report=report, metrics=metrics, prune_seconds=report.prune_seconds,

@@ -478,21 +478,48 @@ def _algorithm2(
     progress: bool,
 ) -> list[LayerPruneRecord]:
     """Short-group rule, INT8 integers, channel scores, global selection and per-layer pruning."""
-    if preset.method != "none":
-        _keep_unprofitable_dense(jobs, preset)
-    sens_kind = preset.sensitivity
-    if sens_kind == "auto":
-        sens_kind = "scale" if preset.quant.weight_granularity == "per_channel" else "std"
+    _prepare_jobs(jobs, preset)
     quantized = {job.name: quantize(job) for job in jobs if job.role is not LayerRole.FP32}
-    pruned = [j for j in jobs if j.role is LayerRole.PRUNE and preset.method != "none"]
-    scores = [channel_scores(j.weight, quantized[j.name][1], j.out_axis, sens_kind) for j in pruned]
-    masks = select_sensitive(scores, preset.sensitive_fraction, preset.channel_multiple)
-    global_counts = _global_counts(scores, preset.sensitive_fraction)
-    mask_of = {j.name: m for j, m in zip(pruned, masks)}
-    count_of = {j.name: c for j, c in zip(pruned, global_counts)}
+    kind = _sensitivity_kind(preset)
+    scores = {j.name: channel_scores(j.weight, quantized[j.name][1], j.out_axis, kind)
+              for j in _scored_jobs(jobs, preset)}
+    mask_of, count_of = _select_for_jobs(scores, preset)
     bar = tqdm(jobs, desc=f"prune ({preset.name})", unit="layer", disable=not progress, leave=False)
     return [_process_layer(job, preset, quantized.get(job.name), mask_of.get(job.name), count_of.get(job.name, 0))
             for job in bar]
+
+
+# The steps of Algorithm 2 as separate functions, shared by _algorithm2 (every layer in memory) and the
+# streaming orchestrator bitvert.codec.stream (one tensor at a time: scores in a first pass, then
+# _process_layer per tensor in a second), so both apply exactly the same rules.
+
+def _prepare_jobs(jobs: list[_LayerJob], preset: PipelinePreset) -> None:
+    """Role changes that depend only on shapes (the short-group rule); ``job.weight`` may be a meta tensor."""
+    if preset.method != "none":
+        _keep_unprofitable_dense(jobs, preset)
+
+
+def _sensitivity_kind(preset: PipelinePreset) -> str:
+    """The channel score Algorithm 2 uses: ``scale`` or ``std`` (``auto`` resolved by the weight granularity)."""
+    if preset.sensitivity == "auto":
+        return "scale" if preset.quant.weight_granularity == "per_channel" else "std"
+    return preset.sensitivity
+
+
+def _scored_jobs(jobs: Sequence[_LayerJob], preset: PipelinePreset) -> list[_LayerJob]:
+    """The layers whose channels take part in the global selection, in order."""
+    return [j for j in jobs if j.role is LayerRole.PRUNE and preset.method != "none"]
+
+
+def _select_for_jobs(
+    scores: Mapping[str, np.ndarray], preset: PipelinePreset
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Global selection over the scored layers (insertion order = layer order): masks and pre-rounding counts."""
+    names = list(scores)
+    arrays = [scores[n] for n in names]
+    masks = select_sensitive(arrays, preset.sensitive_fraction, preset.channel_multiple)
+    counts = _global_counts(arrays, preset.sensitive_fraction)
+    return dict(zip(names, masks)), dict(zip(names, counts))
 
 
 def _keep_unprofitable_dense(layers: list[_LayerJob], preset: PipelinePreset) -> None:

@@ -11,6 +11,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 from safetensors.torch import save_file  # noqa: E402
+from stream_models import llama_config, write_hf  # noqa: E402
 
 from bitvert.codec import ShardedEncodedModel, encode_report, load_model_, load_state_dict, stream_prune  # noqa: E402
 from bitvert.codec import stream as stream_mod  # noqa: E402
@@ -18,33 +19,6 @@ from bitvert.codec.stream import INDEX_NAME, STATE_NAME, HFCheckpoint, parse_siz
 from bitvert.errors import ConfigError, FormatError, InputError  # noqa: E402
 from bitvert.pipeline import get_preset, prune_model_  # noqa: E402
 from bitvert.pipeline.checkpoint import checkpoint_header  # noqa: E402
-
-
-def _config(tied: bool) -> "transformers.LlamaConfig":
-    return transformers.LlamaConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                                    num_key_value_heads=2, vocab_size=160, tie_word_embeddings=tied,
-                                    max_position_embeddings=64)
-
-
-def write_hf(folder: Path, tied: bool = False, dtype: torch.dtype = torch.bfloat16, n_shards: int = 3,
-             seed: int = 0) -> Path:
-    """A seeded tiny Llama saved as ``n_shards`` safetensors shards + index, the HuggingFace way."""
-    torch.manual_seed(seed)
-    model = transformers.LlamaForCausalLM(_config(tied)).to(dtype)
-    folder.mkdir(parents=True)
-    model.config.save_pretrained(folder)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    if tied:
-        state.pop("lm_head.weight")
-    keys = list(state)
-    parts = np.array_split(np.arange(len(keys)), n_shards)
-    weight_map = {}
-    for i, idx in enumerate(parts):
-        fname = f"model-{i + 1:05d}-of-{n_shards:05d}.safetensors"
-        save_file({keys[j]: state[keys[j]] for j in idx}, str(folder / fname), metadata={"format": "pt"})
-        weight_map.update({keys[j]: fname for j in idx})
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    return folder
 
 
 def _in_memory(folder: Path, preset):
@@ -98,7 +72,7 @@ def test_stream_equals_in_memory(tmp_path, preset_name, dtype, tied):
     if preset_name.startswith("llm-"):
         assert res.bits_per_weight == pytest.approx(sm.stats()["bits_per_weight"])
     # the decoded model computes the in-memory pruned model's logits exactly
-    loaded = transformers.LlamaForCausalLM(_config(tied)).to(torch.float32).eval()
+    loaded = transformers.LlamaForCausalLM(llama_config(tied)).to(torch.float32).eval()
     load_model_(loaded, res.out_dir)
     ids = torch.arange(24).reshape(2, 12) % 160
     with torch.no_grad():

@@ -415,6 +415,7 @@ def stream_prune(
     jobs = _jobs_from_model(layers)
     for job in jobs:
         job.module = None  # results are encoded, never written back into a module
+        job.scratch_weight = True  # each weight is read for this job alone: dequantize in place, no second copy
     _prepare_jobs(jobs, preset)
     units = _plan_units(src, model, jobs)
     shards = _pack_shards(units, shard_size_bytes)

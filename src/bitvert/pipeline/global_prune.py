@@ -327,6 +327,8 @@ class _LayerJob:
     config: QuantConfig
     weight: torch.Tensor
     module: nn.Module | None = None
+    scratch_weight: bool = False
+    """``weight`` is the caller's private copy: pruning may overwrite it with the dequantized values (no buffer)."""
 
 
 def _jobs_from_model(layers: Sequence[QuantLayer]) -> list[_LayerJob]:
@@ -600,12 +602,11 @@ def _process_layer(
     rows_fp = to_rows(w_fp, axis)
     q_ref = q_int8 if preset.method != "rtn" else q  # rtn integers live on another scale: no int error
     scale_np = scale_out.to(torch.float32).numpy()
-    # A float32 CPU weight with output channels first is rewritten in place (the kernel reads each
-    # element before writing it); any other layout goes through a buffer and a copy.
     # A float32 CPU weight of a module with output channels first is rewritten in place (the kernel reads
     # each element before writing it); any other layout goes through a buffer and a copy. Integer layers
-    # without a module (prune_int_layers) only measure the error.
-    in_place = (layer.module is not None and w.dtype == torch.float32 and not w.is_cuda
+    # without a module (prune_int_layers) only measure the error; a scratch weight (streaming) is
+    # overwritten in place instead of a buffer being allocated.
+    in_place = ((layer.module is not None or layer.scratch_weight) and w.dtype == torch.float32 and not w.is_cuda
                 and np.shares_memory(rows_fp, w.detach().numpy()))
     out = rows_fp if in_place else np.empty_like(rows_fp)
     with torch.no_grad():

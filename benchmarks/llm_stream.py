@@ -78,7 +78,7 @@ def _rows(shape: tuple[int, ...], start: int, stop: int, gen) -> "torch.Tensor":
     n = stop - start
     scale = 0.02 * torch.exp(0.3 * torch.randn(n, 1, generator=gen))  # per-channel scale, log-normal
     u = torch.rand(n, shape[1], generator=gen) - 0.5
-    w = -scale * torch.sign(u) * torch.log1p(-2 * u.abs())
+    w = -scale * torch.sign(u) * torch.log1p(-(2 * u.abs()).clamp(max=1 - 2**-20))  # finite: |u| < 0.5
     return w.to(torch.bfloat16)
 
 

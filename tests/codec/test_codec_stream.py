@@ -247,3 +247,17 @@ def test_parse_size(text, value):
 def test_parse_size_rejects(bad):
     with pytest.raises(InputError):
         parse_size(bad)
+
+
+def test_bad_input_nan_weight_names_tensor_and_shard(tmp_path):
+    src = write_hf(tmp_path / "hf", n_shards=1)
+    fname = "model-00001-of-00001.safetensors"
+    from safetensors.torch import load_file
+
+    state = load_file(str(src / fname))
+    key = "model.layers.0.self_attn.o_proj.weight"
+    state[key][3, 5] = float("nan")
+    save_file(state, str(src / fname))
+    with pytest.raises(InputError, match=rf"'{key}' in shard .*{fname}.*NaN"):
+        stream_prune(src, tmp_path / "out", "llm-moderate")
+    assert not (tmp_path / "out" / INDEX_NAME).exists()

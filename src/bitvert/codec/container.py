@@ -151,7 +151,7 @@ def save_encoded(
         _check_name(key, "state")
         if not isinstance(value, torch.Tensor):
             raise InputError(f"state entry {key!r} must be a torch.Tensor, got {type(value).__name__}")
-        out[_PREFIX_STATE + key] = value.detach().cpu().contiguous().clone()
+        out[_PREFIX_STATE + key] = value.detach().cpu()  # written from its memory, never copied
     doc = {
         "format_version": FORMAT_VERSION,
         "tensors": headers,

@@ -582,7 +582,11 @@ def _pass1_scores(src: HFCheckpoint, scored: Sequence[_LayerJob], source_of: Map
     total = sum(int(j.weight.numel()) for j in scored)
     for j in tqdm(scored, desc="channel scores", unit="layer", disable=not progress, leave=False, total=len(scored)):
         w = src.read_float(source_of[j.name])
-        q, scale = quantize_weight(w, j.config.weight_bits, j.out_axis, j.config.weight_granularity)
+        try:
+            q, scale = quantize_weight(w, j.config.weight_bits, j.out_axis, j.config.weight_granularity)
+        except InputError as exc:
+            t = src.tensors[source_of[j.name]]
+            raise InputError(f"tensor {t.name!r} in shard {str(src.folder / t.file)!r}: {exc}") from None
         scores[j.name] = channel_scores(w, scale, j.out_axis, kind)
         del w, q
     from bitvert.tensorfile import save_tensors
@@ -608,9 +612,12 @@ def _prune_encode(src: HFCheckpoint, unit: _Unit, preset: PipelinePreset, mask_o
     try:
         qs = quantize_weight(job.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
         rec = _process_layer(job, preset, qs, mask_of.get(job.name), count_of.get(job.name, 0))
+        del qs
+    except InputError as exc:
+        t = src.tensors[unit.source]
+        raise InputError(f"tensor {unit.source!r} in shard {str(src.folder / t.file)!r}: {exc}") from None
     finally:
         job.weight = meta_weight
-    del qs
     layer = checkpoint_layer(rec)
     return _strip(rec), _encode_layer(layer, preset, repr(str(src.folder))), layer.scale
 

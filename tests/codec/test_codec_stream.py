@@ -261,3 +261,23 @@ def test_bad_input_nan_weight_names_tensor_and_shard(tmp_path):
     with pytest.raises(InputError, match=rf"'{key}' in shard .*{fname}.*NaN"):
         stream_prune(src, tmp_path / "out", "llm-moderate")
     assert not (tmp_path / "out" / INDEX_NAME).exists()
+
+
+@pytest.mark.parametrize("preset_name", ["llm-moderate", "moderate-weight-only"])
+def test_large_layers_in_blocks_of_channels_equal_whole_layers(tmp_path, monkeypatch, preset_name):
+    """Layers above the block size are processed a block of output channels at a time: same integers."""
+    monkeypatch.setattr(stream_mod, "_BLOCK_ELEMENTS", 1000)  # every layer of the tiny Llama in several blocks
+    monkeypatch.setattr(stream_mod, "_CONVERT_BLOCK_ELEMENTS", 700)
+    src = write_hf(tmp_path / "hf", tied=True)
+    preset = _preset(preset_name)
+    res = stream_prune(src, tmp_path / "out", preset, shard_size_bytes=40_000)
+    _, report = _in_memory(src, preset)
+    ref = encode_report(report)
+    sm = ShardedEncodedModel(res.out_dir)
+    for name in ref.tensors:
+        assert np.array_equal(sm.tensors[name].to_bytes(), ref.tensors[name].to_bytes()), name
+        assert torch.equal(sm.scales[name], ref.scales[name]), name
+    for got, want in zip(res.report.layers, report.layers):
+        g, w = got.to_dict(), want.to_dict()
+        assert g.pop("rel_error") == pytest.approx(w.pop("rel_error"), rel=1e-9)
+        assert g == w

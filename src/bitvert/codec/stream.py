@@ -38,8 +38,9 @@ import logging
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ from bitvert.codec.container import (
     tensor_from_stored,
 )
 from bitvert.codec.tensor import EncodedTensor
+from bitvert.core.grouping import make_layout
 from bitvert.errors import FormatError, InputError, UnsupportedLayerError
 from bitvert.pipeline.checkpoint import checkpoint_header, checkpoint_layer
 from bitvert.pipeline.global_prune import (
@@ -94,6 +96,8 @@ DEFAULT_SHARD_SIZE_BYTES = 256 * 2**20
 """Target size of an output shard (a single larger tensor gets a shard of its own)."""
 SUPPORTED_DTYPES: dict[str, torch.dtype] = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 """safetensors dtypes of weights that can be quantized."""
+_CONVERT_BLOCK_ELEMENTS = 1 << 24
+"""Elements converted to float32 at a time when reading a 16-bit weight."""
 _HF_INDEX = "model.safetensors.index.json"
 _HF_SINGLE = "model.safetensors"
 _ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
@@ -184,7 +188,6 @@ class HFCheckpoint:
                              "with save_pretrained(..., safe_serialization=True)")
         files = sorted(set(weight_map.values())) if weight_map is not None else [_HF_SINGLE]
         self.tensors: dict[str, SourceTensor] = {}
-        self._handles: dict[str, Any] = {}
         for fname in files:
             path = self.folder / fname
             if not path.is_file():
@@ -199,7 +202,7 @@ class HFCheckpoint:
             except Exception as exc:  # safetensors raises several types (SafetensorError, OSError, panics)
                 raise FormatError(f"shard {str(path)!r} is not a readable safetensors file ({type(exc).__name__}: "
                                   f"{exc}); it is truncated or corrupted: download it again") from None
-            self._handles[fname] = handle
+            del handle  # reads open the shard again: its memory map lives only while a tensor is read
             wanted = [k for k, v in weight_map.items() if v == fname] if weight_map is not None else keys
             for k in wanted:
                 if k not in infos:
@@ -240,23 +243,45 @@ class HFCheckpoint:
             h.update(f"{f}|{(self.folder / f).stat().st_size}\n".encode())
         return h.hexdigest()
 
-    def read(self, name: str) -> torch.Tensor:
-        """Tensor ``name`` as stored (a copy out of the memory map)."""
+    @contextmanager
+    def _slice(self, name: str) -> Iterator[Any]:
+        """safetensors' lazy slice of tensor ``name``; the shard's memory map is closed afterwards, so pages
+        read through it do not stay mapped (and counted in the resident set) while other tensors are read."""
+        from safetensors import safe_open
+
         t = self.tensors[name]
         try:
-            return self._handles[t.file].get_tensor(name)
+            with safe_open(str(self.folder / t.file), framework="pt") as handle:
+                yield handle.get_slice(name)
+        except (FormatError, InputError):
+            raise
         except Exception as exc:
             raise FormatError(f"cannot read tensor {name!r} from shard {str(self.folder / t.file)!r} "
                               f"({type(exc).__name__}: {exc}); the file is corrupted") from None
 
-    def read_float(self, name: str) -> torch.Tensor:
-        """Tensor ``name`` as ``float32`` (exact for float16 and bfloat16)."""
+    def read(self, name: str) -> torch.Tensor:
+        """Tensor ``name`` as stored (a copy out of the memory map)."""
+        with self._slice(name) as sl:
+            return sl[...]
+
+    def read_float(self, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Rows ``start:stop`` (all by default) of tensor ``name`` as ``float32`` (exact for float16/bfloat16),
+        converted a block of rows at a time (no full-size copy in the stored dtype)."""
         t = self.tensors[name]
         if t.dtype not in SUPPORTED_DTYPES:
             raise InputError(f"tensor {name!r} in shard {str(self.folder / t.file)!r} has dtype {t.dtype}; "
                              f"only {sorted(SUPPORTED_DTYPES)} weights can be quantized (convert the checkpoint "
                              "to bfloat16/float16/float32 first)")
-        return self.read(name).to(torch.float32)
+        if not t.shape:
+            return self.read(name).to(torch.float32)
+        stop = t.shape[0] if stop is None else stop
+        out = torch.empty((stop - start,) + t.shape[1:], dtype=torch.float32)
+        step = max(1, _CONVERT_BLOCK_ELEMENTS // max(1, t.n_elements // max(t.shape[0], 1)))
+        with self._slice(name) as sl:
+            for a in range(start, stop, step):
+                b = min(stop, a + step)
+                out[a - start:b - start] = sl[a:b]
+        return out
 
 
 def _skeleton(folder: Path) -> torch.nn.Module:
@@ -581,14 +606,17 @@ def _pass1_scores(src: HFCheckpoint, scored: Sequence[_LayerJob], source_of: Map
     scores: dict[str, np.ndarray] = {}
     total = sum(int(j.weight.numel()) for j in scored)
     for j in tqdm(scored, desc="channel scores", unit="layer", disable=not progress, leave=False, total=len(scored)):
-        w = src.read_float(source_of[j.name])
-        try:
-            q, scale = quantize_weight(w, j.config.weight_bits, j.out_axis, j.config.weight_granularity)
-        except InputError as exc:
-            t = src.tensors[source_of[j.name]]
-            raise InputError(f"tensor {t.name!r} in shard {str(src.folder / t.file)!r}: {exc}") from None
-        scores[j.name] = channel_scores(w, scale, j.out_axis, kind)
-        del w, q
+        t = src.tensors[source_of[j.name]]
+        parts = []
+        for a, b in _row_blocks(j, t):
+            w = src.read_float(t.name, a, b)
+            try:
+                _, scale = quantize_weight(w, j.config.weight_bits, j.out_axis, j.config.weight_granularity)
+            except InputError as exc:
+                raise InputError(f"tensor {t.name!r} in shard {str(src.folder / t.file)!r}: {exc}") from None
+            parts.append(channel_scores(w, scale, j.out_axis, kind))
+            del w
+        scores[j.name] = np.concatenate(parts)
     from bitvert.tensorfile import save_tensors
 
     tensors = {n: torch.from_numpy(np.ascontiguousarray(s, dtype=np.float64)) for n, s in scores.items()}
@@ -599,27 +627,70 @@ def _pass1_scores(src: HFCheckpoint, scored: Sequence[_LayerJob], source_of: Map
     return scores
 
 
+_BLOCK_ELEMENTS = 1 << 23
+"""Layers larger than this are quantized and pruned a block of output channels at a time (about this many
+weights per block), so a vocabulary-sized LM head never exists as one float32 array."""
+
+
+def _row_blocks(job: _LayerJob, t: SourceTensor) -> list[tuple[int, int]]:
+    """``(start, stop)`` blocks of output channels a layer is processed in: one block, or about
+    ``_BLOCK_ELEMENTS`` weights each for a large ``linear`` layer with per-channel scales (rows independent)."""
+    rows = t.shape[0]
+    blocked = (job.kind == "linear" and job.out_axis == 0 and job.config.weight_granularity == "per_channel"
+               and t.n_elements > _BLOCK_ELEMENTS and rows > 1)
+    step = max(1, _BLOCK_ELEMENTS // max(1, t.n_elements // rows)) if blocked else rows
+    return [(a, min(rows, a + step)) for a in range(0, rows, step)]
+
+
 def _prune_encode(src: HFCheckpoint, unit: _Unit, preset: PipelinePreset, mask_of: Mapping[str, np.ndarray],
                   count_of: Mapping[str, int]) -> tuple[LayerPruneRecord, EncodedTensor | None, torch.Tensor | None]:
     """Quantize, prune and encode one layer as the in-memory pipeline does: ``(record without arrays, encoded
     tensor, scale)``; both ``None`` for an fp32 layer."""
     job = unit.job
     assert job is not None
-    meta_weight = job.weight
     if job.role is LayerRole.FP32:
         return _process_layer(job, preset, None, None, 0), None, None
-    job.weight = src.read_float(unit.source)
+    t = src.tensors[unit.source]
+    mask = mask_of.get(job.name)
+    parts = []
     try:
-        qs = quantize_weight(job.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
-        rec = _process_layer(job, preset, qs, mask_of.get(job.name), count_of.get(job.name, 0))
-        del qs
+        for a, b in _row_blocks(job, t):
+            block = replace(job, weight=src.read_float(unit.source, a, b))
+            qs = quantize_weight(block.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
+            parts.append(_process_layer(block, preset, qs, None if mask is None else mask[a:b],
+                                        count_of.get(job.name, 0)))
+            del block, qs
     except InputError as exc:
-        t = src.tensors[unit.source]
         raise InputError(f"tensor {unit.source!r} in shard {str(src.folder / t.file)!r}: {exc}") from None
-    finally:
-        job.weight = meta_weight
+    rec = parts[0] if len(parts) == 1 else _merge_blocks(parts, t.shape, preset)
+    del parts
     layer = checkpoint_layer(rec)
     return _strip(rec), _encode_layer(layer, preset, repr(str(src.folder))), layer.scale
+
+
+def _merge_blocks(parts: Sequence[LayerPruneRecord], shape: tuple[int, ...], preset: PipelinePreset) -> LayerPruneRecord:
+    """One layer's record from the records of its blocks of output channels (``linear``: groups run along
+    rows, so the group arrays of consecutive blocks concatenate in the layer's group order). Integer results
+    are exactly those of the whole layer; the float error sums are added block by block (a different
+    summation order than one pass, so they may differ in the last bits)."""
+    first = parts[0]
+    cat = (lambda attr: None if getattr(first, attr) is None
+           else np.concatenate([getattr(p, attr) for p in parts], axis=0))
+    metadata = None
+    if first.metadata is not None:
+        metadata = {k: np.concatenate([p.metadata[k] for p in parts]) for k in first.metadata}  # type: ignore[index]
+    layout = None
+    if first.layout is not None:
+        layout = make_layout(shape, first.kind, preset.group_size, preset.remainder).to_dict()
+    return LayerPruneRecord(
+        name=first.name, kind=first.kind, shape=tuple(shape), out_axis=first.out_axis, role=first.role,
+        reason=first.reason, n_weights=sum(p.n_weights for p in parts), n_channels=sum(p.n_channels for p in parts),
+        n_sensitive=sum(p.n_sensitive for p in parts), n_sensitive_global=first.n_sensitive_global,
+        weight_bits_total=sum(p.weight_bits_total for p in parts), int_sse=sum(p.int_sse for p in parts),
+        float_sse=sum(p.float_sse for p in parts), float_energy=sum(p.float_energy for p in parts),
+        q=cat("q"), scale=cat("scale"), channel_bits=cat("channel_bits"), sensitive=cat("sensitive"),
+        metadata=metadata, layout=layout,
+    )
 
 
 def _write_index(out: Path, src: HFCheckpoint, names: Sequence[str], state: Mapping[str, Any],

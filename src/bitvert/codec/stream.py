@@ -653,26 +653,33 @@ def _prune_encode(src: HFCheckpoint, unit: _Unit, preset: PipelinePreset, mask_o
     t = src.tensors[unit.source]
     mask = mask_of.get(job.name)
     parts = []
+    blocks = _row_blocks(job, t)
+    q_full = np.empty(t.shape, dtype=np.int16) if len(blocks) > 1 else None
     try:
-        for a, b in _row_blocks(job, t):
+        for a, b in blocks:
             block = replace(job, weight=src.read_float(unit.source, a, b))
             qs = quantize_weight(block.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
-            parts.append(_process_layer(block, preset, qs, None if mask is None else mask[a:b],
-                                        count_of.get(job.name, 0)))
+            part = _process_layer(block, preset, qs, None if mask is None else mask[a:b], count_of.get(job.name, 0))
             del block, qs
+            if q_full is not None:  # the block's integers go straight into the layer's array
+                q_full[a:b] = part.q
+                part.q = None
+            parts.append(part)
     except InputError as exc:
         raise InputError(f"tensor {unit.source!r} in shard {str(src.folder / t.file)!r}: {exc}") from None
-    rec = parts[0] if len(parts) == 1 else _merge_blocks(parts, t.shape, preset)
-    del parts
+    rec = parts[0] if q_full is None else _merge_blocks(parts, t.shape, preset, q_full)
+    del parts, q_full
     layer = checkpoint_layer(rec)
     return _strip(rec), _encode_layer(layer, preset, repr(str(src.folder))), layer.scale
 
 
-def _merge_blocks(parts: Sequence[LayerPruneRecord], shape: tuple[int, ...], preset: PipelinePreset) -> LayerPruneRecord:
+def _merge_blocks(parts: Sequence[LayerPruneRecord], shape: tuple[int, ...], preset: PipelinePreset,
+                  q: np.ndarray) -> LayerPruneRecord:
     """One layer's record from the records of its blocks of output channels (``linear``: groups run along
     rows, so the group arrays of consecutive blocks concatenate in the layer's group order). Integer results
     are exactly those of the whole layer; the float error sums are added block by block (a different
-    summation order than one pass, so they may differ in the last bits)."""
+    summation order than one pass, so they may differ in the last bits). ``q``: the layer's integers, already
+    assembled from the blocks."""
     first = parts[0]
     cat = (lambda attr: None if getattr(first, attr) is None
            else np.concatenate([getattr(p, attr) for p in parts], axis=0))
@@ -688,7 +695,7 @@ def _merge_blocks(parts: Sequence[LayerPruneRecord], shape: tuple[int, ...], pre
         n_sensitive=sum(p.n_sensitive for p in parts), n_sensitive_global=first.n_sensitive_global,
         weight_bits_total=sum(p.weight_bits_total for p in parts), int_sse=sum(p.int_sse for p in parts),
         float_sse=sum(p.float_sse for p in parts), float_energy=sum(p.float_energy for p in parts),
-        q=cat("q"), scale=cat("scale"), channel_bits=cat("channel_bits"), sensitive=cat("sensitive"),
+        q=q, scale=cat("scale"), channel_bits=cat("channel_bits"), sensitive=cat("sensitive"),
         metadata=metadata, layout=layout,
     )
 

@@ -189,16 +189,20 @@ def main() -> None:
         sys.exit(f"error: the output needs about {need / 3e9:.1f} GB, only {free / 1e9:.1f} GB free")
     rss0 = _peak_rss_mb()
     load0 = os.getloadavg()[0]
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     res = stream_prune(folder, out, args.preset, shard_size_bytes=parse_size(args.shard_size),
                        progress=args.progress)
     seconds = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     import numba
     import torch
 
     print(json.dumps({
         "bench": "llm_stream", "layers": args.layers, "preset": args.preset, "weights": res.n_weights_quantized,
         "tensors_copied": res.n_tensors_copied, "input_bytes": need, "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu_s, 1),
         "m_weights_per_s": round(res.n_weights_quantized / seconds / 1e6, 1), "peak_rss_mb": round(_peak_rss_mb(), 0),
         "rss_before_mb": round(rss0, 0), "output_bytes": res.output_bytes,
         "bits_per_weight": round(res.bits_per_weight, 4), "effective_bits": round(res.report.effective_bits, 4),

@@ -52,8 +52,8 @@ from bitvert.pipeline.quantize import (
 )
 from bitvert.tensorfile import save_tensors, tensor_checksum, text_checksum, verify_checksums
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint", "to_checkpoint", "checkpoint_header",
-           "checkpoint_layer", "save_pruned",
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint", "to_checkpoint",
+           "checkpoint_header", "checkpoint_layer", "save_pruned",
            "load_pruned", "apply_checkpoint_"]
 
 logger = logging.getLogger(__name__)

@@ -87,25 +87,59 @@ def canonical_safetensors(blob: bytes) -> bytes:
     return len(text).to_bytes(8, "little") + text + blob[8 + n:]
 
 
+def _layout(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None) -> tuple[dict, list[str]]:
+    """The safetensors header the library would write for ``tensors`` and their order in its data section.
+
+    The library decides the order (by dtype alignment, then name) and the dtype names; it is asked with
+    one-element stand-ins of the same dtypes, so no tensor data is copied.
+    """
+    from safetensors.torch import save
+
+    probe = save({k: torch.zeros(1, dtype=v.dtype) for k, v in tensors.items()},
+                 metadata=None if metadata is None else dict(metadata))
+    n = int.from_bytes(probe[:8], "little")
+    head = json.loads(probe[8:8 + n].decode("utf-8"))
+    order = sorted((k for k in head if k != "__metadata__"), key=lambda k: head[k]["data_offsets"][0])
+    header: dict = {"__metadata__": head["__metadata__"]} if "__metadata__" in head else {}
+    offset = 0
+    for k in order:
+        t = tensors[k]
+        nbytes = t.numel() * t.element_size()
+        header[k] = {"dtype": head[k]["dtype"], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    return header, order
+
+
 def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],
                  metadata: Mapping[str, str] | None = None) -> Path:
     """Write ``tensors`` (and string ``metadata``) to ``path`` as a canonical safetensors file, atomically.
 
+    The bytes are those of :func:`canonical_safetensors` applied to the safetensors library's own output;
+    they are written tensor by tensor from the tensors' memory, so saving needs no copy of the data.
+
     Raises:
-        InputError: the folder of ``path`` does not exist.
+        InputError: the folder of ``path`` does not exist, or a value is not a tensor.
         OSError: the folder is not writable or the disk is full (nothing is left under ``path``).
     """
-    from safetensors.torch import save
-
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"output folder {str(path.parent)!r} does not exist; create it first")
-    blob = canonical_safetensors(save(dict(tensors), metadata=dict(metadata or {})))
+    bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise InputError(f"tensor {bad[0]!r} is a {type(tensors[bad[0]]).__name__}, not a torch.Tensor")
+    flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    header, order = _layout(flat, metadata)
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
+            fh.write(len(text).to_bytes(8, "little") + text)
+            for k in order:
+                t = flat[k]
+                if t.numel():
+                    fh.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

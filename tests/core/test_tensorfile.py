@@ -76,3 +76,24 @@ def test_numba_kernels_are_cached_in_the_user_cache_folder(tmp_path) -> None:
     env["NUMBA_CACHE_DIR"] = str(tmp_path / "mine")  # a user's own setting wins
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(tmp_path / "mine")
+
+
+def test_streamed_bytes_equal_the_library_output_for_every_dtype(tmp_path) -> None:
+    """save_tensors writes tensor by tensor from memory; the bytes are the library's, canonicalized."""
+    g = torch.Generator().manual_seed(1)
+    tensors = {
+        "f32": torch.randn(5, 3, generator=g), "bf16": torch.randn(4, 7, generator=g).to(torch.bfloat16),
+        "f16": torch.randn(9, generator=g).to(torch.float16), "f64": torch.randn(2, 2, generator=g).double(),
+        "i64": torch.arange(5), "u8": torch.arange(11, dtype=torch.uint8), "bool": torch.rand(6, generator=g) > 0.5,
+        "scalar": torch.tensor(3.5), "empty": torch.zeros(0, 4), "strided": torch.randn(6, 4, generator=g).t(),
+        "f8": torch.randn(8, generator=g).to(torch.float8_e4m3fn), "a.b": torch.arange(3, dtype=torch.int32),
+    }
+    for meta in (None, {}, META):
+        blob = save_tensors(tmp_path / "t.safetensors", tensors, meta).read_bytes()
+        ref = {k: v.contiguous() for k, v in tensors.items()}
+        assert blob == canonical_safetensors(st.save(ref, metadata=meta))
+        loaded = st.load(blob)
+        for k, v in tensors.items():
+            assert torch.equal(loaded[k].float(), v.float()) and loaded[k].dtype == v.dtype, k
+    with pytest.raises(InputError, match="'x' is a list"):
+        save_tensors(tmp_path / "bad.safetensors", {"x": [1, 2]})  # type: ignore[dict-item]

@@ -29,7 +29,7 @@ import click
 
 from bitvert import __version__
 from bitvert.cli._common import check_output_folder, show_progress
-from bitvert.errors import ConfigError, MissingDependencyError
+from bitvert.errors import BitvertError, ConfigError, InputError, MissingDependencyError
 from bitvert.jsonutil import json_default
 from bitvert.pipeline import BASELINES, get_preset, list_presets, save_pruned
 from bitvert.pipeline.presets import PipelinePreset
@@ -43,7 +43,8 @@ from bitvert.report.variants import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["prune_cmd", "load_model", "parse_overrides", "format_variants_table", "run_prune"]
+__all__ = ["prune_cmd", "load_model", "parse_overrides", "format_variants_table", "run_prune", "run_stream_prune",
+           "stream_wanted"]
 
 
 def load_model(name: str) -> Any:
@@ -230,6 +231,75 @@ def _write_summary(loaded: Any, model_name: str, preset: PipelinePreset, runs: A
     return summary
 
 
+def stream_wanted(model_name: str, stream: bool | None, memory_budget: str) -> bool:
+    """Whether ``bitvert prune`` streams: ``--stream`` / ``--no-stream``, else when ``model_name`` is a HuggingFace
+    safetensors folder whose float32 size exceeds ``--memory-budget``."""
+    from bitvert.codec.stream import HFCheckpoint, parse_size
+
+    budget = parse_size(memory_budget)  # checked even when not needed, so a typo fails at once
+    if stream is not None:
+        return stream
+    folder = Path(model_name)
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        return False
+    try:
+        size = HFCheckpoint(folder).fp32_bytes
+    except BitvertError:
+        return False  # not a safetensors folder: the in-memory loader reports what is wrong
+    if size > budget:
+        logger.info("%s needs %.1f GB in float32, more than --memory-budget %s: streaming", folder, size / 1e9,
+                    memory_budget)
+        return True
+    return False
+
+
+def run_stream_prune(model_dir: Path, preset_name: str, out_dir: Path, overrides: tuple[str, ...] = (),
+                     rules: tuple[str, ...] = (), shard_size: str = "256MiB", progress: bool = False) -> dict[str, Any]:
+    """The work behind ``bitvert prune --stream``: :func:`bitvert.codec.stream.stream_prune` into a hidden work
+    folder next to ``out_dir`` (kept when interrupted, so a rerun resumes from its finished shards), published
+    to ``out_dir`` with ``summary.json`` and ``status.json`` only when complete. Returns the summary."""
+    from bitvert.codec.stream import parse_size, stream_prune
+    from bitvert.report.publish import check_out_dir, publish
+
+    preset = _merge(get_preset(preset_name), parse_overrides(overrides))
+    layer_rules = _parse_rules(rules)
+    shard_bytes = parse_size(shard_size)
+    if not model_dir.is_dir():
+        raise InputError(f"--stream needs a HuggingFace model folder (config.json + *.safetensors), got "
+                         f"{str(model_dir)!r}")
+    check_out_dir(out_dir)
+    work = out_dir.parent / f".{out_dir.name}.partial-stream"
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    result = stream_prune(model_dir, work, preset, rules=layer_rules, shard_size_bytes=shard_bytes,
+                          model_info={"name": model_dir.name, "family": "causal-lm", "requested": str(model_dir)},
+                          progress=progress)
+    summary: dict[str, Any] = {
+        "bitvert_version": __version__,
+        "python": platform.python_version(),
+        "model": {"name": model_dir.name, "family": "causal-lm", "requested": str(model_dir)},
+        "mode": "stream",
+        "preset": preset.to_dict(),
+        "layer_rules": layer_rules,
+        "effective_bits": result.report.effective_bits,
+        "compression_vs_int8": result.report.compression_vs_int8,
+        "encoded_bits_per_weight": result.bits_per_weight,
+        "n_weights_quantized": result.n_weights_quantized,
+        "n_tensors_copied": result.n_tensors_copied,
+        "output_bytes": result.output_bytes,
+        "weight_int_range": result.report.to_dict()["weight_int_range"],
+        "resumed_shards": result.resumed_shards,
+        "timings": {"stream_seconds": result.seconds},
+        "report": result.report.to_dict(),
+    }
+    (work / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=json_default))
+    (work / "table.txt").write_text(result.report.table() + "\n")
+    publish(work, out_dir, {"status": "complete", "command": "prune --stream", "index": result.index.name})
+    summary["_table"] = (f"model {model_dir.name} | preset {preset.name} | streamed | effective bits "
+                         f"{result.report.effective_bits:.3f} | encoded {result.bits_per_weight:.3f} bits/weight | "
+                         f"{result.output_bytes} bytes in {result.seconds:.1f} s")
+    return summary
+
+
 @click.command("prune")
 @click.option("--model", "model_name", required=True, help="Model short name or path (see `bitvert models`).")
 @click.option("--preset", "preset_name", default="moderate", show_default=True,
@@ -252,10 +322,24 @@ def _write_summary(loaded: Any, model_name: str, preset: PipelinePreset, runs: A
 @click.option("--rule", "rules", multiple=True, metavar="REGEX=ROLE",
               help="Per-module rule (full-match regex over module names): prune, int8 or fp32.")
 @click.option("--no-eval", is_flag=True, help="Only prune and write the checkpoint; skip every evaluation.")
+@click.option("--stream/--no-stream", "stream", default=None,
+              help="Prune + encode a HuggingFace safetensors folder tensor by tensor into sharded "
+                   "*.bbs.safetensors (bounded memory, resumable; no evaluation). Default: stream when the "
+                   "model's float32 size exceeds --memory-budget.")
+@click.option("--memory-budget", default="8GB", show_default=True,
+              help="Float32 model size above which a HuggingFace folder is streamed (e.g. 8GB, 500MiB).")
+@click.option("--shard-size", default="256MiB", show_default=True, help="Target size of a streamed output shard.")
 def prune_cmd(model_name: str, preset_name: str, out_dir: Path, baselines: bool, task: str | None,
               limit: str, calibration_samples: int, seed: int, fidelity_samples: int, overrides: tuple[str, ...],
-              rules: tuple[str, ...], no_eval: bool) -> None:
+              rules: tuple[str, ...], no_eval: bool, stream: bool | None, memory_budget: str, shard_size: str) -> None:
     """Quantize to INT8 and globally binary-prune a model (BBS Algorithm 2); compare with the baselines."""
+    if stream_wanted(model_name, stream, memory_budget):
+        summary = run_stream_prune(Path(model_name), preset_name, out_dir, overrides=overrides, rules=rules,
+                                   shard_size=shard_size, progress=sys.stderr.isatty())
+        click.echo(summary["_table"])
+        click.echo(f"wrote {out_dir} (sharded BBS model: {summary['report']['n_weights_quantized']} quantized weights; "
+                   "read it with `bitvert inspect` / `bitvert decode`)")
+        return
     summary = run_prune(model_name, preset_name, out_dir, baselines=baselines, task=task,
                         limit=parse_eval_limit(limit, "--limit"), seed=seed,
                         calibration_samples=calibration_samples, overrides=overrides, rules=rules,

@@ -7,6 +7,8 @@
 * :func:`encode_checkpoint` / :func:`encode_checkpoint_file` -- from the pipeline's
   ``pruned.safetensors``; :func:`to_pruned_checkpoint` back.
 * :func:`load_model_` / :func:`load_state_dict` -- run a model from the encoded file.
+* :func:`stream_prune` -- prune + encode a sharded HuggingFace checkpoint tensor by tensor into sharded
+  BBS files; :class:`ShardedEncodedModel` / :func:`open_encoded` read them lazily.
 * :func:`pe_matmul` -- bit-exact functional model of the BitVert PE on encoded columns.
 """
 
@@ -15,6 +17,7 @@ from bitvert.codec.container import EncodedModel, file_accounting, load_encoded,
 from bitvert.codec.layout import FORMAT_NAME, FORMAT_VERSION, Chunk, TensorLayout
 from bitvert.codec.pe_model import PEResult, pe_matmul, reference_matmul
 from bitvert.codec.tensor import EncodedTensor, decode, encode, encode_plain
+from bitvert.codec.stream import ShardedEncodedModel, open_encoded, stream_prune
 from bitvert.codec.torch_load import load_model_, load_state_dict
 
 __all__ = [
@@ -36,6 +39,9 @@ __all__ = [
     "to_pruned_checkpoint",
     "load_model_",
     "load_state_dict",
+    "stream_prune",
+    "ShardedEncodedModel",
+    "open_encoded",
     "PEResult",
     "pe_matmul",
     "reference_matmul",

@@ -34,11 +34,14 @@ from bitvert.errors import FormatError, InputError
 from bitvert.tensorfile import save_tensors, text_checksum, verify_checksums
 from bitvert.tensorfile import tensor_checksum as checksum
 
-__all__ = ["EncodedModel", "save_encoded", "load_encoded", "checksum", "file_accounting"]
+__all__ = ["EncodedModel", "save_encoded", "load_encoded", "read_header", "tensor_from_stored", "checksum",
+           "file_accounting", "STATE_PREFIX"]
 
 log = logging.getLogger(__name__)
 
 _PREFIX_BBS, _PREFIX_SCALE, _PREFIX_STATE = "bbs.", "scale.", "state."
+STATE_PREFIX = _PREFIX_STATE
+"""Key prefix of the tensors a container keeps as they are (``state.{key}``)."""
 
 
 @dataclass
@@ -77,7 +80,11 @@ class EncodedModel:
 
     def stats(self) -> dict[str, Any]:
         """Per-tensor accounting and totals over the encoded tensors."""
-        per = {name: enc.stats() for name, enc in self.tensors.items()}
+        return self.totals({name: enc.stats() for name, enc in self.tensors.items()})
+
+    @staticmethod
+    def totals(per: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Totals over per-tensor :meth:`EncodedTensor.stats` (the ``stats()`` document)."""
         n = sum(s["n_weights"] for s in per.values())
         total = sum(s["total_bytes"] for s in per.values())
         meta = sum(s["metadata_bits"] + s["index_bits"] for s in per.values())
@@ -144,7 +151,7 @@ def save_encoded(
         _check_name(key, "state")
         if not isinstance(value, torch.Tensor):
             raise InputError(f"state entry {key!r} must be a torch.Tensor, got {type(value).__name__}")
-        out[_PREFIX_STATE + key] = value.detach().cpu().contiguous().clone()
+        out[_PREFIX_STATE + key] = value.detach().cpu()  # written from its memory, never copied
     doc = {
         "format_version": FORMAT_VERSION,
         "tensors": headers,
@@ -179,6 +186,36 @@ def load_encoded(path: str | os.PathLike[str]) -> EncodedModel:
     except Exception as exc:  # safetensors raises several types (SafetensorError, OSError, panics)
         raise FormatError(f"{where} is not a readable safetensors file ({type(exc).__name__}: {exc}); it is "
                           "truncated or corrupted") from None
+    headers, sums, source = read_header(where, meta)
+    verify_checksums(where, sums, stored, "re-encode the pruned checkpoint with `bitvert encode`")
+    tensors: dict[str, EncodedTensor] = {}
+    scales: dict[str, torch.Tensor] = {}
+    for name, h in headers.items():
+        enc, scale = tensor_from_stored(where, name, h, stored)
+        tensors[name] = enc
+        if scale is not None:
+            scales[name] = scale
+    orphans = [k for k in stored if k.startswith(_PREFIX_BBS) and k[len(_PREFIX_BBS):] not in headers]
+    orphans += [k for k in stored if k.startswith(_PREFIX_SCALE) and k[len(_PREFIX_SCALE):] not in scales]
+    if orphans:
+        raise FormatError(f"{where}: tensor {orphans[0]!r} has no header entry")
+    state = {k[len(_PREFIX_STATE):]: v for k, v in stored.items() if k.startswith(_PREFIX_STATE)}
+    others = [k for k in stored if not k.startswith((_PREFIX_BBS, _PREFIX_SCALE, _PREFIX_STATE))]
+    if others:
+        raise FormatError(f"{where}: unexpected tensor {others[0]!r}")
+    return EncodedModel(tensors=tensors, scales=scales, state=state, source=source)
+
+
+def read_header(where: str, meta: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """Validate a container's safetensors string metadata; ``(tensor headers, checksums, source)``.
+
+    Args:
+        where: the file, for messages.
+        meta: the safetensors metadata of the file.
+
+    Raises:
+        FormatError: not a BBS file, another format version, a corrupted or malformed header.
+    """
     if meta.get("format") != FORMAT_NAME:
         raise FormatError(f"{where} is not a BBS weight file (format={meta.get('format')!r}, expected "
                           f"{FORMAT_NAME!r}); write one with `bitvert encode`")
@@ -198,38 +235,39 @@ def load_encoded(path: str | os.PathLike[str]) -> EncodedModel:
         raise FormatError(f"{where}: malformed header ({type(exc).__name__}: {exc})") from None
     if version != FORMAT_VERSION:
         raise FormatError(f"{where}: header format version {version}, this bitvert reads {FORMAT_VERSION}")
-    verify_checksums(where, sums, stored, "re-encode the pruned checkpoint with `bitvert encode`")
-    tensors: dict[str, EncodedTensor] = {}
-    scales: dict[str, torch.Tensor] = {}
-    for name, h in headers.items():
-        key = _PREFIX_BBS + name
-        if key not in stored:
-            raise FormatError(f"{where}: encoded tensor {name!r} is missing (no {key!r})")
-        blob = stored[key]
-        if blob.dtype != torch.uint8 or blob.ndim != 1:
-            raise FormatError(f"{where}: {key!r} must be a 1-d uint8 tensor, got {blob.dtype} {tuple(blob.shape)}")
-        if not isinstance(h, dict):
-            raise FormatError(f"{where}: header of tensor {name!r} is not an object")
-        enc = EncodedTensor.from_bytes(blob.numpy(), h, name=name)
-        tensors[name] = enc
-        if h.get("scale"):
-            skey = _PREFIX_SCALE + name
-            if skey not in stored:
-                raise FormatError(f"{where}: scale of tensor {name!r} is missing (no {skey!r})")
-            s = stored[skey]
-            if s.dtype != torch.float32 or tuple(s.shape) != (enc.n_channels,):
-                raise FormatError(f"{where}: scale of {name!r} has {s.dtype} {tuple(s.shape)}, expected float32 "
-                                  f"({enc.n_channels},)")
-            scales[name] = s
-    orphans = [k for k in stored if k.startswith(_PREFIX_BBS) and k[len(_PREFIX_BBS):] not in headers]
-    orphans += [k for k in stored if k.startswith(_PREFIX_SCALE) and k[len(_PREFIX_SCALE):] not in scales]
-    if orphans:
-        raise FormatError(f"{where}: tensor {orphans[0]!r} has no header entry")
-    state = {k[len(_PREFIX_STATE):]: v for k, v in stored.items() if k.startswith(_PREFIX_STATE)}
-    others = [k for k in stored if not k.startswith((_PREFIX_BBS, _PREFIX_SCALE, _PREFIX_STATE))]
-    if others:
-        raise FormatError(f"{where}: unexpected tensor {others[0]!r}")
-    return EncodedModel(tensors=tensors, scales=scales, state=state, source=source)
+    return headers, sums, source
+
+
+def tensor_from_stored(
+    where: str, name: str, header: Any, stored: Mapping[str, torch.Tensor]
+) -> tuple[EncodedTensor, torch.Tensor | None]:
+    """One encoded tensor (and its scale, ``None`` without one) from a container's stored tensors.
+
+    ``stored`` maps the file's tensor keys (``bbs.{name}``, ``scale.{name}``) to their (already
+    checksum-verified) values; it may be a lazy mapping that reads only the keys asked for.
+
+    Raises:
+        FormatError: a missing or malformed blob or scale, naming the file and the tensor.
+    """
+    key = _PREFIX_BBS + name
+    if key not in stored:
+        raise FormatError(f"{where}: encoded tensor {name!r} is missing (no {key!r})")
+    blob = stored[key]
+    if blob.dtype != torch.uint8 or blob.ndim != 1:
+        raise FormatError(f"{where}: {key!r} must be a 1-d uint8 tensor, got {blob.dtype} {tuple(blob.shape)}")
+    if not isinstance(header, dict):
+        raise FormatError(f"{where}: header of tensor {name!r} is not an object")
+    enc = EncodedTensor.from_bytes(blob.numpy(), header, name=name)
+    if not header.get("scale"):
+        return enc, None
+    skey = _PREFIX_SCALE + name
+    if skey not in stored:
+        raise FormatError(f"{where}: scale of tensor {name!r} is missing (no {skey!r})")
+    s = stored[skey]
+    if s.dtype != torch.float32 or tuple(s.shape) != (enc.n_channels,):
+        raise FormatError(f"{where}: scale of {name!r} has {s.dtype} {tuple(s.shape)}, expected float32 "
+                          f"({enc.n_channels},)")
+    return enc, s
 
 
 def file_accounting(path: str | os.PathLike[str]) -> dict[str, int]:

@@ -15,25 +15,33 @@ import torch
 from torch import nn
 
 from bitvert.codec.checkpoint import to_pruned_checkpoint
-from bitvert.codec.container import EncodedModel, load_encoded
+from bitvert.codec.container import EncodedModel
+from bitvert.codec.stream import ShardedEncodedModel, open_encoded
 from bitvert.pipeline.checkpoint import apply_checkpoint_
 from bitvert.pipeline.quantize import ActivationQuantizer
 
 __all__ = ["load_state_dict", "load_model_"]
 
 
-def _model(source: EncodedModel | str | os.PathLike[str]) -> tuple[EncodedModel, str]:
-    if isinstance(source, EncodedModel):
+Source = EncodedModel | ShardedEncodedModel | str | os.PathLike[str]
+"""An encoded model in memory, a sharded one, a ``*.bbs.safetensors`` file or a sharded model's folder / index."""
+
+
+def _model(source: Source) -> tuple[EncodedModel | ShardedEncodedModel, str]:
+    if isinstance(source, (EncodedModel, ShardedEncodedModel)):
         return source, "encoded model"
-    return load_encoded(source), repr(str(source))
+    return open_encoded(source), repr(str(source))
 
 
-def load_state_dict(source: EncodedModel | str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+def load_state_dict(source: Source) -> dict[str, torch.Tensor]:
     """Float ``state_dict`` of an encoded model: decoded weights times their scales, plus the rest.
 
-    Encoded tensors without a scale are returned as their integer values in ``float32``.
+    Encoded tensors without a scale are returned as their integer values in ``float32``. A sharded model
+    is read and decoded one tensor at a time.
     """
     model, _ = _model(source)
+    if isinstance(model, ShardedEncodedModel):
+        return dict(model.iter_float_state())
     out: dict[str, torch.Tensor] = dict(model.state)
     for name in model.tensors:
         if name in model.scales:
@@ -43,7 +51,7 @@ def load_state_dict(source: EncodedModel | str | os.PathLike[str]) -> dict[str, 
     return out
 
 
-def load_model_(module: nn.Module, source: EncodedModel | str | os.PathLike[str]) -> ActivationQuantizer | None:
+def load_model_(module: nn.Module, source: Source) -> ActivationQuantizer | None:
     """Load an encoded pruned model into ``module`` (same architecture), in place.
 
     Returns the re-attached activation quantizer (``None`` when the checkpoint quantized no
@@ -55,4 +63,4 @@ def load_model_(module: nn.Module, source: EncodedModel | str | os.PathLike[str]
         UnsupportedLayerError: ``module`` is not the architecture the file was made from.
     """
     model, where = _model(source)
-    return apply_checkpoint_(module, to_pruned_checkpoint(model, where))
+    return apply_checkpoint_(module, to_pruned_checkpoint(model, where))  # type: ignore[arg-type]

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from bitvert.errors import ConfigError, FormatError, InputError, UnsupportedLayerError
-from bitvert.pipeline.global_prune import ModelPruneReport
+from bitvert.pipeline.global_prune import LayerPruneRecord, ModelPruneReport
 from bitvert.pipeline.presets import PipelinePreset
 from bitvert.pipeline.quantize import (
     ActivationQuantizer,
@@ -54,7 +54,8 @@ from bitvert.pipeline.quantize import (
 )
 from bitvert.tensorfile import save_tensors, tensor_checksum, text_checksum, verify_checksums
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint", "to_checkpoint", "save_pruned",
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CheckpointLayer", "PrunedCheckpoint", "to_checkpoint",
+           "checkpoint_header", "checkpoint_layer", "save_pruned",
            "load_pruned", "apply_checkpoint_"]
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,27 @@ def _int_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a.astype(np.int16))
 
 
+def checkpoint_layer(rec: LayerPruneRecord) -> CheckpointLayer:
+    """One quantized layer of a pruning run as the checkpoint holds it (integers, scale, metadata).
+
+    Raises:
+        InputError: the record holds no integer weights (an ``fp32`` layer, or arrays already dropped).
+    """
+    if rec.q is None or rec.scale is None or rec.channel_bits is None:
+        raise InputError(f"layer {rec.name!r} of the report has no integer weights; it was not quantized")
+    sens = rec.sensitive if rec.sensitive is not None else np.zeros(rec.n_channels, dtype=bool)
+    md = {}
+    if rec.metadata is not None:
+        md = {k: torch.from_numpy(np.ascontiguousarray(rec.metadata[k])) for k in _META_KEYS}
+    return CheckpointLayer(
+        name=rec.name, kind=rec.kind, shape=tuple(rec.shape), out_axis=rec.out_axis, role=rec.role,
+        q=torch.from_numpy(np.ascontiguousarray(rec.q, dtype=np.int16)),
+        scale=torch.from_numpy(np.ascontiguousarray(rec.scale, dtype=np.float32)),
+        channel_bits=torch.from_numpy(np.ascontiguousarray(rec.channel_bits)),
+        sensitive=torch.from_numpy(np.ascontiguousarray(sens, dtype=bool)), metadata=md, layout=rec.layout,
+    )
+
+
 def to_checkpoint(
     report: ModelPruneReport,
     model: nn.Module | None = None,
@@ -141,27 +163,9 @@ def to_checkpoint(
         model_info: JSON-friendly description of the base model (e.g. ``{"name": "mnist-cnn"}``).
     """
     layers: list[CheckpointLayer] = []
-    layers_meta = []
     skip_keys = set()
-    for i, rec in enumerate(report.quantized_layers):
-        if rec.q is None or rec.scale is None or rec.channel_bits is None:
-            raise InputError(f"layer {rec.name!r} of the report has no integer weights; it was not quantized")
-        sens = rec.sensitive if rec.sensitive is not None else np.zeros(rec.n_channels, dtype=bool)
-        md = {}
-        if rec.metadata is not None:
-            md = {k: torch.from_numpy(np.ascontiguousarray(rec.metadata[k])) for k in _META_KEYS}
-        layers.append(CheckpointLayer(
-            name=rec.name, kind=rec.kind, shape=tuple(rec.shape), out_axis=rec.out_axis, role=rec.role,
-            q=torch.from_numpy(np.ascontiguousarray(rec.q, dtype=np.int16)),
-            scale=torch.from_numpy(np.ascontiguousarray(rec.scale, dtype=np.float32)),
-            channel_bits=torch.from_numpy(np.ascontiguousarray(rec.channel_bits)),
-            sensitive=torch.from_numpy(np.ascontiguousarray(sens, dtype=bool)), metadata=md, layout=rec.layout,
-        ))
-        layers_meta.append({
-            "index": i, "name": rec.name, "kind": rec.kind, "shape": list(rec.shape), "out_axis": rec.out_axis,
-            "role": rec.role, "layout": rec.layout, "has_metadata": rec.metadata is not None,
-            "columns": {str(n): c for n, c in sorted(rec.columns.items())},
-        })
+    for rec in report.quantized_layers:
+        layers.append(checkpoint_layer(rec))
         skip_keys.add(f"{rec.name}.weight" if rec.name else "weight")
     state: dict[str, torch.Tensor] = {}
     if model is not None:
@@ -169,10 +173,24 @@ def to_checkpoint(
             if key in skip_keys or not isinstance(value, torch.Tensor):
                 continue
             state[key] = value.detach().cpu().contiguous().clone()
+    return PrunedCheckpoint(header=checkpoint_header(report, model_info), layers=layers, state=state)
+
+
+def checkpoint_header(report: ModelPruneReport, model_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON header of a pruning run's checkpoint (model, preset, quantized layers, summary).
+
+    Needs only the report's scalar fields, so a streaming run that dropped each layer's integers after
+    encoding them describes its output with the same header as :func:`to_checkpoint`.
+    """
+    layers_meta = [{
+        "index": i, "name": rec.name, "kind": rec.kind, "shape": list(rec.shape), "out_axis": rec.out_axis,
+        "role": rec.role, "layout": rec.layout, "has_metadata": rec.metadata is not None,
+        "columns": {str(n): c for n, c in sorted(rec.columns.items())},
+    } for i, rec in enumerate(report.quantized_layers)]
     summary = report.to_dict()
     summary.pop("layers")
     summary.pop("preset")
-    header = {
+    return {
         "model": dict(model_info or {}),
         "preset": report.preset.to_dict(),
         "layers": layers_meta,
@@ -181,7 +199,6 @@ def to_checkpoint(
         "summary": summary,
         "layer_summary": [l.to_dict() for l in report.layers],
     }
-    return PrunedCheckpoint(header=header, layers=layers, state=state)
 
 
 def save_pruned(

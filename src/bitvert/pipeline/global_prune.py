@@ -347,6 +347,8 @@ class _LayerJob:
     config: QuantConfig
     weight: torch.Tensor
     module: nn.Module | None = None
+    scratch_weight: bool = False
+    """``weight`` is the caller's private copy: pruning may overwrite it with the dequantized values (no buffer)."""
 
 
 def _jobs_from_model(layers: Sequence[QuantLayer]) -> list[_LayerJob]:
@@ -545,22 +547,16 @@ def _algorithm2(
     With ``solve`` (``solver="gptq"``), the pruned layers are processed through it with their input
     Hessians, after every other layer (INT8, FP32) was processed, so each Hessian sees them quantized.
     """
-    if preset.method != "none":
-        _keep_unprofitable_dense(jobs, preset)
-    sens_kind = preset.sensitivity
-    if sens_kind == "auto":
-        sens_kind = "scale" if preset.quant.weight_granularity == "per_channel" else "std"
+    _prepare_jobs(jobs, preset)
     quantized = {job.name: quantize(job) for job in jobs if job.role is not LayerRole.FP32}
-    pruned = [j for j in jobs if j.role is LayerRole.PRUNE and preset.method != "none"]
+    pruned = _scored_jobs(jobs, preset)
     errors = _output_errors(pruned, quantized, preset, hessians) if preset.needs_hessians else {}
-    if sens_kind == "output_error":
-        scores = [errors[j.name][preset.columns] for j in pruned]
+    kind = _sensitivity_kind(preset)
+    if kind == "output_error":
+        scores = {j.name: errors[j.name][preset.columns] for j in pruned}
     else:
-        scores = [channel_scores(j.weight, quantized[j.name][1], j.out_axis, sens_kind) for j in pruned]
-    masks = select_sensitive(scores, preset.sensitive_fraction, preset.channel_multiple)
-    global_counts = _global_counts(scores, preset.sensitive_fraction)
-    mask_of = {j.name: m for j, m in zip(pruned, masks)}
-    count_of = {j.name: c for j, c in zip(pruned, global_counts)}
+        scores = {j.name: channel_scores(j.weight, quantized[j.name][1], j.out_axis, kind) for j in pruned}
+    mask_of, count_of = _select_for_jobs(scores, preset)
     columns_of = _budget_columns(jobs, pruned, quantized, mask_of, errors, preset) \
         if preset.target_bits is not None else {}
     bar = tqdm(total=len(jobs), desc=f"prune ({preset.name})", unit="layer", disable=not progress, leave=False)
@@ -632,6 +628,40 @@ def _budget_columns(
     fixed = sum(int(j.weight.numel()) * j.config.weight_bits for j in quant if j.name not in names)
     n_weights = sum(int(j.weight.numel()) for j in quant)
     return allocate_columns(budgets, fixed, n_weights, float(preset.target_bits))  # type: ignore[arg-type]
+
+
+# The steps of Algorithm 2 as separate functions, shared by _algorithm2 (every layer in memory) and the
+# streaming orchestrator bitvert.codec.stream (one tensor at a time: scores in a first pass, then
+# _process_layer per tensor in a second), so both apply exactly the same rules.
+
+def _prepare_jobs(jobs: list[_LayerJob], preset: PipelinePreset) -> None:
+    """Role changes that depend only on shapes (the short-group rule); ``job.weight`` may be a meta tensor."""
+    if preset.method != "none":
+        _keep_unprofitable_dense(jobs, preset)
+
+
+def _sensitivity_kind(preset: PipelinePreset) -> str:
+    """The channel score Algorithm 2 uses: ``scale``, ``std`` (``auto`` resolved by the weight granularity) or
+    ``output_error`` (needs the layers' Hessians)."""
+    if preset.sensitivity == "auto":
+        return "scale" if preset.quant.weight_granularity == "per_channel" else "std"
+    return preset.sensitivity
+
+
+def _scored_jobs(jobs: Sequence[_LayerJob], preset: PipelinePreset) -> list[_LayerJob]:
+    """The layers whose channels take part in the global selection, in order."""
+    return [j for j in jobs if j.role is LayerRole.PRUNE and preset.method != "none"]
+
+
+def _select_for_jobs(
+    scores: Mapping[str, np.ndarray], preset: PipelinePreset
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Global selection over the scored layers (insertion order = layer order): masks and pre-rounding counts."""
+    names = list(scores)
+    arrays = [scores[n] for n in names]
+    masks = select_sensitive(arrays, preset.sensitive_fraction, preset.channel_multiple)
+    counts = _global_counts(arrays, preset.sensitive_fraction)
+    return dict(zip(names, masks)), dict(zip(names, counts))
 
 
 def _keep_unprofitable_dense(layers: list[_LayerJob], preset: PipelinePreset) -> None:
@@ -734,12 +764,11 @@ def _process_layer(
     rows_fp = to_rows(w_fp, axis)
     q_ref = q_int8 if preset.method != "rtn" else q  # rtn integers live on another scale: no int error
     scale_np = scale_out.to(torch.float32).numpy()
-    # A float32 CPU weight with output channels first is rewritten in place (the kernel reads each
-    # element before writing it); any other layout goes through a buffer and a copy.
     # A float32 CPU weight of a module with output channels first is rewritten in place (the kernel reads
     # each element before writing it); any other layout goes through a buffer and a copy. Integer layers
-    # without a module (prune_int_layers) only measure the error.
-    in_place = (layer.module is not None and w.dtype == torch.float32 and not w.is_cuda
+    # without a module (prune_int_layers) only measure the error; a scratch weight (streaming) is
+    # overwritten in place instead of a buffer being allocated.
+    in_place = ((layer.module is not None or layer.scratch_weight) and w.dtype == torch.float32 and not w.is_cuda
                 and np.shares_memory(rows_fp, w.detach().numpy()))
     out = rows_fp if in_place else np.empty_like(rows_fp)
     with torch.no_grad():

@@ -377,13 +377,15 @@ def _record_json(rec: LayerPruneRecord) -> dict[str, Any]:
     d = {k: getattr(rec, k) for k in _RECORD_SCALARS}
     d["shape"] = list(rec.shape)
     d["has_metadata"] = rec.metadata is not None
+    d["columns"] = {str(n): c for n, c in sorted(rec.columns.items())}
     return d
 
 
 def _record_from_json(d: Mapping[str, Any]) -> LayerPruneRecord:
     kw = {k: d[k] for k in _RECORD_SCALARS}
     kw["shape"] = tuple(kw["shape"])
-    return LayerPruneRecord(**kw, metadata={} if d["has_metadata"] else None)
+    columns = {int(n): int(c) for n, c in d.get("columns", {}).items()}
+    return LayerPruneRecord(**kw, columns=columns, metadata={} if d["has_metadata"] else None)
 
 
 def _strip(rec: LayerPruneRecord) -> LayerPruneRecord:
@@ -689,6 +691,10 @@ def _merge_blocks(parts: Sequence[LayerPruneRecord], shape: tuple[int, ...], pre
     metadata = None
     if first.metadata is not None:
         metadata = {k: np.concatenate([p.metadata[k] for p in parts]) for k in first.metadata}  # type: ignore[index]
+    columns: dict[int, int] = {}
+    for p in parts:
+        for n, c in p.columns.items():
+            columns[n] = columns.get(n, 0) + c
     layout = None
     if first.layout is not None:
         layout = make_layout(shape, first.kind, preset.group_size, preset.remainder).to_dict()
@@ -699,7 +705,7 @@ def _merge_blocks(parts: Sequence[LayerPruneRecord], shape: tuple[int, ...], pre
         weight_bits_total=sum(p.weight_bits_total for p in parts), int_sse=sum(p.int_sse for p in parts),
         float_sse=sum(p.float_sse for p in parts), float_energy=sum(p.float_energy for p in parts),
         q=q, scale=cat("scale"), channel_bits=cat("channel_bits"), sensitive=cat("sensitive"),
-        metadata=metadata, layout=layout,
+        metadata=metadata, layout=layout, columns=dict(sorted(columns.items())),
     )
 
 

@@ -14,7 +14,8 @@ from bitvert.models.types import Family, LoadedModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModelInfo", "EMBEDDED_MODELS", "GENERIC_SOURCES", "list_models", "load_model", "model_info"]
+__all__ = ["ModelInfo", "EMBEDDED_MODELS", "GENERIC_SOURCES", "check_model_name", "list_models", "load_model",
+           "model_info"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,23 @@ def _unknown_message(name: str) -> str:
     return (f"unknown model {name!r}: use one of the embedded short names {sorted(EMBEDDED_MODELS)}, a folder with a "
             "transformers config.json, hf:<hub id>, torchvision:<name>, timm:<name> or a .onnx file "
             "(`bitvert models` lists them)")
+
+
+def check_model_name(name_or_path: str | Path) -> None:
+    """Check that :func:`load_model` accepts ``name_or_path`` without loading it: an embedded short name,
+    ``hf:`` / ``torchvision:`` / ``timm:`` with a name, an existing folder or ``.onnx`` file.
+
+    Raises:
+        InputError: anything else (the message lists what is accepted).
+    """
+    text = str(name_or_path).strip()
+    prefix, sep, rest = text.partition(":")
+    if text in EMBEDDED_MODELS or (sep and prefix in ("hf", "torchvision", "timm") and rest):
+        return
+    path = Path(text).expanduser()
+    if text and (path.is_dir() or (path.suffix.lower() == ".onnx" and path.is_file())):
+        return
+    raise InputError(_unknown_message(text))
 
 
 def load_model(name_or_path: str | Path, calibration_path: str | Path | None = None) -> LoadedModel:

@@ -143,8 +143,13 @@ class StudyConfig(BaseModel):
 
         if not self.preset_overrides:
             return preset
-        said = ", ".join(f"{k}={v}" for k, v in sorted(self.preset_overrides.items()))
-        return get_preset(preset, **{"description": f"{preset.description} [{said}]", **self.preset_overrides})
+        resolved = get_preset(preset, **self.preset_overrides)
+        before, after = preset.model_dump(), resolved.model_dump()
+        changed = {k: v for k, v in self.preset_overrides.items() if k != "description" and before[k] != after[k]}
+        if not changed or "description" in self.preset_overrides:
+            return resolved  # an override that changes nothing leaves the preset (and its files) as it ships
+        said = ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
+        return resolved.model_copy(update={"description": f"{preset.description} [{said}]"})
 
     @classmethod
     def create(cls, **kwargs: Any) -> StudyConfig:

@@ -20,7 +20,6 @@ across jobs) and ``ray`` (each job a Ray task with declared resources, on a loca
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import itertools
@@ -30,7 +29,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,12 +38,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bitvert.errors import ConfigError, InputError, MissingDependencyError
+from bitvert.report.sweep_table import (RESULTS_CSV, RESULTS_PARQUET, SWEEP_FILE, TIMING_COLUMNS, read_results,
+                                        write_table)
 from bitvert.report.variants import DEFAULT_CALIBRATION_SAMPLES, parse_eval_limit
 
 __all__ = [
     "RESULTS_CSV",
     "RESULTS_PARQUET",
     "SPEC_SCHEMA",
+    "SWEEP_FILE",
     "TIMING_COLUMNS",
     "AcceleratorEntry",
     "ModelEntry",
@@ -62,12 +64,6 @@ logger = logging.getLogger(__name__)
 
 SPEC_SCHEMA = "bitvert.sweep/1"
 """``schema`` of ``DIR/sweep.json`` (the resolved spec a sweep folder was made with)."""
-
-RESULTS_PARQUET = "results.parquet"
-RESULTS_CSV = "results.csv"
-
-TIMING_COLUMNS: tuple[str, ...] = ("wall_s", "cpu_s", "finished_utc")
-"""Columns that differ between two runs of the same point (everything else is reproducible)."""
 
 RAY_HINT = 'pip install "bitvert[ray]"  (Ray 2.60.0)'
 
@@ -315,17 +311,18 @@ class SweepSpec(BaseModel):
         return list(out.values())
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
+def _errors_text(exc: ValidationError, fields: Sequence[str] = ()) -> str:
+    """A pydantic error on one line: ``key: message (got value)`` per error; an unknown top-level key
+    lists ``fields``, the keys allowed there."""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith(("function-", "str", "list[", "dict[")))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key; the keys of a sweep spec are " + ", ".join(SweepSpec.model_fields) \
-                if "." not in loc and not loc.startswith("models") else "unknown key"
-        parts.append(f"{loc or '<spec>'}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden"
-                                                      and not isinstance(err.get("input"), (dict, list)) else ""))
-    return f"{source}: invalid sweep spec: " + "; ".join(dict.fromkeys(parts))
+            msg = f"unknown key; choose from {', '.join(fields)}" if fields and "." not in loc else "unknown key"
+        shown = err["type"] != "extra_forbidden" and not isinstance(err.get("input"), (dict, list))
+        parts.append(f"{loc or '<spec>'}: {msg}" + (f" (got {err['input']!r})" if shown else ""))
+    return "; ".join(dict.fromkeys(parts))
 
 
 def load_spec(source: str | os.PathLike[str] | Mapping[str, Any]) -> SweepSpec:
@@ -352,7 +349,7 @@ def load_spec(source: str | os.PathLike[str] | Mapping[str, Any]) -> SweepSpec:
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, name)) from None
+        raise ConfigError(f"{name}: invalid sweep spec: {_errors_text(exc, list(SweepSpec.model_fields))}") from None
     try:
         expand(spec)
     except ConfigError as exc:
@@ -433,7 +430,7 @@ def expand(spec: SweepSpec) -> list[SweepJob]:
             two accelerator configs with one name.
     """
     from bitvert.hardware.targets import native_method
-    from bitvert.pipeline import get_preset
+    from bitvert.pipeline import PipelinePreset, get_preset
 
     hardware = spec.hardware()
     jobs: dict[tuple[str, ...], SweepJob] = {}
@@ -442,9 +439,10 @@ def expand(spec: SweepSpec) -> list[SweepJob]:
             base = get_preset(name)
             for ov in ([{}] if base.method == "none" else spec.override_sets()):
                 try:
-                    resolved = get_preset(base, **ov)
-                except ConfigError as exc:
-                    raise ConfigError(f"override {ov} of preset {base.name!r}: {exc}") from None
+                    resolved = PipelinePreset.model_validate({**base.model_dump(), **ov})
+                except ValidationError as exc:
+                    fields = list(PipelinePreset.model_fields)
+                    raise ConfigError(f"override {ov} of preset {base.name!r}: {_errors_text(exc, fields)}") from None
                 hw = []
                 for cfg, hw_ov in hardware:
                     if not native_method(cfg.design, resolved.method):
@@ -485,7 +483,8 @@ def _cached(job: SweepJob) -> tuple[Any, Any]:
         _CACHE[key] = load_model(job.model, calibration_path=job.calibration_path)
     loaded = _CACHE[key]
     task = job.task or loaded.default_task
-    mkey = ("memo", job.model, job.calibration_path, task, resolve_eval_limit(job.limit, loaded.family))  # type: ignore[arg-type]
+    limit = resolve_eval_limit(job.limit, loaded.family)  # type: ignore[arg-type]
+    mkey = ("memo", job.model, job.calibration_path, task, limit)
     if mkey not in _CACHE:
         _CACHE[mkey] = ReferenceMemo.for_task(loaded.model, task)
     return loaded, _CACHE[mkey]
@@ -535,8 +534,7 @@ def _rows(job: SweepJob, result: Any, error: str | None = None) -> list[dict[str
     common.update({k: _value(job.resolved[k]) for k in _PRESET_AXES})
     common.update({k: _value(job.resolved.get(k, v)) for k, v in job.overrides.items() if k not in _PRESET_AXES})
     common.update({"batch": job.batch, "seq_len": job.seq_len, "seed": job.seed})
-    measured: dict[str, Any] = dict.fromkeys(_MEASURES)
-    measured.update(headline_metric=None, fidelity_metric=None)
+    measured: dict[str, Any] = {"headline_metric": None, "fidelity_metric": None, **dict.fromkeys(_MEASURES)}
     if result is not None:
         v = result.variants[job.preset]
         head, fid = result.headline_metric, result.fidelity_metric
@@ -573,62 +571,6 @@ def _hardware_numbers(result: Any, hw_name: str, variant: str) -> dict[str, Any]
     acc = sim["accelerators"][label]
     return {k: _value(acc[k]) for k in ("cycles", "compute_cycles", "dram_cycles", "speedup_vs_stripes",
                                         "energy_pj", "energy_vs_sparten")}
-
-
-# --------------------------------------------------------------------------------------------- table
-
-
-def read_results(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The rows of a sweep folder's ``results.parquet`` (``results.csv`` when pyarrow is missing);
-    empty when the sweep has no result yet."""
-    out = Path(out_dir)
-    pq_path, csv_path = out / RESULTS_PARQUET, out / RESULTS_CSV
-    if pq_path.is_file():
-        import pyarrow.parquet as pq
-
-        return list(pq.read_table(pq_path).to_pylist())
-    if csv_path.is_file():
-        with csv_path.open(newline="", encoding="utf-8") as fh:
-            return [{k: _from_csv(v) for k, v in r.items()} for r in csv.DictReader(fh)]
-    return []
-
-
-def _from_csv(v: str) -> Any:
-    if v == "":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            continue
-    return {"True": True, "False": False}.get(v, v)
-
-
-def _columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    cols: dict[str, None] = {}
-    for r in rows:
-        cols.update(dict.fromkeys(r))
-    timing = [c for c in TIMING_COLUMNS if c in cols]
-    return [c for c in cols if c not in TIMING_COLUMNS] + timing
-
-
-def _write_table(out: Path, rows: list[dict[str, Any]]) -> None:
-    """Rewrite ``results.parquet`` and ``results.csv`` atomically (temporary file, then rename)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    cols = _columns(rows)
-    full = [{c: r.get(c) for c in cols} for r in rows]
-    table = pa.Table.from_pylist(full)
-    tmp = out / f".{RESULTS_PARQUET}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, out / RESULTS_PARQUET)
-    tmp = out / f".{RESULTS_CSV}.tmp-{os.getpid()}"
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=cols)
-        writer.writeheader()
-        writer.writerows({c: "" if v is None else v for c, v in r.items()} for r in full)
-    os.replace(tmp, out / RESULTS_CSV)
 
 
 # --------------------------------------------------------------------------------------------- engines
@@ -791,7 +733,7 @@ def run_sweep(spec: SweepSpec | str | os.PathLike[str], out_dir: str | os.PathLi
     def on_rows(job: SweepJob, new: list[dict[str, Any]]) -> None:
         for r in new:
             rows[r["point_id"]] = r
-        _write_table(out, list(rows.values()))
+        write_table(out, list(rows.values()))
         for r in new:
             counts["ran"] += 1
             counts["failed"] += r["status"] != "ok"
@@ -827,8 +769,6 @@ def _row_line(job: SweepJob, row: Mapping[str, Any]) -> str:
              f"{row['wall_s']:.1f} s" if row.get("wall_s") is not None else ""]
     return f"{head}: " + ", ".join(p for p in parts if p)
 
-
-SWEEP_FILE = "sweep.json"
 
 
 def _prepare_folder(out: Path, spec: SweepSpec) -> None:

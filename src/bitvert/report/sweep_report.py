@@ -213,7 +213,7 @@ def write_sweep_report(out_dir: str | os.PathLike[str], dpi: int = 100) -> Path:
         InputError: ``out_dir`` holds no sweep results.
     """
     from bitvert.report.render import Block, render_html
-    from bitvert.report.sweep import SWEEP_FILE, read_results
+    from bitvert.report.sweep_table import SWEEP_FILE, read_results
 
     out = Path(out_dir)
     rows = read_results(out)

@@ -120,24 +120,6 @@ def test_run_sweep_refuses_bad_engine_options_and_foreign_folders(tmp_path: Path
     assert (other / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
-def test_ray_missing_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
-
-    from bitvert.errors import MissingDependencyError
-
-    real_import = builtins.__import__
-
-    def no_ray(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError("No module named 'ray'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ray)
-    with pytest.raises(MissingDependencyError, match=r'pip install "bitvert\[ray\]"'):
-        run_sweep(load_spec(BASE), tmp_path / "out", engine="ray")
-    assert not (tmp_path / "out").exists()
-
-
 def test_results_table_round_trips_and_is_replaced_atomically(tmp_path: Path) -> None:
     rows = [{"point_id": "a", "status": "ok", "error": None, "metric": 0.5, "columns": 4, "verified": True,
              "wall_s": 1.0, "cpu_s": 0.5, "finished_utc": "t"},
@@ -194,3 +176,30 @@ def test_shipped_specs_validate() -> None:
     for path in specs:
         spec = load_spec(path)
         assert isinstance(spec, SweepSpec) and expand(spec)
+
+
+def test_study_config_overrides_and_bare_hardware() -> None:
+    """What a sweep job relies on in `bitvert run`'s configuration and target pairing."""
+    from bitvert.hardware.targets import resolve_hardware
+    from bitvert.report.results import StudyConfig
+    from bitvert.report.simulation import study_targets
+
+    cfg = StudyConfig(model="mnist-cnn", presets=("moderate",), baselines=("rtn",),
+                      preset_overrides={"group_size": 16, "columns": 4})
+    names = [(p.name, p.group_size, p.description) for p in cfg.variant_presets()]
+    assert names[1] == ("moderate", 16, "BBS mod: beta 20 %, zero-point shifting, N = 4, g = 32 [group_size=16]")
+    assert names[2][:2] == ("rtn-moderate", 16) and names[0][0] == "int8"  # baselines derive from the override
+    same = StudyConfig(model="mnist-cnn", presets=("moderate",), preset_overrides={"columns": 4})
+    assert same.variant_presets()[1] == StudyConfig(model="mnist-cnn", presets=("moderate",)).variant_presets()[1]
+    with pytest.raises(ConfigError, match="columns"):
+        StudyConfig.create(model="mnist-cnn", presets=("moderate",), preset_overrides={"columns": 9})
+    with pytest.raises(ConfigError, match="cannot rename"):
+        StudyConfig.create(model="mnist-cnn", presets=("moderate",), preset_overrides={"name": "x"})
+    # a bare BitVert / BitWave preset selects the hardware, as `bitvert-moderate` does
+    assert [c.name for c in resolve_hardware(["bitvert", "bitvert-moderate", "stripes", "bitwave"])] == \
+        ["bitvert", "stripes", "bitwave"]
+    labels = [t.label for t in study_targets(("bitvert", "bitwave", "stripes"), ["int8", "moderate"])]
+    assert labels == ["bitvert-moderate", "stripes"]
+    # a variant whose overridden method is the bit flip runs on BitWave, not on BitVert
+    flipped = study_targets(("bitvert", "bitwave"), {"int8": "none", "moderate": "bitflip"})
+    assert [(t.label, t.config.design) for t in flipped] == [("bitwave-moderate", "bitwave")]

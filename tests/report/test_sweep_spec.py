@@ -203,3 +203,11 @@ def test_study_config_overrides_and_bare_hardware() -> None:
     # a variant whose overridden method is the bit flip runs on BitWave, not on BitVert
     flipped = study_targets(("bitvert", "bitwave"), {"int8": "none", "moderate": "bitflip"})
     assert [(t.label, t.config.design) for t in flipped] == [("bitwave-moderate", "bitwave")]
+
+
+def test_a_models_own_seq_len_wins() -> None:
+    spec = load_spec({"models": ["mnist-cnn", {"name": "minilm-l6", "seq_len": 64}], "presets": ["moderate"],
+                      "seq_len": 32})
+    assert {j.model: j.seq_len for j in expand(spec)} == {"mnist-cnn": 32, "minilm-l6": 64}
+    plain = load_spec({"models": ["mnist-cnn", {"name": "minilm-l6", "seq_len": 64}], "presets": ["moderate"]})
+    assert {j.model: j.seq_len for j in expand(plain)} == {"mnist-cnn": None, "minilm-l6": 64}

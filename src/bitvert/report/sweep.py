@@ -88,6 +88,8 @@ class ModelEntry(BaseModel):
         task: evaluation task (``None``: the model's default task).
         limit: examples per evaluation (``None``: the spec's ``limit``).
         calibration_path: image folder calibrating vision models without embedded calibration data.
+        seq_len: tokens per sequence of this text model's simulated input (``None``: the spec's
+            ``seq_len``); vision models run at their native resolution and refuse it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -96,6 +98,7 @@ class ModelEntry(BaseModel):
     task: str | None = None
     limit: int | Literal["auto", "full"] | None = None
     calibration_path: str | None = None
+    seq_len: int | None = Field(None, ge=1)
 
     @field_validator("limit", mode="before")
     @classmethod
@@ -216,7 +219,8 @@ class SweepSpec(BaseModel):
         accelerators: hardware (:class:`AcceleratorEntry`); each job is simulated on the listed hardware
             that runs its variant (BitVert: BBS methods, BitWave: the bit flip, the dense designs: INT8).
             A BitVert / BitWave datapath without an explicit ``group_size`` reads the variant's g.
-        batch, seq_len: simulated batch and tokens per sequence (``bitvert run --batch/--seq-len``).
+        batch, seq_len: simulated batch and tokens per sequence (``bitvert run --batch/--seq-len``; a
+            model's own ``seq_len`` wins: set it on the text models when vision models are swept too).
         seed, calibration_samples: as ``bitvert run``.
         num_gpus: GPUs each Ray task declares (the local engine ignores it).
     """
@@ -453,7 +457,8 @@ def expand(spec: SweepSpec) -> list[SweepJob]:
                 job = SweepJob(
                     model=entry.name, task=entry.task, limit=entry.limit if entry.limit is not None else spec.limit,
                     calibration_path=entry.calibration_path, preset=base.name, overrides=dict(ov),
-                    resolved=resolved.to_dict(), hardware=tuple(hw), batch=spec.batch, seq_len=spec.seq_len,
+                    resolved=resolved.to_dict(), hardware=tuple(hw), batch=spec.batch,
+                    seq_len=entry.seq_len if entry.seq_len is not None else spec.seq_len,
                     seed=spec.seed, calibration_samples=spec.calibration_samples, num_gpus=spec.num_gpus,
                 ).with_ids()
                 jobs.setdefault(job.point_ids, job)
@@ -613,6 +618,9 @@ def _local(jobs: Sequence[SweepJob], workers: int, on_rows: OnRows) -> None:
                     rows = _failed(job, exc)
                 on_rows(job, rows)
     except BaseException:
+        # interrupted: stop the running jobs too (their points are not recorded and rerun next time)
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()

@@ -211,3 +211,12 @@ def test_a_models_own_seq_len_wins() -> None:
     assert {j.model: j.seq_len for j in expand(spec)} == {"mnist-cnn": 32, "minilm-l6": 64}
     plain = load_spec({"models": ["mnist-cnn", {"name": "minilm-l6", "seq_len": 64}], "presets": ["moderate"]})
     assert {j.model: j.seq_len for j in expand(plain)} == {"mnist-cnn": None, "minilm-l6": 64}
+
+
+def test_all_accelerators_with_overrides() -> None:
+    spec = load_spec({**BASE, "presets": ["moderate", "int8"],
+                      "accelerators": ["all", {"accelerator": "stripes", "array_rows": [16, 64]}]})
+    hw = {j.preset: [h["name"] for h, _ in j.hardware] for j in expand(spec)}
+    assert hw["moderate"] == ["bitvert"]  # BitWave runs bit-flip variants only
+    assert hw["int8"] == ["stripes", "pragmatic", "bitlet", "ant", "sparten", "bit-parallel",
+                          "stripes-array_rows16", "stripes-array_rows64"]

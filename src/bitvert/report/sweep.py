@@ -173,20 +173,20 @@ class AcceleratorEntry(BaseModel):
         from bitvert.hardware.config import parse_accelerator
         from bitvert.hardware.targets import resolve_hardware
 
-        (base,) = resolve_hardware([self.accelerator])
         keys = list(self.overrides)
         axes = [v if isinstance(v, list) else [v] for v in self.overrides.values()]
         out = []
-        for combo in itertools.product(*axes):
-            ov = dict(zip(keys, combo))
-            if not ov:
-                out.append((base, {}))
-                continue
-            suffix = [f"{k}{_text(v)}" for k, v in ov.items() if isinstance(self.overrides[k], list)]
-            name = "-".join([self.name] + suffix) if self.name else "-".join(
-                [str(base.name)] + [f"{k}{_text(v)}" for k, v in ov.items()])
-            cfg = parse_accelerator({**base.model_dump(), **ov, "name": name}, f"accelerator {self.accelerator!r}")
-            out.append((cfg, ov))
+        for base in resolve_hardware([self.accelerator]):  # "all": every design of the paper's line-up
+            for combo in itertools.product(*axes):
+                ov = dict(zip(keys, combo))
+                if not ov:
+                    out.append((base, {}))
+                    continue
+                suffix = [f"{k}{_text(v)}" for k, v in ov.items() if isinstance(self.overrides[k], list)]
+                name = "-".join([self.name] + suffix) if self.name else "-".join(
+                    [str(base.name)] + [f"{k}{_text(v)}" for k, v in ov.items()])
+                source = f"accelerator {self.accelerator!r}"
+                out.append((parse_accelerator({**base.model_dump(), **ov, "name": name}, source), ov))
         return out
 
 

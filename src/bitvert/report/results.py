@@ -48,6 +48,12 @@ class StudyConfig(BaseModel):
             resolution and reject it.
         keep_checkpoints: also keep each variant's ``pruned.safetensors`` (``checkpoints/``) for
             ``bitvert eval``; the encoded ``*.bbs.safetensors`` files are always kept.
+        preset_overrides: preset fields replaced in every requested preset (not in ``int8``), validated
+            by :class:`~bitvert.pipeline.PipelinePreset` (any field: ``columns``, ``group_size``,
+            ``sensitive_fraction``, ``method``...); the baselines derive from the overridden presets.
+            ``bitvert sweep`` runs each of its points as a study with overrides.
+        simulate: run the ``simulate`` stage (``False``: no accelerator is simulated; ``bitvert sweep``
+            uses it for variants no requested hardware runs, e.g. ``rtn``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -64,6 +70,8 @@ class StudyConfig(BaseModel):
     simulate_batch: int = Field(1, ge=1)
     simulate_seq_len: int | None = Field(None, ge=1)
     keep_checkpoints: bool = False
+    preset_overrides: dict[str, Any] = Field(default_factory=dict)
+    simulate: bool = True
 
     @field_validator("presets")
     @classmethod
@@ -101,6 +109,13 @@ class StudyConfig(BaseModel):
             raise ValueError("give 'all' or accelerator names such as 'stripes', 'bitvert-moderate'")
         return tuple(a.strip() for a in v)
 
+    @field_validator("preset_overrides")
+    @classmethod
+    def _check_overrides(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if "name" in v:
+            raise ValueError("preset_overrides cannot rename a preset (remove 'name')")
+        return v
+
     @field_validator("eval_limit", mode="before")
     @classmethod
     def _check_limit(cls, v: Any) -> int | str:
@@ -122,7 +137,22 @@ class StudyConfig(BaseModel):
         """The study's variants in order: ``int8``, then each preset followed by its baselines."""
         from bitvert.pipeline import get_preset
 
-        return variant_presets([get_preset(p) for p in self.presets] or [get_preset("int8")], self.baselines)
+        requested = [self._overridden(get_preset(p)) for p in self.presets]
+        return variant_presets(requested or [get_preset("int8")], self.baselines)
+
+    def _overridden(self, preset: Any) -> Any:
+        """``preset`` with :attr:`preset_overrides` applied (validated), its description saying so."""
+        from bitvert.pipeline import get_preset
+
+        if not self.preset_overrides:
+            return preset
+        resolved = get_preset(preset, **self.preset_overrides)
+        before, after = preset.model_dump(), resolved.model_dump()
+        changed = {k: v for k, v in self.preset_overrides.items() if k != "description" and before[k] != after[k]}
+        if not changed or "description" in self.preset_overrides:
+            return resolved  # an override that changes nothing leaves the preset (and its files) as it ships
+        said = ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
+        return resolved.model_copy(update={"description": f"{preset.description} [{said}]"})
 
     @classmethod
     def create(cls, **kwargs: Any) -> StudyConfig:

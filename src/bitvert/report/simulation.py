@@ -15,7 +15,7 @@ workload check).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +28,28 @@ logger = logging.getLogger(__name__)
 ENCODED_SUFFIX = ".bbs.safetensors"
 
 
-def study_targets(accelerators: Sequence[str], variants: Sequence[str]) -> list[Any]:
+def study_targets(accelerators: Sequence[str], variants: Sequence[str] | Mapping[str, str]) -> list[Any]:
     """The simulation targets of a study: each requested hardware on every variant it is built for.
 
     BitVert hardware runs every BBS variant (label ``bitvert-<variant>``), BitWave hardware every
     bit-flip variant (label ``<variant>``, e.g. ``bitwave-moderate``), a dense design ``int8`` (its
-    own name). A named target such as ``bitvert-moderate`` selects its hardware.
-    """
-    from bitvert.hardware.targets import DENSE_PRESET, native, resolve_targets, target_for
+    own name). A named target such as ``bitvert-moderate`` selects its hardware, and so does a bare
+    hardware preset or YAML file (``bitvert``; :func:`~bitvert.hardware.targets.resolve_hardware`).
 
-    hardware: dict[str, Any] = {}
-    for t in resolve_targets(list(accelerators)):
-        hardware.setdefault(t.config.name, t.config)
+    ``variants`` are the variant names, or a mapping of name -> preset method for variants whose method
+    is not their named preset's (a study with ``preset_overrides``).
+    """
+    from bitvert.hardware.targets import DENSE_PRESET, native, native_method, resolve_hardware, target_for
+
+    methods = dict(variants) if isinstance(variants, Mapping) else {}
+
+    def runs(design: str, v: str) -> bool:
+        return native_method(design, methods[v]) if v in methods else native(design, v)
+
     targets = []
-    for cfg in hardware.values():
+    for cfg in resolve_hardware(list(accelerators)):
         if cfg.design in ("bitvert", "bitwave"):
-            targets += [target_for(cfg, v) for v in variants if native(cfg.design, v)]
+            targets += [target_for(cfg, v, method=methods.get(v)) for v in variants if runs(cfg.design, v)]
         elif DENSE_PRESET in variants:
             targets.append(target_for(cfg))
     return targets
@@ -104,7 +110,9 @@ def simulate_study(loaded: Any, fp32: Any, config: Any, int8_report: Any, sim_di
 
     encoded_dir = Path(encoded_dir) if encoded_dir is not None else Path(sim_dir).parent / "encoded"
     files = {p.name[: -len(ENCODED_SUFFIX)]: p for p in sorted(encoded_dir.glob(f"*{ENCODED_SUFFIX}"))}
-    targets = study_targets(config.accelerators, list(files))
+    methods = {p.name: p.method for p in config.variant_presets()}  # the resolved methods (overrides)
+    targets = study_targets(config.accelerators,
+                            {v: methods[v] for v in files} if set(files) <= set(methods) else list(files))
     geometry, example = model_geometry(loaded, config.simulate_batch, config.simulate_seq_len,
                                        name=config.model.replace("/", "_"), module=fp32)
     source = FileVariants(files, unquantized="drop")

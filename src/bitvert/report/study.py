@@ -59,7 +59,7 @@ from bitvert.report.simulation import attach_accelerators, simulate_study
 from bitvert.report.variants import StageTimer, run_variants, seed_everything
 from bitvert.report.verify import encode_and_verify
 
-__all__ = ["run_study"]
+__all__ = ["measure_study", "run_study"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,11 +107,11 @@ def run_study(config: StudyConfig | None, out_dir: str | os.PathLike[str], progr
     check_calibration_path(config.model, config.calibration_path)
     if config.task is not None:
         resolve_task(config.task)  # name and data path; the model family is checked once it is loaded
-    from bitvert.hardware.targets import resolve_targets
+    from bitvert.hardware.targets import resolve_hardware
 
-    resolve_targets(list(config.accelerators))  # fail fast on an unknown accelerator
+    resolve_hardware(list(config.accelerators))  # fail fast on an unknown accelerator
     with partial_folder(out) as tmp:
-        result = _run(config, tmp, progress)
+        result = _run(config, tmp, progress, render=True)
         publish(tmp, out, {
             "status": "complete", "schema": RESULTS_SCHEMA, "bitvert_version": __version__,
             "model": result.model["name"], "variants": list(result.variants),
@@ -119,6 +119,28 @@ def run_study(config: StudyConfig | None, out_dir: str | os.PathLike[str], progr
         })
     result.out_dir = out
     return result
+
+
+def measure_study(config: StudyConfig, work_dir: str | os.PathLike[str], *, loaded: Any = None,
+                  memo: Any = None, progress: bool = False) -> StudyResult:
+    """The stages of :func:`run_study` without the report: everything measured, nothing rendered.
+
+    ``bitvert sweep`` runs each of its points through this function, so a point's numbers are those of
+    ``bitvert run`` with the same configuration. ``work_dir`` (an existing empty folder) receives
+    ``encoded/``, ``simulation/`` and ``results.json``; the caller removes it.
+
+    Args:
+        config: what to study.
+        work_dir: scratch folder of the encoded files and the simulation.
+        loaded: the :class:`~bitvert.models.LoadedModel` of ``config.model`` when the caller already
+            loaded it (it is not modified); ``None``: loaded here.
+        memo: a :class:`~bitvert.report.memo.ReferenceMemo` of ``loaded.model`` kept across calls with the
+            same task and limit (the FP32 reference outputs are then computed once).
+        progress: show progress bars (stderr).
+    """
+    if not isinstance(config, StudyConfig):
+        raise InputError(f"config must be a StudyConfig, got {type(config).__name__}")
+    return _run(config, Path(work_dir), progress, render=False, loaded=loaded, memo=memo)
 
 
 def _headline(task: str, fp32_metrics: dict[str, float]) -> tuple[str, str | None]:
@@ -189,7 +211,8 @@ def _environment(seed: int) -> dict[str, Any]:
             "torch_threads": threads["torch"], "numba_threads": threads["numba"], "seed": seed}
 
 
-def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
+def _run(config: StudyConfig, tmp: Path, progress: bool, render: bool, loaded: Any = None,
+         memo: Any = None) -> StudyResult:
     from bitvert.models import example_input, load_model
     from bitvert.report.render import write_report
 
@@ -198,7 +221,8 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
     presets = config.variant_presets()
     seed_everything(config.seed)
     with timer.stage("load"):
-        loaded = load_model(config.model, calibration_path=config.calibration_path)
+        if loaded is None:
+            loaded = load_model(config.model, calibration_path=config.calibration_path)
     fp32 = loaded.model.eval()
     example_input(loaded, config.simulate_batch, config.simulate_seq_len)  # a bad --seq-len fails before any work
     model_info = {"name": loaded.name, "family": loaded.family, "default_task": loaded.default_task}
@@ -224,7 +248,7 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
 
     runs = run_variants(loaded, presets, task=config.task, eval_limit=config.eval_limit,
                         calibration_samples=config.calibration_samples, seed=config.seed, on_variant=encode,
-                        timer=timer, progress=progress)
+                        timer=timer, progress=progress, memo=memo)
     shutil.rmtree(scratch)
     task = runs.task
     headline, fidelity = _headline(task, runs.fp32_metrics)
@@ -258,12 +282,14 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
     with timer.stage("analyze"):
         layers = _layer_table(reports, presets[1].group_size if len(presets) > 1 else 32)
 
-    with timer.stage("simulate"):
-        seed_everything(config.seed)
-        logger.info("simulating the variants of %s on %s", loaded.name, ", ".join(config.accelerators))
-        simulation, workload_check = simulate_study(loaded, fp32, config, reports["int8"], tmp / "simulation",
-                                                    encoded_dir, progress=progress)
-    attach_accelerators(presets, variants, simulation)
+    simulation: dict[str, Any] = {}
+    workload_check: dict[str, Any] = {}
+    if config.simulate:
+        with timer.stage("simulate"):
+            seed_everything(config.seed)
+            simulation, workload_check = simulate_study(loaded, fp32, config, reports["int8"],
+                                                        tmp / "simulation", encoded_dir, progress=progress)
+        attach_accelerators(presets, variants, simulation)
     del reports
     gc.collect()
 
@@ -283,9 +309,10 @@ def _run(config: StudyConfig, tmp: Path, progress: bool) -> StudyResult:
         result.timings_s = {**timer.ordered(), "total": round(time.perf_counter() - t_start, 3)}
         result.cpu_seconds = {**timer.ordered_cpu(), "total": round(time.process_time() - c_start, 3)}
 
-    with timer.stage("write"):
-        stamp()
-        write_report(result, tmp)
+    if render:
+        with timer.stage("write"):
+            stamp()
+            write_report(result, tmp)
     stamp()
     for name, doc in (("results.json", result.numbers()), ("timings.json", result.timings())):
         (tmp / name).write_text(json.dumps(finite(doc), indent=2, allow_nan=False, default=json_default) + "\n",

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bitvert.errors import ConfigError
-from bitvert.report.memo import MEMO_TASKS, ReferenceMemo
+from bitvert.report.memo import ReferenceMemo
 
 __all__ = [
     "AUTO_EVAL_LIMITS",
@@ -308,6 +308,7 @@ def run_variants(
     on_variant: OnVariant | None = None,
     timer: StageTimer | None = None,
     progress: bool = False,
+    memo: ReferenceMemo | None = None,
 ) -> VariantsRun:
     """Evaluate the FP32 model, then prune, evaluate and hand over every variant of ``presets``.
 
@@ -327,9 +328,12 @@ def run_variants(
         on_variant: ``on_variant(preset, pruned_model, report)`` after each variant's evaluation.
         timer: accumulates the ``prune`` and ``evaluate`` stages (the hook may time its own).
         progress: progress bars on stderr.
+        memo: the FP32 model's :class:`ReferenceMemo` kept by the caller across calls (``bitvert sweep``
+            reuses one per model, task and limit within a worker); ``None``: a memo of this call only.
 
     Raises:
-        ConfigError: ``presets`` is empty or does not start with the INT8 baseline.
+        ConfigError: ``presets`` is empty or does not start with the INT8 baseline, or ``memo`` wraps
+            another module than ``loaded.model``.
     """
     from tqdm.auto import tqdm
 
@@ -343,7 +347,11 @@ def run_variants(
     limit = resolve_eval_limit(eval_limit, loaded.family)
     logger.info("model %s (%s), task %s, limit %s, %d variants", loaded.name, loaded.family, task, limit,
                 len(presets))
-    memo = ReferenceMemo(fp32, enabled=task.partition(":")[0] in MEMO_TASKS)
+    own_memo = memo is None
+    if memo is None:
+        memo = ReferenceMemo.for_task(fp32, task)
+    elif memo.module is not fp32:
+        raise ConfigError("run_variants: the memo given wraps another module than loaded.model")
     fp32_metrics: dict[str, float] = {}
     fp32_eval_s = 0.0
     if evaluate:
@@ -384,6 +392,7 @@ def run_variants(
         runs[preset.name] = run
     if memo.enabled:
         logger.info("FP32 reference outputs: %d computed, %d reused", memo.misses, memo.hits)
-    memo.cache.clear()
+    if own_memo:
+        memo.cache.clear()
     return VariantsRun(task=task, eval_limit=limit, fp32_metrics=fp32_metrics, fp32_eval_seconds=fp32_eval_s,
                        variants=runs)

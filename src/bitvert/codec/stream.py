@@ -215,15 +215,18 @@ class HFCheckpoint:
     @staticmethod
     def _check_size(path: Path) -> None:
         """A shard whose data section is shorter than its header says is truncated (safetensors maps it lazily)."""
+        size = path.stat().st_size
         with open(path, "rb") as fh:
             n = int.from_bytes(fh.read(8), "little")
+            if size < 8 or n > size - 8:
+                raise FormatError(f"shard {str(path)!r} is not a safetensors file: its header length ({n} bytes) "
+                                  f"does not fit in its {size} bytes; download it again")
             try:
                 head = json.loads(fh.read(n))
                 ends = {k: int(v["data_offsets"][1]) for k, v in head.items() if k != "__metadata__"}
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 raise FormatError(f"shard {str(path)!r} has an unreadable header ({exc}); download it again") from None
         end = max(ends.values(), default=0)
-        size = path.stat().st_size
         if size < 8 + n + end:
             last = max(ends, key=lambda k: ends[k])
             raise FormatError(f"shard {str(path)!r} is truncated: {size} bytes, its header needs {8 + n + end} "

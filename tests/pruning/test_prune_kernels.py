@@ -16,13 +16,7 @@ from bitvert.pruning import PruneConfig, prune
 from bitvert.pruning import _kernels, reference
 from bitvert.pruning.methods import _zero_point_tables, reference_group
 
-METHODS = [
-    ("rounded_avg", "paper"),
-    ("rounded_avg", "code"),
-    ("zero_point", "paper"),
-    ("zero_point", "code"),
-    ("bitflip", "code"),
-]
+METHODS = [(name, semantics) for name in ("rounded_avg", "zero_point", "bitflip") for semantics in ("paper", "code")]
 
 
 @st.composite

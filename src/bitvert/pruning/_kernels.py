@@ -23,24 +23,34 @@ def _clip(x: int, lo: int, hi: int) -> int:
 
 @njit(cache=True, parallel=True)
 def rounded_avg(vals, lengths, active, bits, ncols, cap, half_even):  # type: ignore[no-untyped-def]
+    """Rounded averaging: the ``ncols - r`` low columns of each group become the rounded mean of
+    their values (``r`` redundant columns, at most ``cap``); ties to even when ``half_even``."""
     n, width = vals.shape
-    out = np.zeros((n, width), dtype=np.int16)
-    red = np.zeros(n, dtype=np.uint8)
-    const = np.zeros(n, dtype=np.int16)
+    out = np.empty((n, width), dtype=np.int16)
+    red = np.empty(n, dtype=np.uint8)
+    const = np.empty(n, dtype=np.int16)
     for i in prange(n):
         length = lengths[i]
-        mn, mx = group_min_max(vals, i, length)
+        for j in range(length, width):
+            out[i, j] = 0
+        mn = np.int32(vals[i, 0])
+        mx = mn
+        for j in range(1, length):
+            v = np.int32(vals[i, j])
+            mn = min(mn, v)
+            mx = max(mx, v)
         r = redundancy_from_range(mn, mx, bits, cap)
         red[i] = r
+        const[i] = 0
         k = ncols - r
         if not active[i] or k <= 0:
             for j in range(length):
                 out[i, j] = vals[i, j]
             continue
-        mask = (np.int64(1) << k) - 1
-        s = np.int64(0)
+        mask = np.int32((1 << k) - 1)
+        s = np.int32(0)
         for j in range(length):
-            s += np.int64(vals[i, j]) & mask
+            s += np.int32(vals[i, j]) & mask
         q = s // length
         rem = s - q * length
         if 2 * rem > length:
@@ -48,8 +58,10 @@ def rounded_avg(vals, lengths, active, bits, ncols, cap, half_even):  # type: ig
         elif 2 * rem == length:
             q += (q & 1) if half_even else 1
         const[i] = q
+        keep = np.int16(~mask)
+        low = np.int16(q)
         for j in range(length):
-            out[i, j] = (np.int64(vals[i, j]) & ~mask) | q
+            out[i, j] = (vals[i, j] & keep) | low
     return out, red, const
 
 

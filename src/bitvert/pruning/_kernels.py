@@ -203,7 +203,8 @@ def _level_of(ci, lo, hi):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, inline="always")
 def _scan_first_period(q_row, start, stop, period, cmin, smax, best, best_ci):  # type: ignore[no-untyped-def]
-    """Least ``(q_row[(cmin + ci) mod smax], ci)`` over ``start <= ci < stop``, merged into ``(best, best_ci)``.
+    """Least ``(q_row[(cmin + ci) mod smax], ci)`` over ``start <= ci < stop``, merged into
+    ``(best, best_ci)``.
 
     ``q_row`` repeats with ``period`` in ``ci``, so the first period of the range holds its
     first least value: only that is scanned.
@@ -308,8 +309,8 @@ def _residue_errors(q, hist, scratch, lev, ncols, length):  # type: ignore[no-un
 
 
 @njit(cache=True, parallel=True)
-def zero_point(vals, lengths, active, table, agree_lo, agree_hi, bits, ncols, cap, cmin, cmax,  # type: ignore[no-untyped-def]
-               sign_magnitude):
+def zero_point(vals, lengths, active, table, agree_lo, agree_hi,  # type: ignore[no-untyped-def]
+               bits, ncols, cap, cmin, cmax, sign_magnitude):
     """Zero-point shifting: per group, the constant of least squared error, then the rounded weights.
 
     Residue search (see :func:`agreement_intervals`): the level of every candidate constant
@@ -370,11 +371,13 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi, bits, ncols, ca
             for lv in range(lmin, lmax + 1):
                 period = np.int64(1) << max(ncols - lv, 0)
                 if lv == lmax:
-                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ihi[lv] + 1, period, cmin, smax, best, best_ci)
-                else:
-                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ilo[lv + 1], period, cmin, smax, best, best_ci)
-                    best, best_ci = _scan_first_period(q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, period, cmin, smax,
+                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ihi[lv] + 1, period, cmin, smax,
                                                        best, best_ci)
+                else:
+                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ilo[lv + 1], period, cmin, smax,
+                                                       best, best_ci)
+                    best, best_ci = _scan_first_period(q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, period, cmin,
+                                                       smax, best, best_ci)
             lv = _level_of(best_ci, ilo, ihi)
             if not (mn >= agree_lo[lv, best_ci] and mx <= agree_hi[lv, best_ci]):
                 # its residue error is only a lower bound: bound[ci] <= exact error for every

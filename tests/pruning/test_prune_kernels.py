@@ -16,13 +16,8 @@ from bitvert.pruning import PruneConfig, prune
 from bitvert.pruning import _kernels, reference
 from bitvert.pruning.methods import _zero_point_tables, reference_group
 
-METHODS = [
-    ("rounded_avg", "paper"),
-    ("rounded_avg", "code"),
-    ("zero_point", "paper"),
-    ("zero_point", "code"),
-    ("bitflip", "code"),
-]
+METHODS = [(name, semantics) for name in ("rounded_avg", "zero_point", "bitflip")
+           for semantics in ("paper", "code")]
 
 
 @st.composite
@@ -87,8 +82,8 @@ def _configs():
         for bits in range(2, 9):
             for columns in range(1, bits):
                 for cb in range(1, bits + 1):
-                    cfg = PruneConfig("zero_point", semantics, weight_bits=bits, columns=columns, constant_bits=cb)
-                    yield cfg
+                    yield PruneConfig("zero_point", semantics, weight_bits=bits, columns=columns,
+                                      constant_bits=cb)
 
 
 def test_residue_error_is_a_lower_bound_and_exact_inside_the_agreement_interval():

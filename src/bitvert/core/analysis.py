@@ -74,7 +74,8 @@ def redundant_columns(values: Any, lengths: Any = None, bits: int = 8, cap: int 
     return _kernels.free_columns_kernel(values, lengths, bits, _check_cap(cap, bits), _NO_OFFSETS)[0]
 
 
-def free_columns(values: Any, lengths: Any = None, bits: int = 8, cap: int = 3, offsets: Any = None) -> np.ndarray:
+def free_columns(values: Any, lengths: Any = None, bits: int = 8, cap: int = 3,
+                 offsets: Any = None) -> np.ndarray:
     """Free columns per group (two's complement): ``min(redundant, cap)`` + trailing constant columns.
 
     ``offsets`` (one integer per group) counts the columns of ``values + offsets[:, None]``
@@ -82,7 +83,7 @@ def free_columns(values: Any, lengths: Any = None, bits: int = 8, cap: int = 3, 
 
     >>> free_columns(np.array([[13, -59, 21, -11]])).tolist()  # Fig. 4 after rounded averaging
     [4]
-    >>> free_columns(np.array([[82, -22, 2, -6]]), offsets=[-26]).tolist()  # Fig. 5, stored 56, -48, -24, -32
+    >>> free_columns(np.array([[82, -22, 2, -6]]), offsets=[-26]).tolist()  # Fig. 5: stores 56 -48 -24 -32
     [4]
     """
     bits = check_bits(bits)
@@ -92,7 +93,8 @@ def free_columns(values: Any, lengths: Any = None, bits: int = 8, cap: int = 3, 
     else:
         offsets = np.ascontiguousarray(offsets, dtype=np.int16)
         if offsets.shape != (values.shape[0],):
-            raise InputError(f"offsets must have shape ({values.shape[0]},) (one per group), got {offsets.shape}")
+            raise InputError(
+                f"offsets must have shape ({values.shape[0]},) (one per group), got {offsets.shape}")
     return _kernels.free_columns_kernel(values, lengths, bits, _check_cap(cap, bits), offsets)[1]
 
 

@@ -23,24 +23,34 @@ def _clip(x: int, lo: int, hi: int) -> int:
 
 @njit(cache=True, parallel=True)
 def rounded_avg(vals, lengths, active, bits, ncols, cap, half_even):  # type: ignore[no-untyped-def]
+    """Rounded averaging: the ``ncols - r`` low columns of each group become the rounded mean of
+    their values (``r`` redundant columns, at most ``cap``); ties to even when ``half_even``."""
     n, width = vals.shape
-    out = np.zeros((n, width), dtype=np.int16)
-    red = np.zeros(n, dtype=np.uint8)
-    const = np.zeros(n, dtype=np.int16)
+    out = np.empty((n, width), dtype=np.int16)
+    red = np.empty(n, dtype=np.uint8)
+    const = np.empty(n, dtype=np.int16)
     for i in prange(n):
         length = lengths[i]
-        mn, mx = group_min_max(vals, i, length)
+        for j in range(length, width):
+            out[i, j] = 0
+        mn = np.int32(vals[i, 0])
+        mx = mn
+        for j in range(1, length):
+            v = np.int32(vals[i, j])
+            mn = min(mn, v)
+            mx = max(mx, v)
         r = redundancy_from_range(mn, mx, bits, cap)
         red[i] = r
+        const[i] = 0
         k = ncols - r
         if not active[i] or k <= 0:
             for j in range(length):
                 out[i, j] = vals[i, j]
             continue
-        mask = (np.int64(1) << k) - 1
-        s = np.int64(0)
+        mask = np.int32((1 << k) - 1)
+        s = np.int32(0)
         for j in range(length):
-            s += np.int64(vals[i, j]) & mask
+            s += np.int32(vals[i, j]) & mask
         q = s // length
         rem = s - q * length
         if 2 * rem > length:
@@ -48,8 +58,10 @@ def rounded_avg(vals, lengths, active, bits, ncols, cap, half_even):  # type: ig
         elif 2 * rem == length:
             q += (q & 1) if half_even else 1
         const[i] = q
+        keep = np.int16(~mask)
+        low = np.int16(q)
         for j in range(length):
-            out[i, j] = (np.int64(vals[i, j]) & ~mask) | q
+            out[i, j] = (vals[i, j] & keep) | low
     return out, red, const
 
 
@@ -191,7 +203,8 @@ def _level_of(ci, lo, hi):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, inline="always")
 def _scan_first_period(q_row, start, stop, period, cmin, smax, best, best_ci):  # type: ignore[no-untyped-def]
-    """Least ``(q_row[(cmin + ci) mod smax], ci)`` over ``start <= ci < stop``, merged into ``(best, best_ci)``.
+    """Least ``(q_row[(cmin + ci) mod smax], ci)`` over ``start <= ci < stop``, merged into
+    ``(best, best_ci)``.
 
     ``q_row`` repeats with ``period`` in ``ci``, so the first period of the range holds its
     first least value: only that is scanned.
@@ -296,8 +309,8 @@ def _residue_errors(q, hist, scratch, lev, ncols, length):  # type: ignore[no-un
 
 
 @njit(cache=True, parallel=True)
-def zero_point(vals, lengths, active, table, agree_lo, agree_hi, bits, ncols, cap, cmin, cmax,  # type: ignore[no-untyped-def]
-               sign_magnitude):
+def zero_point(vals, lengths, active, table, agree_lo, agree_hi,  # type: ignore[no-untyped-def]
+               bits, ncols, cap, cmin, cmax, sign_magnitude):
     """Zero-point shifting: per group, the constant of least squared error, then the rounded weights.
 
     Residue search (see :func:`agreement_intervals`): the level of every candidate constant
@@ -358,11 +371,13 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi, bits, ncols, ca
             for lv in range(lmin, lmax + 1):
                 period = np.int64(1) << max(ncols - lv, 0)
                 if lv == lmax:
-                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ihi[lv] + 1, period, cmin, smax, best, best_ci)
-                else:
-                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ilo[lv + 1], period, cmin, smax, best, best_ci)
-                    best, best_ci = _scan_first_period(q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, period, cmin, smax,
+                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ihi[lv] + 1, period, cmin, smax,
                                                        best, best_ci)
+                else:
+                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ilo[lv + 1], period, cmin, smax,
+                                                       best, best_ci)
+                    best, best_ci = _scan_first_period(q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, period, cmin,
+                                                       smax, best, best_ci)
             lv = _level_of(best_ci, ilo, ihi)
             if not (mn >= agree_lo[lv, best_ci] and mx <= agree_hi[lv, best_ci]):
                 # its residue error is only a lower bound: bound[ci] <= exact error for every

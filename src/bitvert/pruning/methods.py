@@ -181,7 +181,8 @@ class MethodSpec:
         """Free columns per group (``uint8[n_groups]``) by the method's own definition."""
         if self.free_columns == "zero_magnitude":
             return analysis.zero_magnitude_columns(pruned, lengths, bits)
-        return analysis.free_columns(pruned, lengths, bits, cap=cap, offsets=constant if self.offset else None)
+        return analysis.free_columns(pruned, lengths, bits, cap=cap,
+                                     offsets=constant if self.offset else None)
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

@@ -115,3 +115,15 @@ def test_calibration_data_is_refused_where_it_cannot_apply(tmp_path: Path) -> No
         load_model("mnist-cnn", calibration_path=tmp_path)
     with pytest.raises(InputError, match="is not a folder"):
         check_calibration_path("torchvision:resnet50", tmp_path / "missing")
+
+
+@pytest.mark.slow
+def test_a_limit_above_what_the_task_has_is_reported() -> None:
+    """MNIST's task has 4,000 images: --limit 5000 evaluates them all and says so."""
+    from click.testing import CliRunner
+
+    from bitvert.cli import main
+
+    res = CliRunner().invoke(main, ["-q", "eval", "mnist-cnn", "--limit", "5000", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "limit 5000 is more than the task can use (4000 images); it evaluated all of them" in res.stderr

@@ -56,7 +56,8 @@ def test_report_folder_is_complete(study: StudyResult) -> None:
     out = study.out_dir
     assert is_complete_report(out)
     status = json.loads((out / REPORT_STATUS_FILE).read_text())
-    for name in ("report.md", "report.html", "results.json", "simulation/summary.json", "simulation/layers.csv"):
+    for name in ("report.md", "report.html", "results.json", "timings.json", "simulation/summary.json",
+                 "simulation/layers.csv"):
         assert (out / name).is_file() and name in status["files"]
     assert sorted(p.stem for p in (out / "plots").glob("*.png")) == sorted(FIGURE_TITLES)
     assert not list(out.parent.glob(".report.partial-*"))
@@ -64,9 +65,14 @@ def test_report_folder_is_complete(study: StudyResult) -> None:
     doc = json.loads((out / "results.json").read_text())
     assert list(doc["variants"]) == ["fp32", "int8", "conservative", "bitwave-conservative", "rtn-conservative",
                                      "moderate", "bitwave-moderate", "rtn-moderate"]
-    assert set(doc["timings_s"]) >= {"load", "prune", "evaluate", "encode", "analyze", "simulate", "write", "total"}
+    timings = json.loads((out / "timings.json").read_text())
+    assert set(timings["timings_s"]) >= {"load", "prune", "evaluate", "encode", "analyze", "simulate", "write",
+                                         "total"}
+    assert "timings_s" not in doc and "cpu_seconds" not in doc  # results.json: the same bytes on every run
     assert doc["eval_limit"] == LIMIT and doc["task"] == "mnist-top1"
-    assert doc["environment"]["seed"] == 3
+    assert doc["environment"]["seed"] == 3 and doc["environment"]["cpu_capability"]
+    assert doc["noise"]["cpu_capability"]["top1"]["spread"] == 0.0
+    assert doc["noise"]["sampling_95"]["moderate"]["top1"][1] <= 1.0
 
 
 def test_sizes_equal_the_encoded_files(study: StudyResult) -> None:

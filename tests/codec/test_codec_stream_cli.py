@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 transformers = pytest.importorskip("transformers")
-from stream_models import write_hf  # noqa: E402
+from stream_models import interrupt_save, write_hf  # noqa: E402
 
 from bitvert.cli import main  # noqa: E402
 from bitvert.codec.stream import INDEX_NAME  # noqa: E402
@@ -77,16 +77,7 @@ def test_prune_stream_interrupted_then_resumed(tmp_path, monkeypatch):
 
     src = write_hf(tmp_path / "hf")
     out = tmp_path / "out"
-    real = stream_mod.save_encoded
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(stream_mod, "save_encoded", flaky)
+    real = interrupt_save(monkeypatch, 2)
     args = ["prune", "--model", str(src), "--preset", "llm-moderate", "--stream", "--out", str(out),
             "--shard-size", "40KB"]
     r = CliRunner().invoke(main, args)

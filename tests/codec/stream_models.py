@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,3 +38,22 @@ def write_hf(folder: Path, tied: bool = False, dtype: torch.dtype = torch.bfloat
         weight_map.update({keys[j]: fname for j in idx})
     (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     return folder
+
+
+
+def interrupt_save(monkeypatch, n: int) -> Callable[..., Any]:
+    """Make the ``n``-th shard write of ``bitvert.codec.stream`` raise ``KeyboardInterrupt``; returns the real
+    writer (``monkeypatch.setattr(stream_mod, "save_encoded", real)`` restores it)."""
+    from bitvert.codec import stream as stream_mod
+
+    real = stream_mod.save_encoded
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stream_mod, "save_encoded", flaky)
+    return real

@@ -11,7 +11,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 from safetensors.torch import save_file  # noqa: E402
-from stream_models import llama_config, write_hf  # noqa: E402
+from stream_models import interrupt_save, llama_config, write_hf  # noqa: E402
 
 from bitvert.codec import ShardedEncodedModel, encode_report, load_model_, load_state_dict, stream_prune  # noqa: E402
 from bitvert.codec import stream as stream_mod  # noqa: E402
@@ -124,16 +124,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
     fresh = stream_prune(src, tmp_path / "fresh", "llm-moderate", shard_size_bytes=40_000)
     n_shards = len(ShardedEncodedModel(fresh.out_dir).shard_info)
     assert n_shards >= 3
-    real = stream_mod.save_encoded
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(stream_mod, "save_encoded", flaky)
+    real = interrupt_save(monkeypatch, 3)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         stream_prune(src, out, "llm-moderate", shard_size_bytes=40_000)

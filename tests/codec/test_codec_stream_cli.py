@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 transformers = pytest.importorskip("transformers")
-from stream_models import write_hf  # noqa: E402
+from stream_models import interrupt_save, write_hf  # noqa: E402
 
 from bitvert.cli import main  # noqa: E402
 from bitvert.codec.stream import INDEX_NAME  # noqa: E402
@@ -70,3 +70,22 @@ def test_prune_stream_bad_input_leaves_nothing(tmp_path):
     assert "model-00001-of-00003.safetensors" in r.output and "missing" in r.output
     assert not out.exists()
     assert not any((p / INDEX_NAME).exists() for p in tmp_path.glob(".out*"))
+
+
+def test_prune_stream_interrupted_then_resumed(tmp_path, monkeypatch):
+    from bitvert.codec import stream as stream_mod
+
+    src = write_hf(tmp_path / "hf")
+    out = tmp_path / "out"
+    real = interrupt_save(monkeypatch, 2)
+    args = ["prune", "--model", str(src), "--preset", "llm-moderate", "--stream", "--out", str(out),
+            "--shard-size", "40KB"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 130
+    assert not out.exists()  # nothing at --out; the hidden work folder is kept for the resume
+    assert (tmp_path / ".out.partial-stream" / "stream_state.json").is_file()
+    monkeypatch.setattr(stream_mod, "save_encoded", real)
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "summary.json").read_text())["resumed_shards"] == 1
+    assert not (tmp_path / ".out.partial-stream").exists()

@@ -21,6 +21,7 @@ import json
 import logging
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,7 @@ def run_stream_prune(model_dir: Path, preset_name: str, out_dir: Path, overrides
     """The work behind ``bitvert prune --stream``: :func:`bitvert.codec.stream.stream_prune` into a hidden work
     folder next to ``out_dir`` (kept when interrupted, so a rerun resumes from its finished shards), published
     to ``out_dir`` with ``summary.json`` and ``status.json`` only when complete. Returns the summary."""
-    from bitvert.codec.stream import parse_size, stream_prune
+    from bitvert.codec.stream import INDEX_NAME, parse_size, stream_prune
     from bitvert.report.publish import check_out_dir, publish
 
     preset = _merge(get_preset(preset_name), parse_overrides(overrides))
@@ -270,6 +271,9 @@ def run_stream_prune(model_dir: Path, preset_name: str, out_dir: Path, overrides
     check_out_dir(out_dir)
     work = out_dir.parent / f".{out_dir.name}.partial-stream"
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if (work / INDEX_NAME).is_file():  # an earlier run finished writing but was stopped before publishing
+        logger.warning("%s holds a finished but unpublished run; it is redone", work)
+        shutil.rmtree(work)
     result = stream_prune(model_dir, work, preset, rules=layer_rules, shard_size_bytes=shard_bytes,
                           model_info={"name": model_dir.name, "family": "causal-lm", "requested": str(model_dir)},
                           progress=progress)

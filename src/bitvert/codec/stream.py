@@ -60,7 +60,7 @@ from bitvert.codec.container import (
 )
 from bitvert.codec.tensor import EncodedTensor
 from bitvert.core.grouping import make_layout
-from bitvert.errors import FormatError, InputError, UnsupportedLayerError
+from bitvert.errors import ConfigError, FormatError, InputError, UnsupportedLayerError
 from bitvert.pipeline.checkpoint import checkpoint_header, checkpoint_layer
 from bitvert.pipeline.global_prune import (
     LayerPruneRecord,
@@ -76,7 +76,7 @@ from bitvert.pipeline.global_prune import (
 )
 from bitvert.pipeline.presets import PipelinePreset, get_preset
 from bitvert.pipeline.quantize import LayerRole, LayerRule, quantize_weight, select_layers
-from bitvert.tensorfile import tensor_checksum, text_checksum
+from bitvert.tensorfile import save_tensors, tensor_checksum, text_checksum
 
 __all__ = [
     "INDEX_NAME", "SHARDED_FORMAT", "SHARDED_FORMAT_VERSION", "SUPPORTED_DTYPES", "SourceTensor",
@@ -430,8 +430,6 @@ def stream_prune(
     t_start = time.perf_counter()
     preset = get_preset(preset)
     if preset.needs_calibration:
-        from bitvert.errors import ConfigError
-
         why = ("quantizes activations" if preset.quant.act_bits is not None else
                "uses the gptq solver" if preset.solver == "gptq" else
                "needs the layers' input Hessians (sensitivity=output_error or target_bits)")
@@ -625,8 +623,6 @@ def _pass1_scores(src: HFCheckpoint, scored: Sequence[_LayerJob], source_of: Map
             parts.append(channel_scores(w, scale, j.out_axis, kind))
             del w
         scores[j.name] = np.concatenate(parts)
-    from bitvert.tensorfile import save_tensors
-
     tensors = {n: torch.from_numpy(np.ascontiguousarray(s, dtype=np.float64)) for n, s in scores.items()}
     save_tensors(path, tensors)
     state["scores"] = tensor_checksum(torch.cat([tensors[j.name] for j in scored]))
@@ -750,10 +746,11 @@ class _ShardReader(Mapping[str, torch.Tensor]):
         if path.stat().st_size != int(expected["size_bytes"]):
             raise FormatError(f"shard {self.where} has {path.stat().st_size} bytes, the index says "
                               f"{expected['size_bytes']}; it is truncated or was replaced")
+        self.path = path
         try:
-            self._handle = safe_open(str(path), framework="pt")
-            meta = self._handle.metadata() or {}
-            self._keys = set(self._handle.keys())
+            with safe_open(str(path), framework="pt") as handle:
+                meta = handle.metadata() or {}
+                self._keys = set(handle.keys())
         except Exception as exc:
             raise FormatError(f"shard {self.where} is not a readable safetensors file ({type(exc).__name__}: "
                               f"{exc})") from None
@@ -765,7 +762,10 @@ class _ShardReader(Mapping[str, torch.Tensor]):
     def __getitem__(self, key: str) -> torch.Tensor:
         if key not in self._keys:
             raise KeyError(key)
-        t = self._handle.get_tensor(key)
+        from safetensors import safe_open
+
+        with safe_open(str(self.path), framework="pt") as handle:  # mapped only while the tensor is read
+            t = handle.get_tensor(key)
         if tensor_checksum(t) != self.sums[key]:
             raise FormatError(f"{self.where}: tensor {key!r} fails its checksum; the file is corrupted or was edited")
         return t

@@ -21,7 +21,6 @@ import json
 import logging
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -339,7 +338,7 @@ def prune_cmd(model_name: str, preset_name: str, out_dir: Path, baselines: bool,
     """Quantize to INT8 and globally binary-prune a model (BBS Algorithm 2); compare with the baselines."""
     if stream_wanted(model_name, stream, memory_budget):
         summary = run_stream_prune(Path(model_name), preset_name, out_dir, overrides=overrides, rules=rules,
-                                   shard_size=shard_size, progress=sys.stderr.isatty())
+                                   shard_size=shard_size, progress=show_progress())
         click.echo(summary["_table"])
         click.echo(f"wrote {out_dir} (sharded BBS model: {summary['report']['n_weights_quantized']} quantized weights; "
                    "read it with `bitvert inspect` / `bitvert decode`)")

@@ -115,11 +115,11 @@ def _inverse_factor(h: np.ndarray, damp: float) -> np.ndarray:
     dead = diag <= 0
     mean = np.where(dead, 0.0, diag).sum(axis=1) / np.maximum((~dead).sum(axis=1), 1)
     h[:, idx, idx] = np.where(dead, 1.0, diag + damp * mean[:, None])
+    # With J the order reversal, H = (J L J)(J L J)ᵀ for L = chol(J H J) (J L J is upper triangular), so
+    # H⁻¹ = Uᵀ U with U = (J L J)⁻¹ upper triangular: one factorization and one triangular inverse.
     try:
-        low = np.linalg.cholesky(h)
-        eye = np.broadcast_to(np.eye(h.shape[1]), h.shape)
-        low_inv = np.linalg.solve(low, eye)
-        up = np.swapaxes(np.linalg.cholesky(np.swapaxes(low_inv, 1, 2) @ low_inv), 1, 2)
+        low = np.linalg.cholesky(h[:, ::-1, ::-1])
+        up = np.linalg.inv(np.ascontiguousarray(low[:, ::-1, ::-1]))
     except np.linalg.LinAlgError as exc:
         raise _NotPositiveDefinite(str(exc)) from None
     if not np.isfinite(up).all():

@@ -628,6 +628,15 @@ def _finish_step(acc: _Accumulator, step: Sequence[QuantLayer],
     return dict(acc.n)
 
 
+def _run_each(model: nn.Module, data: Sequence[Any]) -> None:
+    """Run every batch through the model; a hook's :class:`_StopForward` ends that batch's pass."""
+    for batch in data:
+        try:
+            run_batches(model, [batch])
+        except _StopForward:
+            pass
+
+
 def _model_step(model: nn.Module, step: list[QuantLayer], done: set[str], layers: Sequence[QuantLayer],
                 data: Sequence[Any], callback: Callable[[QuantLayer, torch.Tensor], None],
                 spec: tuple[HessianOrder, torch.dtype]) -> dict[str, int]:
@@ -637,11 +646,7 @@ def _model_step(model: nn.Module, step: list[QuantLayer], done: set[str], layers
     acc = _Accumulator(step, *spec).attach()
     handles = _stop_hooks(later)
     try:
-        for batch in data:
-            try:
-                run_batches(model, [batch])
-            except _StopForward:
-                pass
+        _run_each(model, data)
     finally:
         acc.remove()
         for h in handles:
@@ -673,11 +678,7 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
 
     handle = first_block.register_forward_pre_hook(capture, with_kwargs=True)
     try:
-        for batch in data:
-            try:
-                run_batches(model, [batch])
-            except _StopForward:
-                pass
+        _run_each(model, data)
     finally:
         handle.remove()
     hidden = [_hidden_in(*c) for c in calls]

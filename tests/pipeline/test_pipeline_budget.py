@@ -24,6 +24,7 @@ from bitvert.pipeline import (
     prune_model_,
     quantize_weight,
     save_pruned,
+    to_checkpoint,
     select_layers,
 )
 from bitvert.pipeline.budget import LayerBudget, allocate_columns, channel_output_errors
@@ -224,3 +225,14 @@ def test_bad_budget_values(cnn, cnn_batches) -> None:
     assert not get_preset("llm-moderate").needs_calibration
     assert select_layers(cnn)  # the fixture model is intact
     assert collect_hessians  # imported for the docs' example
+
+
+@pytest.mark.parametrize("name", ["llm-moderate-gptq", "rtn-llm-moderate-gptq"])
+def test_budget_with_the_gptq_solver_encodes(block, block_batches, name) -> None:
+    """Per-channel N through the gptq solver (one solve per N, merged by channel) is exact and encodable."""
+    model = copy.deepcopy(block)
+    rep = prune_model_(model, get_preset(name, target_bits=5.0), calibration=block_batches)
+    assert 4.98 <= rep.effective_bits <= 5.0
+    ckpt_layers = encode_checkpoint(to_checkpoint(rep))
+    for rec in rep.quantized_layers:
+        np.testing.assert_array_equal(decode(ckpt_layers.tensors[f"{rec.name}.weight"]), rec.q)

@@ -278,3 +278,18 @@ def test_float32_products_are_close_and_bad_dtype_rejected(block, block_batches)
     torch.testing.assert_close(h32["fc1"], h64["fc1"], rtol=1e-5, atol=1e-4)
     with pytest.raises(InputError, match="compute_dtype"):
         collect_hessians(block, layers, block_batches, compute_dtype=torch.int64)
+
+
+def test_output_gains_of_a_linear_chain() -> None:
+    """f = B(Ax): channel k of A moves f by Σ_j B[j,k]² per unit change; B's channels by 1."""
+    from bitvert.pipeline.calibration import output_gains
+
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 3)).eval()
+    xs = [torch.randn(1000, 6) for _ in range(4)]
+    gains = output_gains(model, _layers(model), xs)
+    want = (model[1].weight.detach().double() ** 2).sum(dim=0).numpy()
+    np.testing.assert_allclose(gains["0"], want, rtol=0.1)
+    np.testing.assert_allclose(gains["1"], np.ones(3), rtol=0.1)
+    assert all(not p.requires_grad or p.grad is None for p in model.parameters())
+    assert model[0].weight.requires_grad  # flags restored (parameters require grad by default)

@@ -36,7 +36,7 @@ from bitvert.pipeline.quantize import quantize_weight
 from bitvert.pruning import GroupMetadata, PruneConfig, PruneResult, prune
 
 __all__ = ["channel_group_bits", "prune_by_columns", "channel_output_errors", "allowed_columns", "LayerBudget",
-           "allocate_columns"]
+           "layer_budget", "allocate_columns"]
 
 logger = logging.getLogger(__name__)
 

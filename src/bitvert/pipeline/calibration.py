@@ -64,6 +64,7 @@ __all__ = [
     "layer_input_rows",
     "grouping_permutation",
     "channel_hessians",
+    "output_gains",
     "HessianOrder",
 ]
 
@@ -627,6 +628,15 @@ def _finish_step(acc: _Accumulator, step: Sequence[QuantLayer],
     return dict(acc.n)
 
 
+def _run_each(model: nn.Module, data: Sequence[Any]) -> None:
+    """Run every batch through the model; a hook's :class:`_StopForward` ends that batch's pass."""
+    for batch in data:
+        try:
+            run_batches(model, [batch])
+        except _StopForward:
+            pass
+
+
 def _model_step(model: nn.Module, step: list[QuantLayer], done: set[str], layers: Sequence[QuantLayer],
                 data: Sequence[Any], callback: Callable[[QuantLayer, torch.Tensor], None],
                 spec: tuple[HessianOrder, torch.dtype]) -> dict[str, int]:
@@ -636,11 +646,7 @@ def _model_step(model: nn.Module, step: list[QuantLayer], done: set[str], layers
     acc = _Accumulator(step, *spec).attach()
     handles = _stop_hooks(later)
     try:
-        for batch in data:
-            try:
-                run_batches(model, [batch])
-            except _StopForward:
-                pass
+        _run_each(model, data)
     finally:
         acc.remove()
         for h in handles:
@@ -672,11 +678,7 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
 
     handle = first_block.register_forward_pre_hook(capture, with_kwargs=True)
     try:
-        for batch in data:
-            try:
-                run_batches(model, [batch])
-            except _StopForward:
-                pass
+        _run_each(model, data)
     finally:
         handle.remove()
     hidden = [_hidden_in(*c) for c in calls]
@@ -705,3 +707,86 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
         counts.update(_model_step(model, step, done, all_layers, data, callback, spec))
     return counts
 
+
+
+# --------------------------------------------------------------------------------------------- output gains
+
+def _model_output(out: Any) -> torch.Tensor:
+    """The tensor a model returns (a tensor, the first of a tuple, ``logits`` or ``last_hidden_state``)."""
+    for key in ("logits", "last_hidden_state"):
+        t = getattr(out, key, None)
+        if isinstance(t, torch.Tensor):
+            return t
+    hidden = _hidden_of(out)
+    if hidden is None:
+        raise UnsupportedLayerError(f"cannot find the output tensor of a model returning {type(out).__name__}")
+    return hidden
+
+
+def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterable[Any], seed: int = 0
+                 ) -> dict[str, np.ndarray]:
+    """How much each output channel of each layer moves the model's output: ``float64[K]`` per layer.
+
+    For a random projection ``v ~ N(0, I)`` of the model output ``f``, ``E[(∂(vᵀf)/∂y_k)²] = Σ_j (∂f_j/∂y_k)²``
+    (Hutchinson), averaged over the layer's output rows (tokens, positions): a change ``δ`` of channel
+    ``k``'s outputs changes ``‖f‖²`` by about ``gain_k · ‖δ‖²``. One backward pass per batch; the
+    weights get ``requires_grad`` only for the pass (restored afterwards, no ``.grad`` is written).
+    """
+    layers = _check_layers(layers)
+    data = _materialize(batches)
+    gen = torch.Generator().manual_seed(seed)
+    sums = {l.name: None for l in layers}
+    rows = {l.name: 0 for l in layers}
+    flags = {l.name: get_weight(l.module).requires_grad for l in layers}
+    was_training = model.training
+    model.eval()
+    try:
+        for l in layers:
+            get_weight(l.module).requires_grad_(True)
+        for batch in data:
+            outs: list[tuple[QuantLayer, torch.Tensor]] = []
+
+            def hook(layer: QuantLayer) -> Callable[..., None]:
+                def fn(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+                    if isinstance(output, torch.Tensor) and output.requires_grad:
+                        outs.append((layer, output))
+                return fn
+
+            handles = [l.module.register_forward_hook(hook(l)) for l in layers]
+            try:
+                with torch.enable_grad():
+                    if isinstance(batch, Mapping):
+                        out = model(**batch)
+                    elif isinstance(batch, (tuple, list)):
+                        out = model(*batch)
+                    else:
+                        out = model(batch)
+                    f = _model_output(out)
+                    v = torch.randn(f.shape, generator=gen, dtype=f.dtype)
+                    grads = torch.autograd.grad((f * v).sum(), [o for _, o in outs], allow_unused=True)
+            finally:
+                for h in handles:
+                    h.remove()
+            for (layer, o), g in zip(outs, grads):
+                if g is None:
+                    continue
+                kind = _kind_of(layer.module)
+                gg = g.detach().to(torch.float64) ** 2
+                if kind == "conv":
+                    per = gg.transpose(0, 1).reshape(gg.shape[1], -1)
+                else:
+                    per = gg.reshape(-1, gg.shape[-1]).T
+                s = per.sum(dim=1)
+                sums[layer.name] = s if sums[layer.name] is None else sums[layer.name] + s
+                rows[layer.name] += per.shape[1]
+            del outs, grads
+    finally:
+        for l in layers:
+            get_weight(l.module).requires_grad_(flags[l.name])
+        model.train(was_training)
+    out_gains = {}
+    for l in layers:
+        s = sums[l.name]
+        k = int(get_weight(l.module).shape[1 if _kind_of(l.module) == "linear_in_out" else 0])
+        out_gains[l.name] = np.ones(k) if s is None else (s / max(rows[l.name], 1)).cpu().numpy()
+    return out_gains

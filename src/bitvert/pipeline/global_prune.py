@@ -49,7 +49,7 @@ from bitvert.pipeline.budget import (
     layer_budget,
     prune_by_columns,
 )
-from bitvert.pipeline.calibration import collect_hessians
+from bitvert.pipeline.calibration import calibrate_sequentially, collect_hessians, output_gains
 from bitvert.pipeline.presets import PipelinePreset, get_preset
 from bitvert.pipeline.quantize import (
     ActivationQuantizer,
@@ -70,7 +70,6 @@ from bitvert.pipeline.quantize import (
     weight_int_range,
 )
 from bitvert.pipeline._kernels import dequantize_rows
-from bitvert.pipeline.calibration import calibrate_sequentially
 from bitvert.pruning import prune
 from bitvert.pruning.gptq import gptq_prune, gptq_round
 
@@ -499,10 +498,11 @@ def prune_model_(
     def quantize(job: _LayerJob) -> tuple[torch.Tensor, torch.Tensor]:
         return quantize_weight(job.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
 
-    hessians = None
+    hessians, gains = None, None
     if preset.needs_hessians:
-        hessians = collect_hessians(model, [l for l in layers if l.role is LayerRole.PRUNE], batches or [],
-                                    compute_dtype=torch.float32)
+        to_prune = [l for l in layers if l.role is LayerRole.PRUNE]
+        hessians = collect_hessians(model, to_prune, batches or [], compute_dtype=torch.float32)
+        gains = output_gains(model, to_prune, batches or [])
     solve = None
     if preset.solver == "gptq":
         def solve(todo: list[_LayerJob], process: Callable[[_LayerJob, torch.Tensor], None]) -> None:
@@ -511,7 +511,7 @@ def prune_model_(
             calibrate_sequentially(model, chosen, batches or [], lambda l, h: process(by_name[l.name], h),
                                    compute_dtype=torch.float32)
 
-    records = _algorithm2(jobs, preset, quantize, progress, solve, hessians)
+    records = _algorithm2(jobs, preset, quantize, progress, solve, hessians, gains)
     del hessians
     for layer, job in zip(layers, jobs):  # the short-group rule may have changed a role
         layer.role, layer.reason = job.role, job.reason
@@ -541,6 +541,7 @@ def _algorithm2(
     progress: bool,
     solve: _Solve | None = None,
     hessians: Mapping[str, torch.Tensor] | None = None,
+    gains: Mapping[str, np.ndarray] | None = None,
 ) -> list[LayerPruneRecord]:
     """Short-group rule, INT8 integers, channel scores, global selection and per-layer pruning.
 
@@ -550,7 +551,7 @@ def _algorithm2(
     _prepare_jobs(jobs, preset)
     quantized = {job.name: quantize(job) for job in jobs if job.role is not LayerRole.FP32}
     pruned = _scored_jobs(jobs, preset)
-    errors = _output_errors(pruned, quantized, preset, hessians) if preset.needs_hessians else {}
+    errors = _output_errors(pruned, quantized, preset, hessians, gains) if preset.needs_hessians else {}
     kind = _sensitivity_kind(preset)
     if kind == "output_error":
         scores = {j.name: errors[j.name][preset.columns] for j in pruned}
@@ -588,8 +589,12 @@ def _layout_of(job: _LayerJob, preset: PipelinePreset) -> Any:
 def _output_errors(
     pruned: Sequence[_LayerJob], quantized: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
     preset: PipelinePreset, hessians: Mapping[str, torch.Tensor] | None,
+    gains: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, dict[int, np.ndarray]]:
-    """Per pruned layer, ``{N: output error per channel}`` at the N the preset needs (docs: output_error)."""
+    """Per pruned layer, ``{N: output error per channel}`` at the N the preset needs (docs: output_error).
+
+    With ``gains`` (:func:`bitvert.pipeline.calibration.output_gains`, from a model), each channel's layer
+    output error is weighed by how much that channel moves the model's output."""
     if hessians is None:
         raise ConfigError(
             f"preset {preset.name!r} needs the layers' input Hessians (sensitivity={preset.sensitivity!r}, "
@@ -606,8 +611,10 @@ def _output_errors(
         if preset.target_bits is not None:
             ns.update(allowed_columns(preset, bits, _layout_of(j, preset)))
         q, scale = quantized[j.name]
-        out[j.name] = channel_output_errors(q, scale, j.weight.detach().to(torch.float32), j.kind, j.out_axis,
-                                            hessians[j.name], preset, bits, sorted(ns), j.config.weight_granularity)
+        errs = channel_output_errors(q, scale, j.weight.detach().to(torch.float32), j.kind, j.out_axis,
+                                     hessians[j.name], preset, bits, sorted(ns), j.config.weight_granularity)
+        g = None if gains is None else gains.get(j.name)
+        out[j.name] = errs if g is None else {n: e * g for n, e in errs.items()}
     return out
 
 

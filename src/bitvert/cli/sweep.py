@@ -3,10 +3,11 @@ and a Pareto report; resumable, on a local process pool or a Ray cluster (:mod:`
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
+
+from bitvert.cli._common import show_progress
 
 __all__ = ["sweep_cmd"]
 
@@ -45,7 +46,7 @@ def sweep_cmd(spec: Path | None, out_dir: Path | None, engine: str, address: str
     parsed = load_spec(spec)
     try:
         outcome = run_sweep(parsed, out_dir, engine=engine, workers=workers, address=address,  # type: ignore[arg-type]
-                            progress=sys.stderr.isatty() and not quiet)
+                            progress=show_progress(quiet))
     except KeyboardInterrupt:
         click.echo(f"interrupted: finished points are in {out_dir}; rerun the same command to resume", err=True)
         raise click.exceptions.Exit(130) from None

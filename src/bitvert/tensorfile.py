@@ -30,7 +30,8 @@ import torch
 
 from bitvert.errors import FormatError, InputError
 
-__all__ = ["tensor_checksum", "text_checksum", "verify_checksums", "canonical_safetensors", "save_tensors"]
+__all__ = ["read_safetensors_header", "tensor_checksum", "text_checksum", "verify_checksums", "canonical_safetensors",
+           "save_tensors"]
 
 
 def tensor_checksum(t: torch.Tensor) -> str:
@@ -145,3 +146,26 @@ def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tenso
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def read_safetensors_header(path: str | os.PathLike[str], fix: str = "") -> tuple[int, dict]:
+    """The raw header of a safetensors file without mapping it: ``(header length in bytes, parsed JSON)``.
+
+    The length is checked against the file size before anything is read, so a foreign or damaged file
+    is a :class:`~bitvert.errors.FormatError` (naming the path, ending with ``fix``), never a huge read.
+    """
+    p = Path(path)
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        raw = fh.read(8)
+        n = int.from_bytes(raw, "little") if len(raw) == 8 else -1
+        if n < 0 or n > size - 8:
+            raise FormatError(f"{str(p)!r} is not a safetensors file: its {size} bytes cannot hold the header "
+                              f"its first 8 bytes announce{fix}")
+        try:
+            head = json.loads(fh.read(n))
+            if not isinstance(head, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            raise FormatError(f"{str(p)!r}: unreadable safetensors header ({exc}){fix}") from None
+    return n, head

@@ -97,3 +97,26 @@ def test_streamed_bytes_equal_the_library_output_for_every_dtype(tmp_path) -> No
             assert torch.equal(loaded[k].float(), v.float()) and loaded[k].dtype == v.dtype, k
     with pytest.raises(InputError, match="'x' is a list"):
         save_tensors(tmp_path / "bad.safetensors", {"x": [1, 2]})  # type: ignore[dict-item]
+
+
+def test_read_header_refuses_foreign_files_before_reading_them(tmp_path):
+    import pytest
+
+    from bitvert.errors import FormatError
+    from bitvert.tensorfile import read_safetensors_header, save_tensors
+
+    good = tmp_path / "good.safetensors"
+    save_tensors(good, {"w": torch.arange(4, dtype=torch.float32)}, {"a": "1"})
+    n, head = read_safetensors_header(good)
+    assert head["w"]["shape"] == [4] and head["__metadata__"] == {"a": "1"} and n % 8 == 0
+    cases = {
+        "short": b"\x01\x02",
+        "huge_length": (2**60).to_bytes(8, "little") + b"{}",  # would be a MemoryError if read
+        "bad_json": (4).to_bytes(8, "little") + b"{{{{",
+        "not_object": (2).to_bytes(8, "little") + b"[]",
+    }
+    for name, blob in cases.items():
+        f = tmp_path / f"{name}.safetensors"
+        f.write_bytes(blob)
+        with pytest.raises(FormatError, match=f"{name}.safetensors.*fix it"):
+            read_safetensors_header(f, "; fix it")

@@ -31,7 +31,7 @@ import torch
 from bitvert.codec.layout import FORMAT_NAME, FORMAT_VERSION
 from bitvert.codec.tensor import EncodedTensor, decode
 from bitvert.errors import FormatError, InputError
-from bitvert.tensorfile import save_tensors, text_checksum, verify_checksums
+from bitvert.tensorfile import read_safetensors_header, save_tensors, text_checksum, verify_checksums
 from bitvert.tensorfile import tensor_checksum as checksum
 
 __all__ = ["EncodedModel", "save_encoded", "load_encoded", "read_header", "tensor_from_stored", "checksum",
@@ -278,15 +278,7 @@ def file_accounting(path: str | os.PathLike[str]) -> dict[str, int]:
     """
     path = Path(path)
     size = path.stat().st_size
-    with open(path, "rb") as fh:
-        raw = fh.read(8)
-        if len(raw) < 8:
-            raise FormatError(f"{str(path)!r} is too short to be a safetensors file")
-        n = int.from_bytes(raw, "little")
-        try:
-            head = json.loads(fh.read(n))
-        except ValueError as exc:
-            raise FormatError(f"{str(path)!r}: unreadable safetensors header ({exc})") from None
+    n, head = read_safetensors_header(path)
     parts = {"weight_bytes": 0, "scale_bytes": 0, "state_bytes": 0}
     for key, info in head.items():
         if key == "__metadata__":

@@ -76,7 +76,7 @@ from bitvert.pipeline.global_prune import (
 )
 from bitvert.pipeline.presets import PipelinePreset, get_preset
 from bitvert.pipeline.quantize import LayerRole, LayerRule, quantize_weight, select_layers
-from bitvert.tensorfile import save_tensors, tensor_checksum, text_checksum
+from bitvert.tensorfile import read_safetensors_header, save_tensors, tensor_checksum, text_checksum
 
 __all__ = [
     "INDEX_NAME", "SHARDED_FORMAT", "SHARDED_FORMAT_VERSION", "SUPPORTED_DTYPES", "SourceTensor",
@@ -216,16 +216,11 @@ class HFCheckpoint:
     def _check_size(path: Path) -> None:
         """A shard whose data section is shorter than its header says is truncated (safetensors maps it lazily)."""
         size = path.stat().st_size
-        with open(path, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            if size < 8 or n > size - 8:
-                raise FormatError(f"shard {str(path)!r} is not a safetensors file: its header length ({n} bytes) "
-                                  f"does not fit in its {size} bytes; download it again")
-            try:
-                head = json.loads(fh.read(n))
-                ends = {k: int(v["data_offsets"][1]) for k, v in head.items() if k != "__metadata__"}
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                raise FormatError(f"shard {str(path)!r} has an unreadable header ({exc}); download it again") from None
+        n, head = read_safetensors_header(path, "; download it again")
+        try:
+            ends = {k: int(v["data_offsets"][1]) for k, v in head.items() if k != "__metadata__"}
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise FormatError(f"shard {str(path)!r} has an unreadable header ({exc}); download it again") from None
         end = max(ends.values(), default=0)
         if size < 8 + n + end:
             last = max(ends, key=lambda k: ends[k])

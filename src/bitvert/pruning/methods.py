@@ -70,9 +70,13 @@ __all__ = [
     "HARDWARE_DESIGNS",
 ]
 
-KernelFn = Callable[[np.ndarray, np.ndarray, np.ndarray, _Config], tuple[np.ndarray, np.ndarray, np.ndarray]]
+KernelFn = Callable[[np.ndarray, np.ndarray, np.ndarray, _Config], tuple[np.ndarray, ...]]
 """``kernel(values[n_groups, width] int16, lengths int32, active bool, config) -> (pruned int16,
-redundant uint8, constant int16)``; inactive groups and phantom entries are returned unchanged."""
+redundant uint8, constant int16[, free_columns uint8])``; inactive groups and phantom entries are
+returned unchanged. The built-in kernels count the output's free columns in the same pass and return
+them fourth (equal to :meth:`MethodSpec.count_free` of the output, checked by
+``tests/pruning/test_prune_kernels.py``); a kernel returning three arrays gets them counted by
+:func:`bitvert.pruning.prune_groups`."""
 
 ReferenceFn = Callable[[np.ndarray, _Config], tuple[np.ndarray, int, int]]
 """``reference(group_weights 1-d, config) -> (pruned, redundant, constant)`` for one real group."""
@@ -260,9 +264,9 @@ def _half_even(config: _Config) -> bool:
 
 
 def _rounded_avg_kernel(values: np.ndarray, lengths: np.ndarray, active: np.ndarray,
-                        config: _Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        config: _Config) -> tuple[np.ndarray, ...]:
     return _kernels.rounded_avg(values, lengths, active, int(config.weight_bits), int(config.columns),
-                                config.redundant_cap, _half_even(config))
+                                config.redundant_cap, _half_even(config), np.empty(values.shape, np.int16))
 
 
 def _rounded_avg_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, int]:
@@ -276,13 +280,14 @@ def _rounded_avg_cap(bits: int, semantics: str) -> int:
 
 
 def _zero_point_kernel(values: np.ndarray, lengths: np.ndarray, active: np.ndarray,
-                       config: _Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       config: _Config) -> tuple[np.ndarray, ...]:
     b, n_cols, cap = int(config.weight_bits), int(config.columns), config.redundant_cap
     cmin, cmax = config.constant_range
     sign_magnitude = config.semantics == "code"
     n_levels = b if sign_magnitude else cap + 1
     tables = _zero_point_tables(b, n_cols, n_levels, cmin, cmax, sign_magnitude)
-    return _kernels.zero_point(values, lengths, active, *tables, b, n_cols, cap, cmin, cmax, sign_magnitude)
+    return _kernels.zero_point(values, lengths, active, *tables, b, n_cols, cap, cmin, cmax, sign_magnitude,
+                               np.empty(values.shape, np.int16))
 
 
 def _zero_point_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, int]:
@@ -298,8 +303,9 @@ def _zero_point_cap(bits: int, semantics: str) -> int:
 
 
 def _bitflip_kernel(values: np.ndarray, lengths: np.ndarray, active: np.ndarray,
-                    config: _Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return _kernels.bitflip(values, lengths, active, int(config.weight_bits), int(config.columns))
+                    config: _Config) -> tuple[np.ndarray, ...]:
+    return _kernels.bitflip(values, lengths, active, int(config.weight_bits), int(config.columns),
+                            np.empty(values.shape, np.int16))
 
 
 def _bitflip_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, int]:

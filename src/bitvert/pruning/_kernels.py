@@ -216,15 +216,15 @@ so the least key is the least error, ties to the first candidate, found without 
 
 
 @njit(cache=True, inline="always")
-def _scan_first_period(q_row, start, stop, period, cmin, smax, best):  # type: ignore[no-untyped-def]
-    """Least key ``q_row[(cmin + ci) mod smax] << _KEY_SHIFT | ci`` over ``start <= ci < stop``,
-    merged into ``best``.
+def _scan_first_period(q_row, start, stop, period, cmin, best):  # type: ignore[no-untyped-def]
+    """Least key ``q_row[(cmin + ci) mod period] << _KEY_SHIFT | ci`` over ``start <= ci < stop``,
+    merged into ``best`` (``period`` a power of two).
 
-    ``q_row`` repeats with ``period`` in ``ci``, so the first period of the range holds its
+    The errors repeat with ``period`` in ``ci``, so the first period of the range holds its
     first least value: only that is scanned.
     """
     for ci in range(start, min(stop, start + period)):
-        best = min(best, (q_row[(cmin + ci) & (smax - 1)] << _KEY_SHIFT) | ci)
+        best = min(best, (q_row[(cmin + ci) & (period - 1)] << _KEY_SHIFT) | ci)
     return best
 
 
@@ -287,7 +287,8 @@ def agreement_intervals(bits, ncols, n_levels, cmin, cmax, sign_magnitude):  # t
 @njit(cache=True, inline="always")
 def _residue_errors(q, hist, scratch, lev, ncols, length):  # type: ignore[no-untyped-def]
     """``q[cm] = sum_j min(x, step - x)**2`` with ``x = (v_j + cm) mod step``, ``step = 2**(ncols - lev)``,
-    for every ``cm < len(q)`` (periodic in ``cm``), from ``hist``: the group's weights counted
+    for every ``cm < step`` (the errors repeat with ``step`` in ``cm``; ``q[0] = 0`` when
+    ``step <= 1``), from ``hist``: the group's weights counted
     modulo ``len(hist)``.
 
     With ``d = x - step * [x >= step / 2]`` the error is ``d**2``; going from ``cm`` to ``cm + 1``
@@ -297,8 +298,7 @@ def _residue_errors(q, hist, scratch, lev, ncols, length):  # type: ignore[no-un
     """
     k = ncols - lev
     if k <= 0:
-        for cm in range(q.shape[0]):
-            q[cm] = 0
+        q[0] = 0
         return
     s = np.int64(1) << k
     half = s >> 1
@@ -316,8 +316,6 @@ def _residue_errors(q, hist, scratch, lev, ncols, length):  # type: ignore[no-un
         q[cm] = q0
         q0 += 2 * s1 + length
         s1 += length - s * scratch[(half - 1 - cm) & (s - 1)]
-    for cm in range(s, q.shape[0]):
-        q[cm] = q[cm & (s - 1)]
 
 
 @njit(cache=True, parallel=True)
@@ -384,21 +382,22 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi,  # type: ignore
             for lv in range(lmin, lmax + 1):
                 period = np.int64(1) << max(ncols - lv, 0)
                 if lv == lmax:
-                    best = _scan_first_period(q[lv], ilo[lv], ihi[lv] + 1, period, cmin, smax, best)
+                    best = _scan_first_period(q[lv], ilo[lv], ihi[lv] + 1, period, cmin, best)
                 else:
-                    best = _scan_first_period(q[lv], ilo[lv], ilo[lv + 1], period, cmin, smax, best)
-                    best = _scan_first_period(q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, period, cmin, smax, best)
+                    best = _scan_first_period(q[lv], ilo[lv], ilo[lv + 1], period, cmin, best)
+                    best = _scan_first_period(q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, period, cmin, best)
             best_ci = best & key_mask
             lv = _level_of(best_ci, ilo, ihi)
             if not (mn >= agree_lo[lv, best_ci] and mx <= agree_hi[lv, best_ci]):
                 # its residue error is only a lower bound: bound[ci] <= exact error for every
                 # candidate, with equality inside the agreement interval or once summed exactly
                 for lv in range(lmin, lmax + 1):
+                    period = np.int64(1) << max(ncols - lv, 0)
                     if lv == lmax:
-                        _copy_periodic(bound, q[lv], ilo[lv], ihi[lv] + 1, cmin, smax)
+                        _copy_periodic(bound, q[lv], ilo[lv], ihi[lv] + 1, cmin, period)
                     else:
-                        _copy_periodic(bound, q[lv], ilo[lv], ilo[lv + 1], cmin, smax)
-                        _copy_periodic(bound, q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, cmin, smax)
+                        _copy_periodic(bound, q[lv], ilo[lv], ilo[lv + 1], cmin, period)
+                        _copy_periodic(bound, q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, cmin, period)
                 while True:
                     best = bound[0]
                     for ci in range(1, ncand):

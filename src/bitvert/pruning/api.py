@@ -136,8 +136,10 @@ def prune_groups(
     active = np.ascontiguousarray(active, dtype=np.bool_)
     result = spec.kernel(values, lengths, active, config)
     out, red, const = result[:3]
-    free = result[3] if len(result) > 3 else spec.count_free(out, const, lengths, int(config.weight_bits),
-                                                             config.redundant_cap)
+    if spec.kernel_free_columns:
+        free = result[3]
+    else:
+        free = spec.count_free(out, const, lengths, int(config.weight_bits), config.redundant_cap)
     meta = GroupMetadata(redundant=red, constant=const, free_columns=free, pruned=active.copy())
     return out, meta
 

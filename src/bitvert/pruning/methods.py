@@ -16,6 +16,7 @@ field               who reads it
 ``redundant_cap``   :attr:`PruneConfig.redundant_cap` (pruning and the codec's free-column count)
 ``offset``          stored values are ``weights + constant`` (zero-point shifting)
 ``free_columns``    how :class:`~bitvert.pruning.GroupMetadata` counts free columns
+                    (``kernel_free_columns``: the kernel counts them in its own pass)
 ``layout``          the codec's :class:`~bitvert.codec.layout.TensorLayout`, *by value*
                     (``bitvert.pruning`` never imports ``bitvert.codec``)
 ``metadata``        whether pruned groups carry per-group metadata (checkpoints, encoding)
@@ -73,10 +74,10 @@ __all__ = [
 KernelFn = Callable[[np.ndarray, np.ndarray, np.ndarray, _Config], tuple[np.ndarray, ...]]
 """``kernel(values[n_groups, width] int16, lengths int32, active bool, config) -> (pruned int16,
 redundant uint8, constant int16[, free_columns uint8])``; inactive groups and phantom entries are
-returned unchanged. The built-in kernels count the output's free columns in the same pass and return
-them fourth (equal to :meth:`MethodSpec.count_free` of the output, checked by
-``tests/pruning/test_prune_kernels.py``); a kernel returning three arrays gets them counted by
-:func:`bitvert.pruning.prune_groups`."""
+returned unchanged. A kernel whose spec sets ``kernel_free_columns`` returns its output's free
+columns fourth (counted in the same pass; equal to :meth:`MethodSpec.count_free` of the output,
+checked for the built-in kernels by ``tests/pruning/test_prune_kernels.py``); otherwise
+:func:`bitvert.pruning.prune_groups` counts them."""
 
 ReferenceFn = Callable[[np.ndarray, _Config], tuple[np.ndarray, int, int]]
 """``reference(group_weights 1-d, config) -> (pruned, redundant, constant)`` for one real group."""
@@ -149,6 +150,7 @@ class MethodSpec:
     options: tuple[str, ...] = ()
     validate: Callable[[_Config], None] | None = None
     grid: grids.GridFn | None = None
+    kernel_free_columns: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier() or self.name != self.name.lower():
@@ -316,16 +318,17 @@ register_method(MethodSpec(
     name=PruneMethod.ROUNDED_AVG.value, label="BBS rounded averaging",
     kernel=_rounded_avg_kernel, reference=_rounded_avg_reference, layout="bbs_rounded_avg", hardware="bitvert",
     redundant_cap=_rounded_avg_cap, options=("mean_rounding",), grid=grids.rounded_avg_grid,
+    kernel_free_columns=True,
 ))
 register_method(MethodSpec(
     name=PruneMethod.ZERO_POINT.value, label="BBS zero-point shifting",
     kernel=_zero_point_kernel, reference=_zero_point_reference, layout="bbs_zero_point", hardware="bitvert",
     number_format_code=NumberFormat.SIGN_MAGNITUDE, redundant_cap=_zero_point_cap, offset=True,
-    options=("constant_bits", "neg_min"), grid=grids.zero_point_grid,
+    options=("constant_bits", "neg_min"), grid=grids.zero_point_grid, kernel_free_columns=True,
 ))
 register_method(MethodSpec(
     name=PruneMethod.BITFLIP.value, label="BitWave bit flip",
     kernel=_bitflip_kernel, reference=_bitflip_reference, layout="bitwave", hardware="bitwave",
     number_format=NumberFormat.SIGN_MAGNITUDE, free_columns="zero_magnitude", options=("neg_min",),
-    grid=grids.bitflip_grid,
+    grid=grids.bitflip_grid, kernel_free_columns=True,
 ))

@@ -80,6 +80,25 @@ def test_zero_point_wide_groups_of_32_equal_reference(semantics):
         assert (int(res.metadata.redundant[i]), int(res.metadata.constant[i])) == (ref_count, ref_const)
 
 
+@pytest.mark.parametrize(("method", "semantics"), METHODS)
+@pytest.mark.parametrize("columns", [2, 4, 6])
+def test_free_columns_counted_in_the_kernel_pass_equal_the_registry_count(method, semantics, columns):
+    """Rounded averaging derives its output's free columns from the input's statistics and
+    zero-point shifting from the rounding loop: both must equal a recount of the output, on
+    groups of 32 with edge values, a short remainder group and inactive (dense) channels."""
+    rng = np.random.default_rng(columns)
+    w = np.clip(np.round(rng.laplace(0, 30, size=(12, 80))), -127, 127).astype(np.int8)
+    w[0, :4] = [-127, 127, 127, -127]
+    w[1, :] = 127
+    w[2, :] = -127
+    w[3, :40] = 0
+    cfg = PruneConfig(method, semantics, group_size=32, columns=columns)
+    res = prune(w, cfg, dense_channels=np.arange(12) % 4 == 1)
+    counted = cfg.spec.count_free(res.groups(), res.metadata.constant, res.layout.lengths(), 8, cfg.redundant_cap)
+    assert cfg.spec.kernel_free_columns
+    assert res.metadata.free_columns.tolist() == counted.tolist()
+
+
 def _configs():
     for semantics in ("paper", "code"):
         for bits in range(2, 9):

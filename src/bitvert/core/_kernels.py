@@ -38,10 +38,24 @@ def redundancy_from_range(mn: int, mx: int, bits: int, cap: int) -> int:
 
 
 @njit(cache=True, inline="always")
+def free_columns_from_stats(mn: int, mx: int, codes_or: int, codes_and: int, bits: int, cap: int) -> tuple[int, int]:
+    """``(capped redundant columns, free columns)`` of a group in two's complement from its
+    statistics: least and greatest value and the OR / AND of its ``bits``-bit codes
+    (``value & (2**bits - 1)``). The one definition of the count (:func:`group_free_columns`,
+    and kernels that know the statistics of their output without reading it again)."""
+    r = redundancy_from_range(mn, mx, bits, cap)
+    constant = ~(codes_or ^ codes_and)  # bit set where the column is all-0 or all-1
+    t = 0
+    limit = bits - 1 - r  # the (new) sign column is always stored
+    while t < limit and (constant >> t) & 1:
+        t += 1
+    return r, r + t
+
+
+@njit(cache=True, inline="always")
 def group_free_columns(vals: np.ndarray, i: int, length: int, off: int, bits: int, cap: int) -> tuple[int, int]:
     """``(capped redundant columns, free columns)`` in two's complement of one group's values
-    ``vals[i, :length] + off``: the one definition that :func:`free_columns_kernel` and the
-    pruning kernels (which count their output's free columns in the same pass) share."""
+    ``vals[i, :length] + off`` (:func:`free_columns_from_stats` of them)."""
     code_mask = (np.int32(1) << bits) - 1
     mn = np.int32(vals[i, 0]) + off
     mx = mn
@@ -54,13 +68,7 @@ def group_free_columns(vals: np.ndarray, i: int, length: int, off: int, bits: in
         c = v & code_mask
         acc_or |= c
         acc_and &= c
-    r = redundancy_from_range(mn, mx, bits, cap)
-    constant = ~(acc_or ^ acc_and)  # bit set where the column is all-0 or all-1
-    t = 0
-    limit = bits - 1 - r  # the (new) sign column is always stored
-    while t < limit and (constant >> t) & 1:
-        t += 1
-    return r, r + t
+    return free_columns_from_stats(mn, mx, acc_or, acc_and, bits, cap)
 
 
 @njit(cache=True, inline="always")

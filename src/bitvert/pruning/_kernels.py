@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from bitvert.core._kernels import (group_free_columns, group_min_max, redundancy_from_range,
-                                   zero_magnitude_plane_count)
+from bitvert.core._kernels import (free_columns_from_stats, group_free_columns, group_min_max,
+                                   redundancy_from_range, zero_magnitude_plane_count)
 
 
 @njit(cache=True, inline="always")
@@ -30,23 +30,30 @@ def rounded_avg(vals, lengths, active, bits, ncols, cap, half_even, out):  # typ
     """Rounded averaging: the ``ncols - r`` low columns of each group become the rounded mean of
     their values (``r`` redundant columns, at most ``cap``); ties to even when ``half_even``.
 
-    One pass per group, integers only: min/max, the masked sum, the rounded mean, the output
-    and its free columns (:func:`~bitvert.core._kernels.group_free_columns`).
+    Integers only; the output is written once and never read back: its free columns follow from
+    the input's statistics, because ``v -> (v & ~mask) | q`` keeps the order of the values (so the
+    output's least and greatest values are the images of the input's) and acts column-wise on the
+    codes (so the output codes' OR / AND are the images of the input codes' OR / AND).
     """
     n, width = vals.shape
     red = np.empty(n, dtype=np.uint8)
     const = np.empty(n, dtype=np.int16)
     free = np.empty(n, dtype=np.uint8)
+    code_mask = (np.int32(1) << bits) - 1
     for i in prange(n):
         length = lengths[i]
         for j in range(length, width):
             out[i, j] = 0
         mn = np.int32(vals[i, 0])
         mx = mn
-        for j in range(1, length):
+        codes_or = np.int32(0)
+        codes_and = code_mask
+        for j in range(length):
             v = np.int32(vals[i, j])
             mn = min(mn, v)
             mx = max(mx, v)
+            codes_or |= v & code_mask
+            codes_and &= v & code_mask
         r = redundancy_from_range(mn, mx, bits, cap)
         red[i] = r
         const[i] = 0
@@ -54,23 +61,26 @@ def rounded_avg(vals, lengths, active, bits, ncols, cap, half_even, out):  # typ
         if not active[i] or k <= 0:
             for j in range(length):
                 out[i, j] = vals[i, j]
-        else:
-            mask = np.int32((1 << k) - 1)
-            s = np.int32(0)
-            for j in range(length):
-                s += np.int32(vals[i, j]) & mask
-            q = s // length
-            rem = s - q * length
-            if 2 * rem > length:
-                q += 1
-            elif 2 * rem == length:
-                q += (q & 1) if half_even else 1
-            const[i] = q
-            keep = np.int16(~mask)
-            low = np.int16(q)
-            for j in range(length):
-                out[i, j] = (vals[i, j] & keep) | low
-        free[i] = group_free_columns(out, i, length, np.int32(0), bits, cap)[1]
+            free[i] = free_columns_from_stats(mn, mx, codes_or, codes_and, bits, cap)[1]
+            continue
+        mask = np.int32((1 << k) - 1)
+        s = np.int32(0)
+        for j in range(length):
+            s += np.int32(vals[i, j]) & mask
+        q = s // length
+        rem = s - q * length
+        if 2 * rem > length:
+            q += 1
+        elif 2 * rem == length:
+            q += (q & 1) if half_even else 1
+        const[i] = q
+        keep = np.int16(~mask)
+        low = np.int16(q)
+        for j in range(length):
+            out[i, j] = (vals[i, j] & keep) | low
+        keep32 = np.int32(~mask)
+        free[i] = free_columns_from_stats((mn & keep32) | q, (mx & keep32) | q, (codes_or & keep32) | q,
+                                          (codes_and & keep32) | q, bits, cap)[1]
     return out, red, const, free
 
 
@@ -299,7 +309,7 @@ def _residue_errors(q, hist, scratch, lev, ncols, length):  # type: ignore[no-un
     k = ncols - lev
     if k <= 0:
         q[0] = 0
-        return
+        return 0
     s = np.int64(1) << k
     half = s >> 1
     for m in range(s):
@@ -312,10 +322,13 @@ def _residue_errors(q, hist, scratch, lev, ncols, length):  # type: ignore[no-un
         d = m if m < half else m - s
         q0 += scratch[m] * d * d
         s1 += scratch[m] * d
+    least = q0
     for cm in range(s):
         q[cm] = q0
+        least = min(least, q0)
         q0 += 2 * s1 + length
         s1 += length - s * scratch[(half - 1 - cm) & (s - 1)]
+    return least
 
 
 @njit(cache=True, parallel=True)
@@ -345,6 +358,7 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi,  # type: ignore
     n_chunks = (n + chunk - 1) // chunk
     for ch in prange(n_chunks):
         q = np.empty((n_levels, smax), dtype=np.int64)
+        least = np.empty(n_levels, dtype=np.int64)
         hist = np.empty(smax, dtype=np.int64)
         scratch = np.empty(smax, dtype=np.int64)
         ilo = np.empty(n_levels, dtype=np.int64)
@@ -375,11 +389,14 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi,  # type: ignore
             for j in range(length):
                 hist[np.int64(vals[i, j]) & (smax - 1)] += 1
             for lv in range(lmin, lmax + 1):
-                _residue_errors(q[lv], hist, scratch, lv, ncols, length)
+                least[lv] = _residue_errors(q[lv], hist, scratch, lv, ncols, length)
             # the candidate of least residue error (first on ties); level lv holds [ilo[lv], ihi[lv]]
-            # minus the nested interval of level lv + 1, where its residue error repeats every step
+            # minus the nested interval of level lv + 1, where its residue error repeats every step.
+            # Finer levels first: a level whose least error exceeds the best so far is skipped.
             best = np.int64(1) << 62
-            for lv in range(lmin, lmax + 1):
+            for lv in range(lmax, lmin - 1, -1):
+                if (least[lv] << _KEY_SHIFT) > best:
+                    continue
                 period = np.int64(1) << max(ncols - lv, 0)
                 if lv == lmax:
                     best = _scan_first_period(q[lv], ilo[lv], ihi[lv] + 1, period, cmin, best)
@@ -419,13 +436,25 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi,  # type: ignore
             k = ncols - lv
             if mn >= agree_lo[lv, best_ci] and mx <= agree_hi[lv, best_ci]:
                 if k > 0:
+                    # plain rounding is monotone: the stored extremes are the rounded input extremes
                     half = np.int64(1) << (k - 1)
+                    code_mask = (np.int64(1) << bits) - 1
+                    codes_or = np.int64(0)
+                    codes_and = code_mask
                     for j in range(length):
                         t = np.int64(vals[i, j]) + c
-                        out[i, j] = (((t + half - (t >= 0)) >> k) << k) - c
-                else:
-                    for j in range(length):
-                        out[i, j] = vals[i, j]
+                        st = ((t + half - (t >= 0)) >> k) << k
+                        out[i, j] = st - c
+                        codes_or |= st & code_mask
+                        codes_and &= st & code_mask
+                    lo_t = mn + c
+                    hi_t = mx + c
+                    free[i] = free_columns_from_stats(((lo_t + half - (lo_t >= 0)) >> k) << k,
+                                                      ((hi_t + half - (hi_t >= 0)) >> k) << k,
+                                                      codes_or, codes_and, bits, cap)[1]
+                    continue
+                for j in range(length):
+                    out[i, j] = vals[i, j]
             else:
                 for j in range(length):
                     v = np.int64(vals[i, j])

@@ -123,7 +123,8 @@ def test_free_columns_come_from_the_spec_definition_unless_the_kernel_declares_t
     spec = register_method(_spec())
     try:
         res = prune(w, PruneConfig("toy_reg", group_size=32, columns=1))
-        expected = spec.count_free(res.groups(), res.metadata.constant, res.layout.lengths(), 8, res.config.redundant_cap)
+        expected = spec.count_free(res.groups(), res.metadata.constant, res.layout.lengths(), 8,
+                                   res.config.redundant_cap)
         assert res.metadata.free_columns.tolist() == expected.tolist()
         bf = prune(w, PruneConfig("bitflip", group_size=32, columns=1))
         assert bf.groups().tolist() == res.groups().tolist()

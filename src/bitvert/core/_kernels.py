@@ -38,7 +38,8 @@ def redundancy_from_range(mn: int, mx: int, bits: int, cap: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def free_columns_from_stats(mn: int, mx: int, codes_or: int, codes_and: int, bits: int, cap: int) -> tuple[int, int]:
+def free_columns_from_stats(mn: int, mx: int, codes_or: int, codes_and: int, bits: int,
+                            cap: int) -> tuple[int, int]:
     """``(capped redundant columns, free columns)`` of a group in two's complement from its
     statistics: least and greatest value and the OR / AND of its ``bits``-bit codes
     (``value & (2**bits - 1)``). The one definition of the count (:func:`group_free_columns`,
@@ -53,7 +54,8 @@ def free_columns_from_stats(mn: int, mx: int, codes_or: int, codes_and: int, bit
 
 
 @njit(cache=True, inline="always")
-def group_free_columns(vals: np.ndarray, i: int, length: int, off: int, bits: int, cap: int) -> tuple[int, int]:
+def group_free_columns(vals: np.ndarray, i: int, length: int, off: int, bits: int,
+                       cap: int) -> tuple[int, int]:
     """``(capped redundant columns, free columns)`` in two's complement of one group's values
     ``vals[i, :length] + off`` (:func:`free_columns_from_stats` of them)."""
     code_mask = (np.int32(1) << bits) - 1

@@ -799,7 +799,7 @@ def _process_layer(
                 if hessian is not None:
                     q_low = torch.from_numpy(gptq_round(
                         (w_fp / s_low.view(shape)).numpy(), stored, hessian, kind=layer.kind, dense_channels=~at,
-                        damp=preset.gptq_damp, block_size=preset.gptq_block))
+                        damp=preset.gptq_damp, block_size=preset.gptq_block, act_order=preset.gptq_act_order))
                 q = torch.where(torch.from_numpy(at).view(shape), q_low, q)
                 scale_out = torch.where(torch.from_numpy(at), s_low, scale_out)
             rec.weight_bits_total = int(per_channel * channel_bits.astype(np.int64).sum())
@@ -810,7 +810,8 @@ def _process_layer(
 
                 def solve_fn(config: Any, dense: np.ndarray) -> Any:
                     return gptq_prune(w_int, config, hessian, kind=layer.kind, dense_channels=dense,
-                                      damp=preset.gptq_damp, block_size=preset.gptq_block, rounded=q_np)
+                                      damp=preset.gptq_damp, block_size=preset.gptq_block, rounded=q_np,
+                                      act_order=preset.gptq_act_order)
 
             q_new, md, lay = prune_by_columns(q_np, layer.kind, preset, bits, sensitive, cols, layer.out_axis,
                                               solve_fn)

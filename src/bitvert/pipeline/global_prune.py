@@ -527,8 +527,16 @@ def prune_model_(
         def solve(todo: list[_LayerJob], process: Callable[[_LayerJob, torch.Tensor], None]) -> None:
             by_name = {j.name: j for j in todo}
             chosen = [l for l in layers if l.name in by_name]
-            calibrate_sequentially(model, chosen, batches or [], lambda l, h: process(by_name[l.name], h),
-                                   compute_dtype=torch.float32)
+            # with gptq_quantized_inputs, the Hessians see the layers' inputs as the evaluated model does:
+            # fake-quantized to the activation bits (ranges calibrated on the model as it is now, its INT8
+            # layers already quantized); the final ranges are calibrated afterwards, as always
+            aq_solve = attach_activation_quant(model, layers, batches) if preset.gptq_quantized_inputs else None
+            try:
+                calibrate_sequentially(model, chosen, batches or [], lambda l, h: process(by_name[l.name], h),
+                                       compute_dtype=torch.float32)
+            finally:
+                if aq_solve is not None:
+                    aq_solve.remove()
 
     records = _algorithm2(jobs, preset, quantize, progress, solve, hessians, gains)
     del hessians

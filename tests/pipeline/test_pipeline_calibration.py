@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bitvert.core.grouping import make_layout
-from bitvert.errors import InputError
+from bitvert.errors import InputError, UnsupportedLayerError
 from bitvert.pipeline import select_layers
 from bitvert.pipeline.calibration import (
     calibrate_sequentially,
@@ -90,7 +90,30 @@ CONVS = [
     lambda: nn.Conv2d(6, 8, 1),
     lambda: nn.Conv1d(6, 8, 3, padding=1),
     lambda: nn.Conv3d(4, 8, (2, 3, 3), padding=(0, 1, 1)),
+    lambda: _StaticSameConv(6, 8, 5, stride=2, pad=nn.ZeroPad2d((1, 2, 1, 2))),
+    lambda: _StaticSameConv(6, 6, 5, stride=2, groups=6, pad=nn.ZeroPad2d((2, 2, 1, 3))),
+    lambda: _StaticSameConv(6, 8, 3, pad=nn.Identity()),
 ]
+
+
+class _StaticSameConv(nn.Conv2d):
+    """EfficientNet's ``Conv2dStaticSamePadding``: pads its input in ``forward`` (TensorFlow "same")."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
+                 pad: nn.Module | None = None) -> None:
+        super().__init__(cin, cout, k, stride=stride, groups=groups)
+        self.static_padding = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(self.static_padding(x), self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+
+def test_other_padding_in_forward_is_refused() -> None:
+    conv = _StaticSameConv(4, 8, 3, pad=nn.ReflectionPad2d(1))
+    m = nn.Sequential(conv)
+    with pytest.raises(UnsupportedLayerError, match="only zero padding"):
+        collect_hessians(m, _layers(m), [torch.randn(1, 4, 6, 6)])
 
 
 @pytest.mark.parametrize("make", CONVS)

@@ -121,9 +121,33 @@ def _conv_geometry(module: nn.Module) -> _ConvGeometry:
     mode = str(module.padding_mode)
     if len(stride) != nd or len(dilation) != nd:
         raise UnsupportedLayerError(f"convolution {type(module).__name__} has inconsistent stride/dilation")
+    static = _static_padding(module, nd)
+    if static is not None:
+        if mode != "zeros" and any(pad):
+            raise UnsupportedLayerError(
+                f"convolution {type(module).__name__} pads its input twice (static_padding and padding_mode "
+                f"{mode!r}); its im2col rows cannot be rebuilt")
+        pad, mode = tuple(a + b for a, b in zip(pad, static)), "zeros"
     return _ConvGeometry(kernel=kernel, stride=stride, dilation=dilation, pad=pad,
                          pad_mode="constant" if mode == "zeros" else mode, groups=int(module.groups),
                          in_channels=int(w.shape[1]) * int(module.groups))
+
+
+_CONSTANT_PADS = (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d)
+
+
+def _static_padding(module: nn.Module, nd: int) -> tuple[int, ...] | None:
+    """The zero padding a "same"-padding convolution applies in its own ``forward`` before convolving (the
+    ``static_padding`` module of EfficientNet's ``Conv2dStaticSamePadding``), in ``F.pad`` order; ``None``
+    when it has none. The forward pre-hooks see the input before that padding."""
+    static = getattr(module, "static_padding", None)
+    if static is None or isinstance(static, nn.Identity):
+        return None
+    if not isinstance(static, _CONSTANT_PADS) or float(static.value) != 0.0 or len(static.padding) != 2 * nd:
+        raise UnsupportedLayerError(
+            f"convolution {type(module).__name__} pads its input with {type(static).__name__} in its forward; "
+            "only zero padding (nn.ZeroPad*d / nn.ConstantPad*d with value 0) can be rebuilt for its Hessian")
+    return tuple(int(p) for p in static.padding)
 
 
 def _kind_of(module: nn.Module) -> str:

@@ -93,7 +93,15 @@ CONVS = [
     lambda: _StaticSameConv(6, 8, 5, stride=2, pad=nn.ZeroPad2d((1, 2, 1, 2))),
     lambda: _StaticSameConv(6, 6, 5, stride=2, groups=6, pad=nn.ZeroPad2d((2, 2, 1, 3))),
     lambda: _StaticSameConv(6, 8, 3, pad=nn.Identity()),
+    lambda: _StaticSameConv(6, 8, 3, pad=Identity()),
 ]
+
+
+class Identity(nn.Module):
+    """A package's own identity module, as efficientnet_lite_pytorch's ``utils.Identity``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 class _StaticSameConv(nn.Conv2d):

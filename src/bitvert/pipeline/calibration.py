@@ -141,8 +141,9 @@ def _static_padding(module: nn.Module, nd: int) -> tuple[int, ...] | None:
     ``static_padding`` module of EfficientNet's ``Conv2dStaticSamePadding``), in ``F.pad`` order; ``None``
     when it has none. The forward pre-hooks see the input before that padding."""
     static = getattr(module, "static_padding", None)
-    if static is None or isinstance(static, nn.Identity):
-        return None
+    if static is None or isinstance(static, nn.Identity) or (
+            type(static).__name__ == "Identity" and not any(True for _ in static.parameters())):
+        return None  # no padding (efficientnet_lite_pytorch ships its own parameter-free Identity)
     if not isinstance(static, _CONSTANT_PADS) or float(static.value) != 0.0 or len(static.padding) != 2 * nd:
         raise UnsupportedLayerError(
             f"convolution {type(module).__name__} pads its input with {type(static).__name__} in its forward; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -27,8 +28,16 @@ from bitvert.pipeline import (
     to_checkpoint,
     select_layers,
 )
-from bitvert.pipeline.budget import LayerBudget, allocate_columns, channel_output_errors
+from bitvert.pipeline.budget import (
+    LayerBudget,
+    allocate_columns,
+    allowed_columns,
+    budget_range,
+    channel_output_errors,
+    layer_budget,
+)
 from bitvert.pipeline.calibration import collect_hessians
+from bitvert.pipeline.global_prune import select_sensitive
 from bitvert.pruning import prune
 from bitvert.tensorfile import save_tensors
 
@@ -236,3 +245,62 @@ def test_budget_with_the_gptq_solver_encodes(block, block_batches, name) -> None
     ckpt_layers = encode_checkpoint(to_checkpoint(rep))
     for rec in rep.quantized_layers:
         np.testing.assert_array_equal(decode(ckpt_layers.tensors[f"{rec.name}.weight"]), rec.q)
+
+
+def _range_of(exc: pytest.ExceptionInfo) -> tuple[float, float]:
+    lo, hi = re.search(r"outside \[(\d+\.\d+), (\d+\.\d+)\]", str(exc.value)).groups()
+    return float(lo), float(hi)
+
+
+@pytest.mark.parametrize("sensitivity", ["scale", "output_error"])
+def test_unreachable_budget_is_rejected_before_any_hessian(cnn, cnn_batches, monkeypatch, sensitivity) -> None:
+    import bitvert.pipeline.global_prune as gp
+
+    def no_hessians(*args, **kwargs):
+        raise AssertionError("Hessians collected for an unreachable target_bits")
+
+    with monkeypatch.context() as m:
+        for name in ("collect_hessians", "output_gains", "calibrate_sequentially"):
+            m.setattr(gp, name, no_hessians)
+        for base in ("moderate", "moderate-gptq"):
+            for bad in ((3.3, 7.9) if sensitivity == "scale" else (3.3,)):  # the bound is wide at the top
+                with pytest.raises(ConfigError, match=rf"target_bits={bad} is outside") as exc:
+                    prune_model_(copy.deepcopy(cnn), get_preset(base, target_bits=bad, sensitivity=sensitivity),
+                                 calibration=cnn_batches)
+                assert "choose a target in that range" in str(exc.value)
+    lo, hi = _range_of(exc)
+    assert lo < hi
+    if sensitivity == "scale":
+        # the early range is the exact one: both ends are reached (within one column of one channel)
+        for target in (lo, hi):
+            rep = prune_model_(copy.deepcopy(cnn), get_preset("moderate", target_bits=target), calibration=cnn_batches)
+            assert target - 0.02 <= rep.effective_bits <= target + 1e-4
+    else:
+        assert "a range holding every effective bits" in str(exc.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), fraction=st.sampled_from([0.0, 0.1, 0.2, 0.5]))
+def test_budget_range_bound_holds_the_exact_range(seed: int, fraction: float) -> None:
+    """With the sensitive channels unknown, the bound contains the range of every selection Algorithm 2 can make."""
+    rng = np.random.default_rng(seed)
+    preset = get_preset("moderate", sensitive_fraction=fraction, channel_multiple=4)
+    layouts = [make_layout((int(k), int(n)), "linear", 32) for k, n in rng.integers([4, 20], [40, 200], (4, 2))]
+    cols = [allowed_columns(preset, 8, lay) for lay in layouts]
+    n_w = sum(lay.n_weights for lay in layouts) + 500
+    free = [layer_budget(f"l{i}", lay, preset, 8, np.zeros(lay.n_channels, bool), None, c)
+            for i, (lay, c) in enumerate(zip(layouts, cols))]
+    n_total = sum(lay.n_channels for lay in layouts)
+    n_keep = min(n_total, int(np.ceil(round(fraction * n_total, 9))))
+    bound = budget_range(free, 500 * 8, n_w, (n_keep, min(n_total, n_keep + 3 * len(layouts))))
+    masks = select_sensitive([rng.standard_normal(lay.n_channels) for lay in layouts], fraction, 4)
+    exact = budget_range([layer_budget(f"l{i}", lay, preset, 8, mk, None, c)
+                          for i, (lay, mk, c) in enumerate(zip(layouts, masks, cols))], 500 * 8, n_w)
+    assert bound[0] - 1e-12 <= exact[0] <= exact[1] <= bound[1] + 1e-12
+    # and the exact range is what allocate_columns reaches at its ends
+    budgets = [layer_budget(f"l{i}", lay, preset, 8, mk, {n: rng.random(lay.n_channels) for n in c}, c)
+               for i, (lay, mk, c) in enumerate(zip(layouts, masks, cols))]
+    for target in exact:
+        allocate_columns(budgets, 500 * 8, n_w, target)
+    with pytest.raises(ConfigError, match="outside"):
+        allocate_columns(budgets, 500 * 8, n_w, exact[0] - 0.01)

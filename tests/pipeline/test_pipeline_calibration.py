@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bitvert.core.grouping import make_layout
-from bitvert.errors import InputError
+from bitvert.errors import InputError, UnsupportedLayerError
 from bitvert.pipeline import select_layers
 from bitvert.pipeline.calibration import (
     calibrate_sequentially,
@@ -90,7 +90,38 @@ CONVS = [
     lambda: nn.Conv2d(6, 8, 1),
     lambda: nn.Conv1d(6, 8, 3, padding=1),
     lambda: nn.Conv3d(4, 8, (2, 3, 3), padding=(0, 1, 1)),
+    lambda: _StaticSameConv(6, 8, 5, stride=2, pad=nn.ZeroPad2d((1, 2, 1, 2))),
+    lambda: _StaticSameConv(6, 6, 5, stride=2, groups=6, pad=nn.ZeroPad2d((2, 2, 1, 3))),
+    lambda: _StaticSameConv(6, 8, 3, pad=nn.Identity()),
+    lambda: _StaticSameConv(6, 8, 3, pad=Identity()),
 ]
+
+
+class Identity(nn.Module):
+    """A package's own identity module, as efficientnet_lite_pytorch's ``utils.Identity``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class _StaticSameConv(nn.Conv2d):
+    """EfficientNet's ``Conv2dStaticSamePadding``: pads its input in ``forward`` (TensorFlow "same")."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
+                 pad: nn.Module | None = None) -> None:
+        super().__init__(cin, cout, k, stride=stride, groups=groups)
+        self.static_padding = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(self.static_padding(x), self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+
+def test_other_padding_in_forward_is_refused() -> None:
+    conv = _StaticSameConv(4, 8, 3, pad=nn.ReflectionPad2d(1))
+    m = nn.Sequential(conv)
+    with pytest.raises(UnsupportedLayerError, match="only zero padding"):
+        collect_hessians(m, _layers(m), [torch.randn(1, 4, 6, 6)])
 
 
 @pytest.mark.parametrize("make", CONVS)
@@ -293,3 +324,87 @@ def test_output_gains_of_a_linear_chain() -> None:
     np.testing.assert_allclose(gains["1"], np.ones(3), rtol=0.1)
     assert all(not p.requires_grad or p.grad is None for p in model.parameters())
     assert model[0].weight.requires_grad  # flags restored (parameters require grad by default)
+
+
+class _TokenBlock(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.up, self.down = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
+        return (x + self.down(torch.relu(self.up(x))),)
+
+
+class _TokenModel(nn.Module):
+    """Per-token blocks fed a tokenizer-like mapping; the head reads the masked mean (a pooler)."""
+
+    def __init__(self, d: int = 8) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(20, d)
+        self.inp = nn.Linear(d, d)
+        self.layers = nn.ModuleList(_TokenBlock(d) for _ in range(2))
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        h = self.inp(self.emb(input_ids))
+        for blk in self.layers:
+            h = blk(h, attention_mask=attention_mask)[0]
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        return self.head((h * m).sum(1) / m.sum(1))
+
+
+def _padded_and_single() -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    gen = torch.Generator().manual_seed(9)
+    samples = [torch.randint(1, 20, (n,), generator=gen) for n in (5, 3, 2, 4)]
+    single = [{"input_ids": s[None], "attention_mask": torch.ones(1, len(s), dtype=torch.long)} for s in samples]
+    padded = []
+    for pair, left in ((samples[:2], False), (samples[2:], True)):  # right- and left-padded batches
+        width = max(len(s) for s in pair)
+        ids = torch.zeros(len(pair), width, dtype=torch.long)  # pad id 0 has a non-zero embedding
+        mask = torch.zeros(len(pair), width, dtype=torch.long)
+        for i, s in enumerate(pair):
+            sl = slice(width - len(s), width) if left else slice(0, len(s))
+            ids[i, sl], mask[i, sl] = s, 1
+        padded.append({"input_ids": ids, "attention_mask": mask})
+    return padded, single
+
+
+def test_padded_tokens_are_not_counted_in_h() -> None:
+    torch.manual_seed(10)
+    model = _TokenModel().eval()
+    padded, single = _padded_and_single()
+    want = collect_hessians(model, _layers(model), single)
+    got = collect_hessians(model, _layers(model), padded)
+    assert got.n_samples == want.n_samples
+    assert got.n_samples["inp"] == 14 and got.n_samples["head"] == 4  # 14 real tokens; the pooler sees 4 rows
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-6, atol=1e-6)  # float32 forward, batched vs single
+    # the mask matters: without it the padded rows would count
+    unmasked = collect_hessians(model, _layers(model), [(b["input_ids"], torch.ones_like(b["attention_mask"]))
+                                                       for b in padded])
+    assert unmasked.n_samples["inp"] == 18
+    assert not torch.allclose(unmasked["inp"], want["inp"])
+
+
+@pytest.mark.parametrize("blocks", [True, False])
+def test_sequential_padded_batches_equal_single_samples(blocks: bool, caplog) -> None:
+    def run(batches) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        torch.manual_seed(11)
+        model = _TokenModel().eval()
+        seen: dict[str, torch.Tensor] = {}
+
+        def prune(layer, h) -> None:
+            seen[layer.name] = h.clone()
+            with torch.no_grad():
+                layer.module.weight.copy_((layer.module.weight * 4).round() / 4)
+
+        return seen, calibrate_sequentially(model, _layers(model), batches, prune, blocks=blocks)
+
+    padded, single = _padded_and_single()
+    with caplog.at_level(logging.INFO, logger="bitvert.pipeline.calibration"):
+        got, got_n = run(padded)
+    assert ("block by block (2 blocks" in caplog.text) == blocks
+    want, want_n = run(single)
+    assert got_n == want_n and got_n["layers.1.down"] == 14
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-6, atol=1e-6)  # float32 forward, batched vs single

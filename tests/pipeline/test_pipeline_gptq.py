@@ -97,3 +97,32 @@ def test_cli_set_solver(tmp_path) -> None:
                                     "--no-eval", "--out", str(tmp_path / "o")])
     assert res.exit_code != 0
     assert "'greedy' or 'gptq'" in (res.output + str(res.exception))
+
+
+@pytest.mark.parametrize("quantized", [True, False])
+def test_gptq_quantized_inputs_collects_h_on_fake_quantized_inputs(block, block_batches, monkeypatch,
+                                                                   quantized) -> None:
+    import bitvert.pipeline.global_prune as gp
+
+    seen: list[torch.Tensor] = []
+    original = gp.calibrate_sequentially
+
+    def spy(model, layers, batches, callback, **kw):
+        first = layers[0].module
+        probe = first.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+        try:
+            return original(model, layers, batches, callback, **kw)
+        finally:
+            probe.remove()
+
+    monkeypatch.setattr(gp, "calibrate_sequentially", spy)
+    preset = get_preset("llm-moderate-gptq", quant={"act_bits": 4}, gptq_quantized_inputs=quantized)
+    model = copy.deepcopy(block)
+    rep = prune_model_(model, preset, calibration=block_batches)
+    assert seen
+    distinct = max(int(torch.unique(x).numel()) for x in seen)
+    assert (distinct <= 16) == quantized  # 4-bit activations: at most 16 values per tensor
+    # only the final activation quantizer's hooks stay on the model
+    hooks = {name: len(m._forward_pre_hooks) for name, m in model.named_modules() if m._forward_pre_hooks}
+    assert set(hooks.values()) == {1} and len(hooks) == len(rep.activation_quantizer.layers)
+    assert not get_preset("moderate-gptq").gptq_quantized_inputs

@@ -164,3 +164,54 @@ def test_kernel_outputs_lie_on_their_grid(data) -> None:
     valid = (np.arange(g)[None, :] < lengths[:, None]) & (out >= -(q + 1)) & (out <= q)
     col = np.clip(out.astype(np.int64) + q + 1, 0, 2 * q + 1)
     assert grid[np.arange(64)[:, None], col][valid].all()
+
+
+def _outlier_layer(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A layer whose last group of inputs carries most of the energy (as a transformer's outlier features)."""
+    w, _ = _layer(seed, k=8, n=128)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(512, 128)) @ (np.eye(128) + 0.3 * rng.normal(size=(128, 128)) / np.sqrt(128))
+    x[:, 96:] *= 8.0
+    return w, x.T @ x
+
+
+def test_act_order_walks_high_energy_groups_first() -> None:
+    cfg = PruneConfig("zero_point", columns=4)
+    plain, ordered = [], []
+    for seed in range(12):
+        w, h = _outlier_layer(seed)
+        a = gptq_prune(w, cfg, h)
+        b = gptq_prune(w, cfg, h, act_order=True)
+        plain.append(output_error(w, a.weights, h).sum())
+        ordered.append(output_error(w, b.weights, h).sum())
+        greedy = output_error(w, _greedy(w, cfg), h)
+        assert (output_error(w, b.weights, h) <= greedy * (1 + 1e-9)).all()
+        assert (b.metadata.free_columns[b.metadata.pruned] >= 4).all()
+        assert np.array_equal(decode(encode(b)), b.weights)
+    assert np.mean(np.array(ordered) / np.array(plain)) < 0.97  # the outlier group's error is compensated
+    # groups already in decreasing energy: the same walk, the same result
+    w, h = _layer(1, k=8, n=96)
+    h = h * np.repeat([3.0, 2.0, 1.0], 32)[:, None] ** 0.5 * np.repeat([3.0, 2.0, 1.0], 32)[None, :] ** 0.5
+    assert np.array_equal(gptq_prune(w, cfg, h, act_order=True).weights, gptq_prune(w, cfg, h).weights)
+    # GPTQ proper on a uniform grid takes the same order
+    units = w / 127 * 7
+    assert (output_error(units, gptq_round(units, 4, h, act_order=True), h).sum()
+            <= output_error(units, np.clip(np.rint(units), -7, 7), h).sum())
+
+
+@pytest.mark.parametrize("shape,kind,groups", [((8, 12, 3, 3), "conv", 1), ((16, 4, 3, 3), "conv", 4)])
+def test_act_order_on_convolutions_keeps_groups_intact(shape, kind, groups) -> None:
+    rng = np.random.default_rng(8)
+    w = np.clip(rng.laplace(size=shape) * 30, -127, 127)
+    lay = make_layout(shape, kind, 32)
+    n = lay.rows_per_channel * lay.row_length
+    x = rng.normal(size=(groups, 3 * n, n)) * rng.uniform(0.2, 4.0, n)
+    h = np.einsum("gtn,gtm->gnm", x, x)
+    h = h[0] if groups == 1 else h
+    cfg = PruneConfig("zero_point", columns=4, group_size=32)
+    res = gptq_prune(w, cfg, h, kind=kind, act_order=True)
+    rows_w = lay.to_rows(w).reshape(lay.n_channels, -1)
+    rows_new = lay.to_rows(res.weights).reshape(lay.n_channels, -1)
+    rows_old = lay.to_rows(_greedy(w, cfg, kind=kind)).reshape(lay.n_channels, -1)
+    assert output_error(rows_w, rows_new, h).sum() < output_error(rows_w, rows_old, h).sum()
+    assert np.array_equal(decode(encode(res)), res.weights)  # every group on the grid of its own metadata

@@ -36,7 +36,7 @@ from bitvert.pipeline.quantize import quantize_weight
 from bitvert.pruning import GroupMetadata, PruneConfig, PruneResult, prune
 
 __all__ = ["channel_group_bits", "prune_by_columns", "channel_output_errors", "allowed_columns", "LayerBudget",
-           "layer_budget", "allocate_columns"]
+           "layer_budget", "allocate_columns", "budget_range", "check_target_bits"]
 
 logger = logging.getLogger(__name__)
 
@@ -180,17 +180,23 @@ class LayerBudget:
         columns: the allowed ``N``, ascending.
         errors: ``float64[len(columns), K]`` output error per channel at each ``N`` (0 for sensitive channels).
         bits: ``int64[len(columns), K]`` weight bits per channel at each ``N`` (the effective-bits rule).
+        dense_bits: bits of one channel kept dense (a sensitive channel).
     """
 
     name: str
     columns: list[int]
     errors: np.ndarray
     bits: np.ndarray
+    dense_bits: int = 0
 
 
 def layer_budget(name: str, layout: GroupLayout, preset: PipelinePreset, bits: int, sensitive: np.ndarray,
-                 errors: Mapping[int, np.ndarray], columns: Sequence[int]) -> LayerBudget:
-    """Per-channel errors and bits of one layer at each allowed ``N`` (sensitive channels: 8 bits, no error)."""
+                 errors: Mapping[int, np.ndarray] | None, columns: Sequence[int]) -> LayerBudget:
+    """Per-channel errors and bits of one layer at each allowed ``N`` (sensitive channels: 8 bits, no error).
+
+    ``errors=None``: only the bits (errors 0), e.g. for :func:`budget_range` before any Hessian exists."""
+    if errors is None:
+        errors = {n: np.zeros(layout.n_channels) for n in columns}
     normal = ~np.asarray(sensitive, dtype=bool)
     rows = []
     for n in columns:
@@ -202,7 +208,8 @@ def layer_budget(name: str, layout: GroupLayout, preset: PipelinePreset, bits: i
             rows.append(channel_group_bits(layout, active, bits - n, bits, preset.metadata_bits_per_group))
     err = np.stack([np.where(normal, errors[n], 0.0) for n in columns]) if columns else np.zeros((0, layout.n_channels))
     return LayerBudget(name=name, columns=list(columns), errors=err,
-                       bits=np.stack(rows) if rows else np.zeros((0, layout.n_channels), np.int64))
+                       bits=np.stack(rows) if rows else np.zeros((0, layout.n_channels), np.int64),
+                       dense_bits=layout.n_weights // layout.n_channels * bits)
 
 
 def _hull(x: np.ndarray, y: np.ndarray) -> list[int]:
@@ -218,6 +225,56 @@ def _hull(x: np.ndarray, y: np.ndarray) -> list[int]:
                 break
         hull.append(i)
     return hull
+
+
+def _column_span(layers: Sequence[LayerBudget]) -> tuple[int, int]:
+    n_min = min((l.columns[0] for l in layers if l.columns), default=0)
+    n_max = max((l.columns[-1] for l in layers if l.columns), default=0)
+    return n_min, n_max
+
+
+def check_target_bits(target_bits: float, reach: tuple[float, float], layers: Sequence[LayerBudget],
+                      bound: bool = False) -> None:
+    """Raise :class:`ConfigError` naming the range when ``target_bits`` is outside ``reach = (lo, hi)``.
+
+    ``bound``: the range is an outer bound (the sensitive channels are not chosen yet), not the exact one.
+    """
+    lo, hi = reach
+    if lo - 1e-12 <= target_bits <= hi + 1e-12:
+        return
+    n_min, n_max = _column_span(layers)
+    what = ("a range holding every effective bits" if bound else "the effective bits")
+    raise ConfigError(
+        f"target_bits={target_bits:g} is outside [{lo:.4f}, {hi:.4f}], {what} this model reaches with N in "
+        f"{n_min}..{n_max} per pruned layer (INT8 layers and sensitive channels stay at 8 bits); choose a "
+        "target in that range")
+
+
+def budget_range(layers: Sequence[LayerBudget], fixed_bits: int, n_weights: int,
+                 n_sensitive: tuple[int, int] | None = None) -> tuple[float, float]:
+    """The effective bits a bit budget can reach: ``(lowest, highest)``, from shapes and the preset alone.
+
+    Every pruned layer at its largest allowed ``N`` gives the lowest, at its smallest the highest (what
+    :func:`allocate_columns` can reach; the errors of ``layers`` are not used).
+
+    Args:
+        layers: :func:`layer_budget` of every pruned layer, with its sensitive channels when they are known.
+        fixed_bits, n_weights: as in :func:`allocate_columns`.
+        n_sensitive: when the sensitive channels are not chosen yet (``layers`` were built without them):
+            ``(fewest, most)`` channels the selection may keep dense. The range is then an outer bound: the
+            fewest placed where they cost least at the largest ``N``, the most where they cost most at the
+            smallest ``N``.
+    """
+    used = [l for l in layers if l.columns]
+    low = np.concatenate([l.bits[-1] for l in used]) if used else np.zeros(0, np.int64)
+    high = np.concatenate([l.bits[0] for l in used]) if used else np.zeros(0, np.int64)
+    lo_total, hi_total = int(low.sum()), int(high.sum())
+    if n_sensitive is not None and used:
+        per_ch = np.concatenate([np.full(l.bits.shape[1], l.dense_bits, np.int64) for l in used])
+        fewest, most = (max(0, min(int(n), per_ch.size)) for n in n_sensitive)
+        lo_total += int(np.sort(per_ch - low)[:fewest].sum())
+        hi_total += int(np.sort(per_ch - high)[::-1][:most].sum())
+    return (fixed_bits + lo_total) / n_weights, (fixed_bits + hi_total) / n_weights
 
 
 def allocate_columns(layers: Sequence[LayerBudget], fixed_bits: int, n_weights: int, target_bits: float
@@ -253,14 +310,7 @@ def allocate_columns(layers: Sequence[LayerBudget], fixed_bits: int, n_weights: 
         min_total -= int(tb[0] - tb[idx[-1]])
         for a, b in zip(idx[:-1], idx[1:]):
             segs.append(((te[b] - te[a]) / (x[b] - x[a]), li, a, b, int(tb[a] - tb[b])))
-    hi, lo = total0 / n_weights, min_total / n_weights
-    if not lo - 1e-12 <= target_bits <= hi + 1e-12:
-        n_min = min((l.columns[0] for l in layers if l.columns), default=0)
-        n_max = max((l.columns[-1] for l in layers if l.columns), default=0)
-        raise ConfigError(
-            f"target_bits={target_bits:g} is outside [{lo:.4f}, {hi:.4f}], the effective bits this model reaches "
-            f"with N in {n_min}..{n_max} per pruned layer (INT8 layers and sensitive channels stay at 8 bits); "
-            "choose a target in that range")
+    check_target_bits(target_bits, (min_total / n_weights, total0 / n_weights), layers)
     choice = [np.zeros(l.bits.shape[1], dtype=np.int64) for l in layers]  # index into l.columns per channel
     need = total0 - target_total
     segs.sort(key=lambda s: (s[0], s[1], s[2]))

@@ -30,6 +30,12 @@ Every other layer (``groups == 1``) has a 2-d ``[L, L]`` ``H``.
 ``H`` is a float64 *sum* (not a mean) over all input rows: tokens for linear layers, output positions
 times batch for convolutions. :attr:`Hessians.n_samples` holds the row counts.
 
+**Padded text batches.** When a batch is a mapping (e.g. a tokenizer's ``BatchEncoding``) with a 2-d
+``attention_mask`` ``[batch, tokens]``, the rows of a linear layer's input ``[batch, tokens, in]`` whose
+mask is 0 (padding) are left out of ``H`` and of the row counts, so a padded batch gives the same ``H`` as
+its samples run one by one. Inputs of another shape (a pooler's ``[batch, in]``, convolutions) are not
+masked.
+
 **Sequential mode** (:func:`calibrate_sequentially`): each layer's ``H`` is collected from inputs that
 already passed through the earlier layers *after* the caller's callback changed them (standard for
 GPTQ). Layers that receive the very same input tensor (attention ``q``/``k``/``v``, an MLP's gate and
@@ -115,9 +121,34 @@ def _conv_geometry(module: nn.Module) -> _ConvGeometry:
     mode = str(module.padding_mode)
     if len(stride) != nd or len(dilation) != nd:
         raise UnsupportedLayerError(f"convolution {type(module).__name__} has inconsistent stride/dilation")
+    static = _static_padding(module, nd)
+    if static is not None:
+        if mode != "zeros" and any(pad):
+            raise UnsupportedLayerError(
+                f"convolution {type(module).__name__} pads its input twice (static_padding and padding_mode "
+                f"{mode!r}); its im2col rows cannot be rebuilt")
+        pad, mode = tuple(a + b for a, b in zip(pad, static)), "zeros"
     return _ConvGeometry(kernel=kernel, stride=stride, dilation=dilation, pad=pad,
                          pad_mode="constant" if mode == "zeros" else mode, groups=int(module.groups),
                          in_channels=int(w.shape[1]) * int(module.groups))
+
+
+_CONSTANT_PADS = (nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d)
+
+
+def _static_padding(module: nn.Module, nd: int) -> tuple[int, ...] | None:
+    """The zero padding a "same"-padding convolution applies in its own ``forward`` before convolving (the
+    ``static_padding`` module of EfficientNet's ``Conv2dStaticSamePadding``), in ``F.pad`` order; ``None``
+    when it has none. The forward pre-hooks see the input before that padding."""
+    static = getattr(module, "static_padding", None)
+    if static is None or isinstance(static, nn.Identity) or (
+            type(static).__name__ == "Identity" and not any(True for _ in static.parameters())):
+        return None  # no padding (efficientnet_lite_pytorch ships its own parameter-free Identity)
+    if not isinstance(static, _CONSTANT_PADS) or float(static.value) != 0.0 or len(static.padding) != 2 * nd:
+        raise UnsupportedLayerError(
+            f"convolution {type(module).__name__} pads its input with {type(static).__name__} in its forward; "
+            "only zero padding (nn.ZeroPad*d / nn.ConstantPad*d with value 0) can be rebuilt for its Hessian")
+    return tuple(int(p) for p in static.padding)
 
 
 def _kind_of(module: nn.Module) -> str:
@@ -246,6 +277,7 @@ class _Accumulator:
         self.h: dict[str, torch.Tensor] = {}
         self.n: dict[str, int] = {l.name: 0 for l in self.layers}
         self.enabled = True
+        self.mask: torch.Tensor | None = None  # the current batch's attention mask (bool [batch, tokens])
         self._memo: list[tuple[weakref.ref[torch.Tensor], tuple[Any, ...], torch.Tensor, int]] = []
         self._handles: list[Any] = []
 
@@ -278,7 +310,7 @@ class _Accumulator:
                 contribution, rows = c, r
                 break
         if contribution is None:
-            contribution, rows = self._gram(layer.module, x.detach())
+            contribution, rows = self._gram(layer.module, _real_tokens(layer.module, x.detach(), self.mask))
             self._memo.append((weakref.ref(x), sig, contribution, rows))
         acc = self.h.get(layer.name)
         if acc is None:
@@ -302,6 +334,42 @@ class _Accumulator:
             h = self.h.get(layer.name)
             out[layer.name] = h if h is not None else torch.zeros(hessian_shape(layer.module), dtype=torch.float64)
         return out
+
+
+def _batch_mask(batch: Any) -> torch.Tensor | None:
+    """The ``attention_mask`` of a mapping batch as bool ``[batch, tokens]``; ``None`` when it has none or
+    when it masks nothing (every token real)."""
+    if not isinstance(batch, Mapping):
+        return None
+    mask = batch.get("attention_mask")
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 2:
+        return None
+    mask = mask != 0
+    return None if bool(mask.all()) else mask
+
+
+def _real_tokens(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """A linear layer's input without its padded tokens (``[n_real, in]``) when ``x`` is ``[batch, tokens,
+    in]`` and ``mask`` is ``[batch, tokens]``; ``x`` unchanged otherwise."""
+    if mask is None or x.ndim != 3 or tuple(x.shape[:2]) != tuple(mask.shape):
+        return x
+    if _kind_of(module) not in ("linear", "linear_in_out"):
+        return x
+    return x[mask.to(x.device)]
+
+
+def _run_masked(model: nn.Module, data: Sequence[Any], acc: "_Accumulator") -> None:
+    """Run every batch with ``acc.mask`` set to its attention mask; a hook's :class:`_StopForward` ends
+    that batch's pass."""
+    try:
+        for batch in data:
+            acc.mask = _batch_mask(batch)
+            try:
+                run_batches(model, [batch])
+            except _StopForward:
+                pass
+    finally:
+        acc.mask = None
 
 
 def _check_layers(layers: Sequence[QuantLayer]) -> list[QuantLayer]:
@@ -350,18 +418,21 @@ def collect_hessians(
 
     Returns:
         :class:`Hessians` keyed by layer name: ``[L, L]``, or ``[groups, L, L]`` for grouped convolutions.
-        Layers that never ran get zeros (and ``n_samples`` 0), with a logged warning.
+        Layers that never ran get zeros (and ``n_samples`` 0), with a logged warning. Padded tokens of
+        text batches (``attention_mask == 0``) are not counted (module docstring).
 
     Memory: one float64 ``H`` per layer at a time (an LLM's ``[in, in]`` per projection); use
     :func:`calibrate_sequentially` to hold one step's at a time.
     """
     layers = _check_layers(layers)
     _check_dtype(compute_dtype)
+    data = _materialize(batches)
     acc = _Accumulator(layers, order, compute_dtype).attach()
     try:
-        n = run_batches(model, _materialize(batches))
+        _run_masked(model, data, acc)
     finally:
         acc.remove()
+    n = len(data)
     missing = [name for name, c in acc.n.items() if c == 0]
     if missing:
         logger.warning("layers never executed on the %d calibration batches (H = 0): %s", n, missing[:10])
@@ -646,7 +717,7 @@ def _model_step(model: nn.Module, step: list[QuantLayer], done: set[str], layers
     acc = _Accumulator(step, *spec).attach()
     handles = _stop_hooks(later)
     try:
-        _run_each(model, data)
+        _run_masked(model, data, acc)
     finally:
         acc.remove()
         for h in handles:
@@ -671,14 +742,19 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
         counts.update(_model_step(model, step, done, all_layers, data, callback, spec))
     # capture the first block's calls over every batch
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    masks: list[torch.Tensor | None] = []  # attention mask of the batch of each captured call
+    current: list[torch.Tensor | None] = [None]
 
     def capture(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         calls.append((args, dict(kwargs)))
+        masks.append(current[0])
         raise _StopForward
 
     handle = first_block.register_forward_pre_hook(capture, with_kwargs=True)
     try:
-        _run_each(model, data)
+        for batch in data:
+            current[0] = _batch_mask(batch)
+            _run_each(model, [batch])
     finally:
         handle.remove()
     hidden = [_hidden_in(*c) for c in calls]
@@ -690,7 +766,8 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
             acc = _Accumulator(step, *spec).attach()
             handles = _stop_hooks(later)
             try:
-                for (args, kwargs), h in zip(calls, hidden):
+                for (args, kwargs), h, mask in zip(calls, hidden, masks):
+                    acc.mask = mask
                     try:
                         _block_call(block, args, kwargs, h)
                     except _StopForward:

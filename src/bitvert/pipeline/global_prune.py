@@ -44,8 +44,10 @@ from bitvert.errors import ConfigError, InputError
 from bitvert.pipeline.budget import (
     allocate_columns,
     allowed_columns,
+    budget_range,
     channel_group_bits,
     channel_output_errors,
+    check_target_bits,
     layer_budget,
     prune_by_columns,
 )
@@ -113,7 +115,7 @@ def select_sensitive(
     if not np.isfinite(flat).all():
         raise InputError("channel scores contain NaN or inf")
     n_total = flat.size
-    n_keep = min(n_total, math.ceil(round(float(fraction) * n_total, 9)))
+    n_keep = _n_selected(n_total, fraction)
     order = np.argsort(-flat, kind="stable")  # the one global sort
     rank = np.empty(n_total, dtype=np.int64)
     rank[order] = np.arange(n_total)
@@ -130,6 +132,11 @@ def select_sensitive(
         m[local[: k_rounded[i]]] = True
         masks.append(m)
     return masks
+
+
+def _n_selected(n_total: int, fraction: float) -> int:
+    """Channels the global top-β selects before the per-layer rounding."""
+    return min(n_total, math.ceil(round(float(fraction) * n_total, 9)))
 
 
 def channel_scores(weight: torch.Tensor, scale: torch.Tensor, out_axis: int, kind: str) -> np.ndarray:
@@ -495,8 +502,20 @@ def prune_model_(
     _untie_shared_weights(model, layers)
     jobs = _jobs_from_model(layers)
 
+    early: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # INT8 weights the budget check already made
+
     def quantize(job: _LayerJob) -> tuple[torch.Tensor, torch.Tensor]:
+        if job.name in early:
+            return early.pop(job.name)
         return quantize_weight(job.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
+
+    if preset.target_bits is not None:  # before any Hessian is collected
+
+        def quantize_early(job: _LayerJob) -> tuple[torch.Tensor, torch.Tensor]:
+            early[job.name] = quantize(job)
+            return early[job.name]
+
+        _check_budget_reachable(jobs, preset, quantize_early)
 
     hessians, gains = None, None
     if preset.needs_hessians:
@@ -508,8 +527,16 @@ def prune_model_(
         def solve(todo: list[_LayerJob], process: Callable[[_LayerJob, torch.Tensor], None]) -> None:
             by_name = {j.name: j for j in todo}
             chosen = [l for l in layers if l.name in by_name]
-            calibrate_sequentially(model, chosen, batches or [], lambda l, h: process(by_name[l.name], h),
-                                   compute_dtype=torch.float32)
+            # with gptq_quantized_inputs, the Hessians see the layers' inputs as the evaluated model does:
+            # fake-quantized to the activation bits (ranges calibrated on the model as it is now, its INT8
+            # layers already quantized); the final ranges are calibrated afterwards, as always
+            aq_solve = attach_activation_quant(model, layers, batches) if preset.gptq_quantized_inputs else None
+            try:
+                calibrate_sequentially(model, chosen, batches or [], lambda l, h: process(by_name[l.name], h),
+                                       compute_dtype=torch.float32)
+            finally:
+                if aq_solve is not None:
+                    aq_solve.remove()
 
     records = _algorithm2(jobs, preset, quantize, progress, solve, hessians, gains)
     del hessians
@@ -630,11 +657,45 @@ def _budget_columns(
         bits = j.config.weight_bits
         budgets.append(layer_budget(j.name, lay, preset, bits, mask_of[j.name], errors[j.name],
                                     allowed_columns(preset, bits, lay)))
+    fixed, n_weights = _fixed_bits(jobs, pruned)
+    return allocate_columns(budgets, fixed, n_weights, float(preset.target_bits))  # type: ignore[arg-type]
+
+
+def _fixed_bits(jobs: Sequence[_LayerJob], pruned: Sequence[_LayerJob]) -> tuple[int, int]:
+    """Bits of the quantized layers a bit budget does not allocate, and the weights of all quantized layers."""
     names = {j.name for j in pruned}
     quant = [j for j in jobs if j.role is not LayerRole.FP32]
     fixed = sum(int(j.weight.numel()) * j.config.weight_bits for j in quant if j.name not in names)
-    n_weights = sum(int(j.weight.numel()) for j in quant)
-    return allocate_columns(budgets, fixed, n_weights, float(preset.target_bits))  # type: ignore[arg-type]
+    return fixed, sum(int(j.weight.numel()) for j in quant)
+
+
+def _check_budget_reachable(jobs: list[_LayerJob], preset: PipelinePreset,
+                            quantize: Callable[[_LayerJob], tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Reject a ``target_bits`` the model cannot reach from the shapes and the preset, before any Hessian.
+
+    The range is exact when the sensitive channels need no Hessian (``scale``/``std`` scores: selected
+    here as Algorithm 2 selects them); with ``output_error`` scores it is the outer bound over where the
+    global top-β (and its per-layer rounding) may put them (:func:`budget_range`), and
+    :func:`allocate_columns` checks the exact range once they are chosen.
+    """
+    _prepare_jobs(jobs, preset)
+    pruned = _scored_jobs(jobs, preset)
+    layouts = {j.name: _layout_of(j, preset) for j in pruned}
+    kind = _sensitivity_kind(preset)
+    n_sensitive = None
+    if kind == "output_error":
+        masks = {j.name: np.zeros(layouts[j.name].n_channels, dtype=bool) for j in pruned}
+        n_total = sum(lay.n_channels for lay in layouts.values())
+        n_keep = _n_selected(n_total, preset.sensitive_fraction)
+        n_sensitive = (n_keep, min(n_total, n_keep + (preset.channel_multiple - 1) * len(pruned)))
+    else:
+        masks, _ = _select_for_jobs({j.name: channel_scores(j.weight, quantize(j)[1], j.out_axis, kind)
+                                     for j in pruned}, preset)
+    budgets = [layer_budget(j.name, layouts[j.name], preset, j.config.weight_bits, masks[j.name], None,
+                            allowed_columns(preset, j.config.weight_bits, layouts[j.name])) for j in pruned]
+    fixed, n_weights = _fixed_bits(jobs, pruned)
+    reach = budget_range(budgets, fixed, n_weights, n_sensitive)
+    check_target_bits(float(preset.target_bits), reach, budgets, bound=n_sensitive is not None)  # type: ignore[arg-type]
 
 
 # The steps of Algorithm 2 as separate functions, shared by _algorithm2 (every layer in memory) and the
@@ -746,7 +807,7 @@ def _process_layer(
                 if hessian is not None:
                     q_low = torch.from_numpy(gptq_round(
                         (w_fp / s_low.view(shape)).numpy(), stored, hessian, kind=layer.kind, dense_channels=~at,
-                        damp=preset.gptq_damp, block_size=preset.gptq_block))
+                        damp=preset.gptq_damp, block_size=preset.gptq_block, act_order=preset.gptq_act_order))
                 q = torch.where(torch.from_numpy(at).view(shape), q_low, q)
                 scale_out = torch.where(torch.from_numpy(at), s_low, scale_out)
             rec.weight_bits_total = int(per_channel * channel_bits.astype(np.int64).sum())
@@ -757,7 +818,8 @@ def _process_layer(
 
                 def solve_fn(config: Any, dense: np.ndarray) -> Any:
                     return gptq_prune(w_int, config, hessian, kind=layer.kind, dense_channels=dense,
-                                      damp=preset.gptq_damp, block_size=preset.gptq_block, rounded=q_np)
+                                      damp=preset.gptq_damp, block_size=preset.gptq_block, rounded=q_np,
+                                      act_order=preset.gptq_act_order)
 
             q_new, md, lay = prune_by_columns(q_np, layer.kind, preset, bits, sensitive, cols, layer.out_axis,
                                               solve_fn)

@@ -115,6 +115,11 @@ class PipelinePreset(BaseModel):
             calibration batches; ``rtn`` then runs GPTQ proper at ``8 - N`` bits).
         gptq_damp: dampening of the ``gptq`` solver, a fraction of the mean diagonal of ``H``.
         gptq_block: columns per lazy-update block of the ``gptq`` solver.
+        gptq_act_order: the ``gptq`` solver walks whole groups by decreasing input energy (``diag H``)
+            instead of in column order (:func:`bitvert.pruning.gptq.gptq_prune`).
+        gptq_quantized_inputs: the ``gptq`` solver's Hessians are collected on the layers' inputs
+            fake-quantized to ``quant.act_bits`` (as the evaluated model sees them) instead of float inputs;
+            no effect for weight-only presets.
         quant: weight/activation quantization.
         rules: regex over module names -> ``prune`` / ``int8`` / ``fp32`` (or ``None`` = fp32);
             the first full match wins and overrides ``first_layer`` / ``last_layer``.
@@ -141,6 +146,8 @@ class PipelinePreset(BaseModel):
     solver: Literal["greedy", "gptq"] = "greedy"
     gptq_damp: float = Field(0.01, ge=0.0, le=1.0)
     gptq_block: int = Field(128, ge=1, le=4096)
+    gptq_act_order: bool = False
+    gptq_quantized_inputs: bool = False
     quant: QuantConfig = QuantConfig()
     rules: dict[str, LayerRole | None] = Field(default_factory=dict)
 

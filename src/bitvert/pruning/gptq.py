@@ -201,15 +201,38 @@ def _row_factors(h: np.ndarray, damp: float, rows: np.ndarray, n_channels: int) 
     return up[rows // (n_channels // up.shape[0])]
 
 
+def _act_order(h: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Groups by decreasing input energy (the sum of ``diag(H)`` over a group's columns, averaged over the
+    Hessians of a grouped convolution); ties keep the grouping's order."""
+    cum = np.concatenate([[0.0], np.cumsum(np.diagonal(h, axis1=1, axis2=2).mean(axis=0))])
+    return np.argsort(-(cum[stops] - cum[starts]), kind="stable")
+
+
 def _solve_rows(w_rows: np.ndarray, h: np.ndarray, rows: np.ndarray, layout: GroupLayout, damp: float,
-                block_size: int, choose: _Choose, bits: int, uniform: tuple[int, int]) -> np.ndarray:
-    """Run the solver on ``rows`` of ``w_rows`` (group order); raises :class:`_NotPositiveDefinite`."""
+                block_size: int, choose: _Choose, bits: int, uniform: tuple[int, int],
+                act_order: bool = False) -> np.ndarray:
+    """Run the solver on ``rows`` of ``w_rows`` (group order); raises :class:`_NotPositiveDefinite`.
+
+    ``act_order``: walk whole groups by decreasing input energy (:func:`_act_order`) instead of in the
+    grouping's order; a group's columns stay together, so its metadata and grid are unchanged.
+    """
     width, gpr, length = layout.width, layout.groups_per_row, layout.row_length
     starts = (np.arange(layout.rows_per_channel)[:, None] * length
               + np.arange(gpr)[None, :] * width).reshape(-1)
     stops = starts + np.tile(layout.lengths()[:gpr], layout.rows_per_channel)
-    up = _row_factors(h, damp, rows, layout.n_channels)
-    return _error_feedback(w_rows[rows], up, starts, stops, choose, block_size, bits, uniform)
+    if not act_order:
+        up = _row_factors(h, damp, rows, layout.n_channels)
+        return _error_feedback(w_rows[rows], up, starts, stops, choose, block_size, bits, uniform)
+    order = _act_order(h, starts, stops)
+    perm = np.concatenate([np.arange(starts[j], stops[j]) for j in order])
+    sizes = (stops - starts)[order]
+    new_stops = np.cumsum(sizes)
+    up = _row_factors(np.ascontiguousarray(h[:, perm][:, :, perm]), damp, rows, layout.n_channels)
+    q_perm = _error_feedback(np.ascontiguousarray(w_rows[rows][:, perm]), up, new_stops - sizes, new_stops,
+                             lambda j, cols: choose(int(order[j]), cols), block_size, bits, uniform)
+    q = np.empty_like(q_perm)
+    q[:, perm] = q_perm
+    return q
 
 
 def _prepare(weights: Any, kind: LayerKind | str | None, group_size: int, remainder: Any,
@@ -231,6 +254,7 @@ def gptq_prune(
     damp: float = DEFAULT_DAMP,
     block_size: int = DEFAULT_BLOCK,
     rounded: Any = None,
+    act_order: bool = False,
 ) -> PruneResult:
     """Binary-prune one layer with error feedback through its input Hessian.
 
@@ -246,6 +270,9 @@ def gptq_prune(
         block_size: columns per lazy-update block (rounded to whole groups).
         rounded: the integers the greedy method would prune (default ``rint(weights)`` clipped to
             the symmetric range); sensitive channels keep them, and they are the greedy comparison.
+        act_order: walk the groups by decreasing input energy (sum of ``diag H`` over the group's
+            columns) instead of in column order, as GPTQ's act-order with static groups: a group's
+            columns stay together, so its metadata is chosen as before.
 
     Returns:
         A :class:`~bitvert.pruning.PruneResult` whose ``original`` is ``rounded``. When ``H`` is not
@@ -292,7 +319,8 @@ def gptq_prune(
         return spec.grid(vals, out, lengths, r, c, config)
 
     try:
-        snapped = _solve_rows(w_rows, h, rows, layout, float(damp), block_size, choose, bits, (-qmax, qmax))
+        snapped = _solve_rows(w_rows, h, rows, layout, float(damp), block_size, choose, bits, (-qmax, qmax),
+                              bool(act_order))
     except _NotPositiveDefinite as exc:
         log.warning("Hessian of a %s layer %s is not positive definite after dampening %g (%s); falling back to "
                     "the greedy %s", layout.kind.value, layout.shape, damp, exc, spec.name)
@@ -327,11 +355,12 @@ def gptq_round(
     dense_channels: Any = None,
     damp: float = DEFAULT_DAMP,
     block_size: int = DEFAULT_BLOCK,
+    act_order: bool = False,
 ) -> np.ndarray:
     """GPTQ on the plain integer grid ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` (the ``rtn`` baseline).
 
     ``weights`` are float weights in integer units of that grid (``W / scale``), module layout;
-    ``dense_channels`` rows are plainly rounded. Per channel the result is kept only where its output
+    ``dense_channels`` rows are plainly rounded; ``act_order`` as in :func:`gptq_prune`. Per channel the result is kept only where its output
     error is not larger than plain rounding's. Falls back to plain rounding (with a logged warning)
     when ``H`` is not positive definite. Returns ``int16`` weights in the module layout.
     """
@@ -351,7 +380,7 @@ def gptq_round(
         return plain
     try:
         snapped = _solve_rows(w_rows, h, rows, layout, float(damp), block_size, lambda j, cols: None, 8,
-                              (-qmax, qmax))
+                              (-qmax, qmax), bool(act_order))
     except _NotPositiveDefinite as exc:
         log.warning("Hessian of a %s layer %s is not positive definite after dampening %g (%s); falling back to "
                     "round-to-nearest", layout.kind.value, layout.shape, damp, exc)

@@ -10,8 +10,9 @@ streaming run's own.
 
 Then times :func:`bitvert.codec.stream.stream_prune` (``--preset``, default ``llm-moderate``) into a fresh
 output folder and prints JSON lines: ``{"bench": "llm_stream", "layers", "preset", "weights", "seconds",
-"m_weights_per_s", "peak_rss_mb", "output_bytes", "bits_per_weight", ...}``. ``load_avg_1m`` records how busy
-the machine was.
+"m_weights_per_s", "peak_rss_mb", "output_bytes", "bits_per_weight", "stage_seconds", ...}``
+(``stage_seconds`` / ``stage_cpu_seconds``: wall / CPU seconds per stage -- setup, read, quantize, score,
+prune, encode, write, checksum). ``load_avg_1m`` records how busy the machine was.
 
 Usage: ``python benchmarks/llm_stream.py [--layers 2] [--preset llm-moderate] [--keep-output]``
 """
@@ -206,6 +207,7 @@ def main() -> None:
         "m_weights_per_s": round(res.n_weights_quantized / seconds / 1e6, 1), "peak_rss_mb": round(_peak_rss_mb(), 0),
         "rss_before_mb": round(rss0, 0), "output_bytes": res.output_bytes,
         "bits_per_weight": round(res.bits_per_weight, 4), "effective_bits": round(res.report.effective_bits, 4),
+        "stage_seconds": res.stage_seconds, "stage_cpu_seconds": res.stage_cpu_seconds,
         "load_avg_1m": round(load0, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads(),
         "python": platform.python_version(),

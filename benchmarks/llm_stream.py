@@ -84,7 +84,9 @@ def _rows(shape: tuple[int, ...], start: int, stop: int, gen) -> "torch.Tensor":
 
 
 def _write_shard(path: Path, entries: list[tuple[str, tuple[int, ...]]], seed: int) -> None:
-    """A safetensors file written tensor by tensor (chunks of rows), never holding a whole tensor as float32."""
+    """A safetensors file written tensor by tensor (chunks of rows), never holding a whole tensor as float32.
+    A shard already there with this header and size (from an interrupted generation) is kept: shards appear
+    only complete (written to ``*.tmp``, then renamed)."""
     import torch
 
     header: dict = {"__metadata__": {"format": "pt"}}
@@ -95,6 +97,10 @@ def _write_shard(path: Path, entries: list[tuple[str, tuple[int, ...]]], seed: i
         offset += nbytes
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
+    if path.is_file() and path.stat().st_size == 8 + len(text) + offset:
+        with open(path, "rb") as fh:
+            if fh.read(8 + len(text)) == len(text).to_bytes(8, "little") + text:
+                return
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         fh.write(len(text).to_bytes(8, "little"))

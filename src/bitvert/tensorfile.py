@@ -40,7 +40,7 @@ def tensor_checksum(t: torch.Tensor) -> str:
     raw = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{str(t.dtype)}|{list(t.shape)}|".encode())
-    h.update(raw.tobytes())
+    h.update(raw)  # hashed from the tensor's memory: no copy of its bytes
     return h.hexdigest()
 
 

@@ -238,6 +238,22 @@ def test_parse_size(text, value):
     assert parse_size(text) == value
 
 
+def test_tensor_byte_ranges_and_prefetch(tmp_path):
+    """The byte range HFCheckpoint records for a tensor holds exactly its stored bytes; prefetching it (read-ahead
+    advice to the operating system) changes nothing and never fails."""
+    src = write_hf(tmp_path / "hf", n_shards=3)
+    hf = HFCheckpoint(src)
+    for name, t in hf.tensors.items():
+        start, length = hf._ranges[name]
+        with open(src / t.file, "rb") as fh:
+            fh.seek(start)
+            raw = fh.read(length)
+        stored = hf.read(name)
+        assert raw == stored.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes(), name
+        hf.prefetch(name)
+    hf.prefetch("no.such.tensor")
+
+
 @pytest.mark.parametrize("bad", ["", "lots", "-1GB", "0", 0])
 def test_parse_size_rejects(bad):
     with pytest.raises(InputError):

@@ -193,13 +193,14 @@ class HFCheckpoint:
                              "with save_pretrained(..., safe_serialization=True)")
         files = sorted(set(weight_map.values())) if weight_map is not None else [_HF_SINGLE]
         self.tensors: dict[str, SourceTensor] = {}
+        self._ranges: dict[str, tuple[int, int]] = {}  # tensor -> (first byte in its shard, byte count)
         for fname in files:
             path = self.folder / fname
             if not path.is_file():
                 first = next(k for k, v in (weight_map or {}).items() if v == fname)
                 raise InputError(f"shard {str(path)!r} is missing (the index puts tensor {first!r} there); "
                                  "download the complete model")
-            self._check_size(path)
+            ranges = self._check_size(path)
             try:
                 handle = safe_open(str(path), framework="pt")
                 keys = list(handle.keys())
@@ -215,22 +216,45 @@ class HFCheckpoint:
                                       "it; the index and the shards do not belong together")
                 dtype, shape = infos[k]
                 self.tensors[k] = SourceTensor(name=k, file=fname, dtype=str(dtype), shape=shape)
+                self._ranges[k] = ranges[k]
         self.files = files
 
     @staticmethod
-    def _check_size(path: Path) -> None:
-        """A shard whose data section is shorter than its header says is truncated (safetensors maps it lazily)."""
+    def _check_size(path: Path) -> dict[str, tuple[int, int]]:
+        """A shard whose data section is shorter than its header says is truncated (safetensors maps it lazily).
+        Returns every tensor's ``(first byte in the file, byte count)``."""
         size = path.stat().st_size
         n, head = read_safetensors_header(path, "; download it again")
         try:
-            ends = {k: int(v["data_offsets"][1]) for k, v in head.items() if k != "__metadata__"}
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            spans = {k: (int(v["data_offsets"][0]), int(v["data_offsets"][1]))
+                     for k, v in head.items() if k != "__metadata__"}
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             raise FormatError(f"shard {str(path)!r} has an unreadable header ({exc}); download it again") from None
+        ends = {k: b for k, (_, b) in spans.items()}
         end = max(ends.values(), default=0)
         if size < 8 + n + end:
             last = max(ends, key=lambda k: ends[k])
             raise FormatError(f"shard {str(path)!r} is truncated: {size} bytes, its header needs {8 + n + end} "
                               f"(tensor {last!r} ends beyond the file); download it again")
+        return {k: (8 + n + a, max(0, b - a)) for k, (a, b) in spans.items()}
+
+    def prefetch(self, name: str) -> None:
+        """Ask the operating system to start reading tensor ``name`` from disk in the background
+        (``posix_fadvise(WILLNEED)``), so that it is in the page cache when read; a no-op where that call
+        does not exist. Returns at once."""
+        if not hasattr(os, "posix_fadvise") or name not in self._ranges:
+            return
+        start, length = self._ranges[name]
+        try:
+            fd = os.open(self.folder / self.tensors[name].file, os.O_RDONLY)
+        except OSError:
+            return  # the read itself reports a missing file
+        try:
+            os.posix_fadvise(fd, start, length, os.POSIX_FADV_WILLNEED)
+        except OSError as exc:  # advice only: reading works without it
+            log.debug("posix_fadvise on %s failed: %s", self.tensors[name].file, exc)
+        finally:
+            os.close(fd)
 
     @property
     def fp32_bytes(self) -> int:
@@ -343,7 +367,8 @@ class StreamResult:
         seconds: wall time of this call; ``resumed_shards``: shards found finished and kept.
         stage_seconds: wall seconds per stage (:data:`STREAM_STAGES`: ``read`` the input and convert it to
             float32, ``quantize``, ``score`` the channels (pass 1), ``prune``, ``encode``, ``write`` the
-            shards, ``checksum`` them, and ``setup``: opening the input and planning); ``stage_cpu_seconds``:
+            shards (hashing them as they are written), ``checksum`` the finished shards a resumed run finds,
+            and ``setup``: opening the input and planning); ``stage_cpu_seconds``:
             process CPU seconds (all threads) of the same stages.
     """
 
@@ -360,9 +385,13 @@ class StreamResult:
     stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
 
+_FILE_DIGEST_BYTES = 16
+"""blake2b digest size of an output shard's checksum."""
+
+
 def _file_checksum(path: Path, timer: StageTimer | None = None) -> str:
     with (timer or StageTimer()).stage("checksum"):
-        h = hashlib.blake2b(digest_size=16)
+        h = hashlib.blake2b(digest_size=_FILE_DIGEST_BYTES)
         with open(path, "rb") as fh:
             while chunk := fh.read(1 << 24):
                 h.update(chunk)
@@ -476,6 +505,7 @@ def stream_prune(
     bar = tqdm(total=n_total, desc=f"prune+encode ({preset.name})", unit="w", unit_scale=True,
                disable=not progress, leave=False, smoothing=0.1)
     resumed = 0
+    next_source = {id(u): v.source for u, v in zip(units, units[1:])}  # read ahead one tensor
     for sname, shard in zip(names, shards):
         done = state["shards"].get(sname)
         path = out / sname
@@ -490,6 +520,8 @@ def stream_prune(
         copied: dict[str, torch.Tensor] = {}
         records: list[dict[str, Any]] = []
         for unit in shard:
+            if id(unit) in next_source:
+                src.prefetch(next_source[id(unit)])
             if unit.job is None:
                 with timer.stage("read"):
                     copied[unit.key] = src.read(unit.source)
@@ -502,10 +534,11 @@ def stream_prune(
                     with timer.stage("read"):
                         copied[unit.key] = src.read(unit.source)
             bar.update(unit.n_elements)
+        digest = hashlib.blake2b(digest_size=_FILE_DIGEST_BYTES)  # the shard's checksum, hashed as it is written
         with timer.stage("write"):
-            save_encoded(path, tensors, scales, copied, {"sharded_index": INDEX_NAME, "shard": sname})
+            save_encoded(path, tensors, scales, copied, {"sharded_index": INDEX_NAME, "shard": sname}, digest=digest)
         del tensors, scales, copied
-        state["shards"][sname] = {"size_bytes": path.stat().st_size, "blake2b": _file_checksum(path, timer),
+        state["shards"][sname] = {"size_bytes": path.stat().st_size, "blake2b": digest.hexdigest(),
                                   "records": records, "encoded": [u.key for u in shard if u.job is not None
                                                                   and u.job.role is not LayerRole.FP32],
                                   "keys": [u.key for u in shard]}

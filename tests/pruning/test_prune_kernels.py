@@ -45,8 +45,11 @@ def group_batch(draw):
 @given(group_batch())
 def test_kernel_equals_reference_on_edge_short_and_inactive_groups(batch):
     cfg, vals, lengths, active = batch
-    out, red, const = cfg.spec.kernel(vals, lengths, active, cfg)
-    assert out.dtype == np.int16 and red.dtype == np.uint8 and const.dtype == np.int16
+    out, red, const, free = cfg.spec.kernel(vals, lengths, active, cfg)
+    assert out.dtype == np.int16 and red.dtype == np.uint8 and const.dtype == np.int16 and free.dtype == np.uint8
+    # the free columns the kernel counted in its own pass are the registry's count of its output
+    counted = cfg.spec.count_free(out, const, lengths, int(cfg.weight_bits), cfg.redundant_cap)
+    assert free.tolist() == counted.tolist()
     for i in range(vals.shape[0]):
         length = lengths[i]
         assert not out[i, length:].any(), "phantom entries must be written as 0"
@@ -122,8 +125,8 @@ def test_zero_point_kernel_with_a_single_candidate():
     """A single-candidate range (``cmin == cmax``) returns that candidate's rounding."""
     vals = np.array([[81, -20, 1, -7], [0, 0, 0, 0]], dtype=np.int16)
     tables = _zero_point_tables(8, 4, 4, 5, 5, False)
-    out, red, const = _kernels.zero_point(vals, np.full(2, 4, np.int32), np.ones(2, bool), *tables,
-                                          8, 4, 3, 5, 5, False)
+    out, red, const, _ = _kernels.zero_point(vals, np.full(2, 4, np.int32), np.ones(2, bool), *tables,
+                                             8, 4, 3, 5, 5, False, np.empty(vals.shape, np.int16))
     assert const.tolist() == [5, 5]
     for i in range(2):
         ref_w, ref_count, _ = reference.zero_point_paper_group(vals[i], 8, 4, constants=[5])

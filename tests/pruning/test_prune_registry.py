@@ -114,3 +114,19 @@ def test_register_and_unregister_round_trip():
 def test_layouts_and_designs_are_declared_once():
     assert LAYOUTS == ("bbs_rounded_avg", "bbs_zero_point", "bitwave")
     assert HARDWARE_DESIGNS == ("bitvert", "bitwave")
+
+
+def test_free_columns_come_from_the_spec_definition_unless_the_kernel_declares_them():
+    """A spec reusing bit flip's kernel under the two's-complement definition gets its free columns
+    counted by ``count_free`` (the kernel's own fourth array counts zero-magnitude columns)."""
+    w = np.random.default_rng(3).integers(-3, 4, size=(8, 64)).astype(np.int8)  # zero-magnitude: 5, capped: 3
+    spec = register_method(_spec())
+    try:
+        res = prune(w, PruneConfig("toy_reg", group_size=32, columns=1))
+        expected = spec.count_free(res.groups(), res.metadata.constant, res.layout.lengths(), 8, res.config.redundant_cap)
+        assert res.metadata.free_columns.tolist() == expected.tolist()
+        bf = prune(w, PruneConfig("bitflip", group_size=32, columns=1))
+        assert bf.groups().tolist() == res.groups().tolist()
+        assert bf.metadata.free_columns.tolist() != expected.tolist()  # the two definitions differ here
+    finally:
+        unregister_method("toy_reg")

@@ -30,7 +30,8 @@ def test_vector3_fig5_zero_point_fixed_constant():
     vals = np.array([[81, -20, 1, -7]], dtype=np.int16)
     one = np.ones(1, dtype=np.int32) * 4
     tables = _zero_point_tables(8, 4, 4, -14, -14, False)  # one candidate
-    out, red, const = _kernels.zero_point(vals, one, np.ones(1, bool), *tables, 8, 4, 3, -14, -14, False)
+    out, red, const, _ = _kernels.zero_point(vals, one, np.ones(1, bool), *tables, 8, 4, 3, -14, -14, False,
+                                             np.empty((1, 4), np.int16))
     assert out[0].tolist() == [78, -18, -2, -2]
     assert (int(red[0]), int(const[0])) == (0, -14)  # the figure prints the added-back value 14
     stored = out[0] + const[0]

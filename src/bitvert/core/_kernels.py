@@ -37,6 +37,42 @@ def redundancy_from_range(mn: int, mx: int, bits: int, cap: int) -> int:
     return r
 
 
+@njit(cache=True, inline="always")
+def group_free_columns(vals: np.ndarray, i: int, length: int, off: int, bits: int, cap: int) -> tuple[int, int]:
+    """``(capped redundant columns, free columns)`` in two's complement of one group's values
+    ``vals[i, :length] + off``: the one definition that :func:`free_columns_kernel` and the
+    pruning kernels (which count their output's free columns in the same pass) share."""
+    code_mask = (np.int32(1) << bits) - 1
+    mn = np.int32(vals[i, 0]) + off
+    mx = mn
+    acc_or = np.int32(0)
+    acc_and = code_mask
+    for j in range(length):
+        v = np.int32(vals[i, j]) + off
+        mn = min(mn, v)
+        mx = max(mx, v)
+        c = v & code_mask
+        acc_or |= c
+        acc_and &= c
+    r = redundancy_from_range(mn, mx, bits, cap)
+    constant = ~(acc_or ^ acc_and)  # bit set where the column is all-0 or all-1
+    t = 0
+    limit = bits - 1 - r  # the (new) sign column is always stored
+    while t < limit and (constant >> t) & 1:
+        t += 1
+    return r, r + t
+
+
+@njit(cache=True, inline="always")
+def zero_magnitude_plane_count(magnitude_or: int, bits: int) -> int:
+    """All-zero magnitude planes of a group from the OR of its magnitudes (compiled twin of
+    :func:`bitvert.core.bitplanes.zero_magnitude_planes`, for kernels that count in the same pass)."""
+    count = 0
+    for p in range(bits - 1):
+        count += 1 - ((magnitude_or >> p) & 1)
+    return count
+
+
 @njit(cache=True, parallel=True)
 def free_columns_kernel(vals: np.ndarray, lengths: np.ndarray, bits: int, cap: int,
                         offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -45,30 +81,12 @@ def free_columns_kernel(vals: np.ndarray, lengths: np.ndarray, bits: int, cap: i
     n = vals.shape[0]
     red = np.empty(n, dtype=np.uint8)
     free = np.empty(n, dtype=np.uint8)
-    code_mask = (np.int64(1) << bits) - 1
     shifted = offsets.shape[0] > 0
     for i in prange(n):
-        length = lengths[i]
-        off = np.int64(offsets[i]) if shifted else np.int64(0)
-        mn = np.int64(vals[i, 0]) + off
-        mx = mn
-        acc_or = np.int64(0)
-        acc_and = code_mask
-        for j in range(length):
-            v = np.int64(vals[i, j]) + off
-            mn = min(mn, v)
-            mx = max(mx, v)
-            c = v & code_mask
-            acc_or |= c
-            acc_and &= c
-        r = redundancy_from_range(mn, mx, bits, cap)
-        constant = ~(acc_or ^ acc_and)  # bit set where the column is all-0 or all-1
-        t = 0
-        limit = bits - 1 - r  # the (new) sign column is always stored
-        while t < limit and (constant >> t) & 1:
-            t += 1
+        off = np.int32(offsets[i]) if shifted else np.int32(0)
+        r, f = group_free_columns(vals, i, lengths[i], off, bits, cap)
         red[i] = r
-        free[i] = r + t
+        free[i] = f
     return red, free
 
 

@@ -4,8 +4,11 @@ These are the fast paths of :mod:`bitvert.pruning.reference`; tests compare
 the two on random inputs. Conventions: ``vals[n, width]`` int16 groups,
 ``lengths[n]`` real weights per group (phantom entries are never read and are
 written as 0), ``active[n]`` False for groups that must stay unchanged.
-Outputs: pruned values, a per-group count (redundant columns / leading zero
-planes) and a per-group constant.
+Every kernel writes the pruned values into ``out[n, width]`` (int16, allocated by the caller:
+numpy backs large arrays with huge pages, which halves the cost of first touching the output
+compared with an allocation inside the kernel) and returns ``out``, a per-group count
+(redundant columns / leading zero planes), a per-group constant and the output's free columns
+(counted in the same pass, so the output is not read again).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from bitvert.core._kernels import group_min_max, redundancy_from_range
+from bitvert.core._kernels import (group_free_columns, group_min_max, redundancy_from_range,
+                                   zero_magnitude_plane_count)
 
 
 @njit(cache=True, inline="always")
@@ -22,13 +26,17 @@ def _clip(x: int, lo: int, hi: int) -> int:
 
 
 @njit(cache=True, parallel=True)
-def rounded_avg(vals, lengths, active, bits, ncols, cap, half_even):  # type: ignore[no-untyped-def]
+def rounded_avg(vals, lengths, active, bits, ncols, cap, half_even, out):  # type: ignore[no-untyped-def]
     """Rounded averaging: the ``ncols - r`` low columns of each group become the rounded mean of
-    their values (``r`` redundant columns, at most ``cap``); ties to even when ``half_even``."""
+    their values (``r`` redundant columns, at most ``cap``); ties to even when ``half_even``.
+
+    One pass per group, integers only: min/max, the masked sum, the rounded mean, the output
+    and its free columns (:func:`~bitvert.core._kernels.group_free_columns`).
+    """
     n, width = vals.shape
-    out = np.empty((n, width), dtype=np.int16)
     red = np.empty(n, dtype=np.uint8)
     const = np.empty(n, dtype=np.int16)
+    free = np.empty(n, dtype=np.uint8)
     for i in prange(n):
         length = lengths[i]
         for j in range(length, width):
@@ -46,23 +54,24 @@ def rounded_avg(vals, lengths, active, bits, ncols, cap, half_even):  # type: ig
         if not active[i] or k <= 0:
             for j in range(length):
                 out[i, j] = vals[i, j]
-            continue
-        mask = np.int32((1 << k) - 1)
-        s = np.int32(0)
-        for j in range(length):
-            s += np.int32(vals[i, j]) & mask
-        q = s // length
-        rem = s - q * length
-        if 2 * rem > length:
-            q += 1
-        elif 2 * rem == length:
-            q += (q & 1) if half_even else 1
-        const[i] = q
-        keep = np.int16(~mask)
-        low = np.int16(q)
-        for j in range(length):
-            out[i, j] = (vals[i, j] & keep) | low
-    return out, red, const
+        else:
+            mask = np.int32((1 << k) - 1)
+            s = np.int32(0)
+            for j in range(length):
+                s += np.int32(vals[i, j]) & mask
+            q = s // length
+            rem = s - q * length
+            if 2 * rem > length:
+                q += 1
+            elif 2 * rem == length:
+                q += (q & 1) if half_even else 1
+            const[i] = q
+            keep = np.int16(~mask)
+            low = np.int16(q)
+            for j in range(length):
+                out[i, j] = (vals[i, j] & keep) | low
+        free[i] = group_free_columns(out, i, length, np.int32(0), bits, cap)[1]
+    return out, red, const, free
 
 
 @njit(cache=True, inline="always")
@@ -201,27 +210,30 @@ def _level_of(ci, lo, hi):  # type: ignore[no-untyped-def]
     return r
 
 
-@njit(cache=True, inline="always")
-def _scan_first_period(q_row, start, stop, period, cmin, smax, best, best_ci):  # type: ignore[no-untyped-def]
-    """Least ``(q_row[(cmin + ci) mod smax], ci)`` over ``start <= ci < stop``, merged into
-    ``(best, best_ci)``.
+_KEY_SHIFT = 9
+"""Candidate keys are ``error << _KEY_SHIFT | ci`` (``ci < 2**9``: constants have at most 8 bits),
+so the least key is the least error, ties to the first candidate, found without branches."""
 
-    ``q_row`` repeats with ``period`` in ``ci``, so the first period of the range holds its
+
+@njit(cache=True, inline="always")
+def _scan_first_period(q_row, start, stop, period, cmin, best):  # type: ignore[no-untyped-def]
+    """Least key ``q_row[(cmin + ci) mod period] << _KEY_SHIFT | ci`` over ``start <= ci < stop``,
+    merged into ``best`` (``period`` a power of two).
+
+    The errors repeat with ``period`` in ``ci``, so the first period of the range holds its
     first least value: only that is scanned.
     """
     for ci in range(start, min(stop, start + period)):
-        v = q_row[(cmin + ci) & (smax - 1)]
-        if v < best or (v == best and ci < best_ci):
-            best = v
-            best_ci = ci
-    return best, best_ci
+        best = min(best, (q_row[(cmin + ci) & (period - 1)] << _KEY_SHIFT) | ci)
+    return best
 
 
 @njit(cache=True, inline="always")
 def _copy_periodic(dst, src, start, stop, cmin, period):  # type: ignore[no-untyped-def]
-    """``dst[ci] = src[(cmin + ci) mod period]`` for ``start <= ci < stop`` (``period`` a power of two)."""
+    """``dst[ci] = src[(cmin + ci) mod period] << _KEY_SHIFT | ci`` for ``start <= ci < stop``
+    (``period`` a power of two): the candidates' keys."""
     for ci in range(start, stop):
-        dst[ci] = src[(cmin + ci) & (period - 1)]
+        dst[ci] = (src[(cmin + ci) & (period - 1)] << _KEY_SHIFT) | ci
 
 
 @njit(cache=True, inline="always")
@@ -275,7 +287,8 @@ def agreement_intervals(bits, ncols, n_levels, cmin, cmax, sign_magnitude):  # t
 @njit(cache=True, inline="always")
 def _residue_errors(q, hist, scratch, lev, ncols, length):  # type: ignore[no-untyped-def]
     """``q[cm] = sum_j min(x, step - x)**2`` with ``x = (v_j + cm) mod step``, ``step = 2**(ncols - lev)``,
-    for every ``cm < len(q)`` (periodic in ``cm``), from ``hist``: the group's weights counted
+    for every ``cm < step`` (the errors repeat with ``step`` in ``cm``; ``q[0] = 0`` when
+    ``step <= 1``), from ``hist``: the group's weights counted
     modulo ``len(hist)``.
 
     With ``d = x - step * [x >= step / 2]`` the error is ``d**2``; going from ``cm`` to ``cm + 1``
@@ -285,8 +298,7 @@ def _residue_errors(q, hist, scratch, lev, ncols, length):  # type: ignore[no-un
     """
     k = ncols - lev
     if k <= 0:
-        for cm in range(q.shape[0]):
-            q[cm] = 0
+        q[0] = 0
         return
     s = np.int64(1) << k
     half = s >> 1
@@ -304,13 +316,11 @@ def _residue_errors(q, hist, scratch, lev, ncols, length):  # type: ignore[no-un
         q[cm] = q0
         q0 += 2 * s1 + length
         s1 += length - s * scratch[(half - 1 - cm) & (s - 1)]
-    for cm in range(s, q.shape[0]):
-        q[cm] = q[cm & (s - 1)]
 
 
 @njit(cache=True, parallel=True)
 def zero_point(vals, lengths, active, table, agree_lo, agree_hi,  # type: ignore[no-untyped-def]
-               bits, ncols, cap, cmin, cmax, sign_magnitude):
+               bits, ncols, cap, cmin, cmax, sign_magnitude, out):
     """Zero-point shifting: per group, the constant of least squared error, then the rounded weights.
 
     Residue search (see :func:`agreement_intervals`): the level of every candidate constant
@@ -326,10 +336,11 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi,  # type: ignore
     ncand = cmax - cmin + 1
     n_levels = table.shape[0]
     smax = np.int64(1) << ncols
-    out = np.empty((n, width), dtype=np.int16)
     red = np.empty(n, dtype=np.uint8)
     const = np.empty(n, dtype=np.int16)
+    free = np.empty(n, dtype=np.uint8)
     v_min = -(np.int64(1) << (bits - 1))
+    key_mask = (np.int64(1) << _KEY_SHIFT) - 1
     chunk = 256
     n_chunks = (n + chunk - 1) // chunk
     for ch in prange(n_chunks):
@@ -350,6 +361,7 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi,  # type: ignore
                 const[i] = 0
                 for j in range(length):
                     out[i, j] = vals[i, j]
+                free[i] = group_free_columns(out, i, length, np.int32(0), bits, cap)[1]
                 continue
             _level_intervals(ilo, ihi, mn, mx, cmin, cmax, bits, sign_magnitude)
             lmin = 0
@@ -367,42 +379,38 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi,  # type: ignore
             # the candidate of least residue error (first on ties); level lv holds [ilo[lv], ihi[lv]]
             # minus the nested interval of level lv + 1, where its residue error repeats every step
             best = np.int64(1) << 62
-            best_ci = ncand
             for lv in range(lmin, lmax + 1):
                 period = np.int64(1) << max(ncols - lv, 0)
                 if lv == lmax:
-                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ihi[lv] + 1, period, cmin, smax,
-                                                       best, best_ci)
+                    best = _scan_first_period(q[lv], ilo[lv], ihi[lv] + 1, period, cmin, best)
                 else:
-                    best, best_ci = _scan_first_period(q[lv], ilo[lv], ilo[lv + 1], period, cmin, smax,
-                                                       best, best_ci)
-                    best, best_ci = _scan_first_period(q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, period, cmin,
-                                                       smax, best, best_ci)
+                    best = _scan_first_period(q[lv], ilo[lv], ilo[lv + 1], period, cmin, best)
+                    best = _scan_first_period(q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, period, cmin, best)
+            best_ci = best & key_mask
             lv = _level_of(best_ci, ilo, ihi)
             if not (mn >= agree_lo[lv, best_ci] and mx <= agree_hi[lv, best_ci]):
                 # its residue error is only a lower bound: bound[ci] <= exact error for every
                 # candidate, with equality inside the agreement interval or once summed exactly
                 for lv in range(lmin, lmax + 1):
+                    period = np.int64(1) << max(ncols - lv, 0)
                     if lv == lmax:
-                        _copy_periodic(bound, q[lv], ilo[lv], ihi[lv] + 1, cmin, smax)
+                        _copy_periodic(bound, q[lv], ilo[lv], ihi[lv] + 1, cmin, period)
                     else:
-                        _copy_periodic(bound, q[lv], ilo[lv], ilo[lv + 1], cmin, smax)
-                        _copy_periodic(bound, q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, cmin, smax)
+                        _copy_periodic(bound, q[lv], ilo[lv], ilo[lv + 1], cmin, period)
+                        _copy_periodic(bound, q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, cmin, period)
                 while True:
                     best = bound[0]
                     for ci in range(1, ncand):
                         best = min(best, bound[ci])
-                    best_ci = 0
-                    while bound[best_ci] != best:
-                        best_ci += 1
+                    best_ci = best & key_mask
                     lv = _level_of(best_ci, ilo, ihi)
                     if summed[best_ci] == i or (mn >= agree_lo[lv, best_ci] and mx <= agree_hi[lv, best_ci]):
-                        break  # exact, no smaller bound anywhere and no equal one before it
+                        break  # exact, and no smaller key anywhere
                     row = table[lv]
                     s = np.int64(0)
                     for j in range(length):
                         s += row[np.int64(vals[i, j]) - v_min, best_ci]
-                    bound[best_ci] = s
+                    bound[best_ci] = (s << _KEY_SHIFT) | best_ci
                     summed[best_ci] = i
             c = cmin + best_ci
             lv = _level_of(best_ci, ilo, ihi)
@@ -425,26 +433,28 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi,  # type: ignore
                         out[i, j] = _value_sign_magnitude(v, c, lv, bits, ncols)
                     else:
                         out[i, j] = _value_twos(v, c, lv, bits, ncols)
-    return out, red, const
+            free[i] = group_free_columns(out, i, length, np.int32(c), bits, cap)[1]
+    return out, red, const, free
 
 
 @njit(cache=True, parallel=True)
-def bitflip(vals, lengths, active, bits, ncols):  # type: ignore[no-untyped-def]
-    """BitWave bit flip (published re-implementation): zero magnitude columns in sign-magnitude."""
+def bitflip(vals, lengths, active, bits, ncols, out):  # type: ignore[no-untyped-def]
+    """BitWave bit flip (published re-implementation): zero magnitude columns in sign-magnitude.
+
+    Also returns each output group's all-zero magnitude planes (its free columns).
+    """
     n, width = vals.shape
-    out = np.zeros((n, width), dtype=np.int16)
     red = np.zeros(n, dtype=np.uint8)
     const = np.zeros(n, dtype=np.int16)
+    free = np.empty(n, dtype=np.uint8)
     for i in prange(n):
         length = lengths[i]
+        for j in range(length, width):
+            out[i, j] = 0
         orv = np.int64(0)
         for j in range(length):
             v = np.int64(vals[i, j])
             orv |= v if v >= 0 else -v
-        if not active[i]:
-            for j in range(length):
-                out[i, j] = vals[i, j]
-            continue
         p = bits - ncols
         last = 0
         counted = 0
@@ -453,19 +463,25 @@ def bitflip(vals, lengths, active, bits, ncols):  # type: ignore[no-untyped-def]
                 p += 1
                 last = plane
                 counted += 1
-        red[i] = counted
-        t = 1 + last
-        if p >= bits:
+        if not active[i] or p >= bits:
             for j in range(length):
                 out[i, j] = vals[i, j]
+            if active[i]:
+                red[i] = counted
+            free[i] = zero_magnitude_plane_count(orv, bits)
             continue
+        red[i] = counted
+        t = 1 + last
         s = bits - p
         low_mask = (np.int64(1) << (bits - t)) - 1
         amax = ((np.int64(1) << (p - t)) - 1) << s
+        out_or = np.int64(0)
         for j in range(length):
             v = np.int64(vals[i, j])
             a = v if v >= 0 else -v
             low = a & low_mask
             a = (a - low) + _round_magnitude(low, s, amax)
+            out_or |= a
             out[i, j] = a if v >= 0 else -a
-    return out, red, const
+        free[i] = zero_magnitude_plane_count(out_or, bits)
+    return out, red, const, free

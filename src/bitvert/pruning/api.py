@@ -134,8 +134,12 @@ def prune_groups(
     values = np.ascontiguousarray(values, dtype=np.int16)
     lengths = np.ascontiguousarray(lengths, dtype=np.int32)
     active = np.ascontiguousarray(active, dtype=np.bool_)
-    out, red, const = spec.kernel(values, lengths, active, config)
-    free = spec.count_free(out, const, lengths, int(config.weight_bits), config.redundant_cap)
+    result = spec.kernel(values, lengths, active, config)
+    out, red, const = result[:3]
+    if spec.kernel_free_columns:
+        free = result[3]
+    else:
+        free = spec.count_free(out, const, lengths, int(config.weight_bits), config.redundant_cap)
     meta = GroupMetadata(redundant=red, constant=const, free_columns=free, pruned=active.copy())
     return out, meta
 

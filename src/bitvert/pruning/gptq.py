@@ -287,7 +287,7 @@ def gptq_prune(
         vals[:, :cols.shape[1]] = np.clip(np.rint(cols), -qmax, qmax)
         lengths = np.full(cols.shape[0], g_lengths[j], dtype=np.int32)
         active = np.ones(cols.shape[0], dtype=bool)
-        out, r, c = spec.kernel(vals, lengths, active, config)
+        out, r, c = spec.kernel(vals, lengths, active, config)[:3]
         red[:, j], const[:, j] = r, c
         return spec.grid(vals, out, lengths, r, c, config)
 

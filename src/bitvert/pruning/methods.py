@@ -16,6 +16,7 @@ field               who reads it
 ``redundant_cap``   :attr:`PruneConfig.redundant_cap` (pruning and the codec's free-column count)
 ``offset``          stored values are ``weights + constant`` (zero-point shifting)
 ``free_columns``    how :class:`~bitvert.pruning.GroupMetadata` counts free columns
+                    (``kernel_free_columns``: the kernel counts them in its own pass)
 ``layout``          the codec's :class:`~bitvert.codec.layout.TensorLayout`, *by value*
                     (``bitvert.pruning`` never imports ``bitvert.codec``)
 ``metadata``        whether pruned groups carry per-group metadata (checkpoints, encoding)
@@ -70,9 +71,13 @@ __all__ = [
     "HARDWARE_DESIGNS",
 ]
 
-KernelFn = Callable[[np.ndarray, np.ndarray, np.ndarray, _Config], tuple[np.ndarray, np.ndarray, np.ndarray]]
+KernelFn = Callable[[np.ndarray, np.ndarray, np.ndarray, _Config], tuple[np.ndarray, ...]]
 """``kernel(values[n_groups, width] int16, lengths int32, active bool, config) -> (pruned int16,
-redundant uint8, constant int16)``; inactive groups and phantom entries are returned unchanged."""
+redundant uint8, constant int16[, free_columns uint8])``; inactive groups and phantom entries are
+returned unchanged. A kernel whose spec sets ``kernel_free_columns`` returns its output's free
+columns fourth (counted in the same pass; equal to :meth:`MethodSpec.count_free` of the output,
+checked for the built-in kernels by ``tests/pruning/test_prune_kernels.py``); otherwise
+:func:`bitvert.pruning.prune_groups` counts them."""
 
 ReferenceFn = Callable[[np.ndarray, _Config], tuple[np.ndarray, int, int]]
 """``reference(group_weights 1-d, config) -> (pruned, redundant, constant)`` for one real group."""
@@ -145,6 +150,7 @@ class MethodSpec:
     options: tuple[str, ...] = ()
     validate: Callable[[_Config], None] | None = None
     grid: grids.GridFn | None = None
+    kernel_free_columns: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier() or self.name != self.name.lower():
@@ -260,9 +266,9 @@ def _half_even(config: _Config) -> bool:
 
 
 def _rounded_avg_kernel(values: np.ndarray, lengths: np.ndarray, active: np.ndarray,
-                        config: _Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        config: _Config) -> tuple[np.ndarray, ...]:
     return _kernels.rounded_avg(values, lengths, active, int(config.weight_bits), int(config.columns),
-                                config.redundant_cap, _half_even(config))
+                                config.redundant_cap, _half_even(config), np.empty(values.shape, np.int16))
 
 
 def _rounded_avg_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, int]:
@@ -276,13 +282,14 @@ def _rounded_avg_cap(bits: int, semantics: str) -> int:
 
 
 def _zero_point_kernel(values: np.ndarray, lengths: np.ndarray, active: np.ndarray,
-                       config: _Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       config: _Config) -> tuple[np.ndarray, ...]:
     b, n_cols, cap = int(config.weight_bits), int(config.columns), config.redundant_cap
     cmin, cmax = config.constant_range
     sign_magnitude = config.semantics == "code"
     n_levels = b if sign_magnitude else cap + 1
     tables = _zero_point_tables(b, n_cols, n_levels, cmin, cmax, sign_magnitude)
-    return _kernels.zero_point(values, lengths, active, *tables, b, n_cols, cap, cmin, cmax, sign_magnitude)
+    return _kernels.zero_point(values, lengths, active, *tables, b, n_cols, cap, cmin, cmax, sign_magnitude,
+                               np.empty(values.shape, np.int16))
 
 
 def _zero_point_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, int]:
@@ -298,8 +305,9 @@ def _zero_point_cap(bits: int, semantics: str) -> int:
 
 
 def _bitflip_kernel(values: np.ndarray, lengths: np.ndarray, active: np.ndarray,
-                    config: _Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return _kernels.bitflip(values, lengths, active, int(config.weight_bits), int(config.columns))
+                    config: _Config) -> tuple[np.ndarray, ...]:
+    return _kernels.bitflip(values, lengths, active, int(config.weight_bits), int(config.columns),
+                            np.empty(values.shape, np.int16))
 
 
 def _bitflip_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, int]:
@@ -310,16 +318,17 @@ register_method(MethodSpec(
     name=PruneMethod.ROUNDED_AVG.value, label="BBS rounded averaging",
     kernel=_rounded_avg_kernel, reference=_rounded_avg_reference, layout="bbs_rounded_avg", hardware="bitvert",
     redundant_cap=_rounded_avg_cap, options=("mean_rounding",), grid=grids.rounded_avg_grid,
+    kernel_free_columns=True,
 ))
 register_method(MethodSpec(
     name=PruneMethod.ZERO_POINT.value, label="BBS zero-point shifting",
     kernel=_zero_point_kernel, reference=_zero_point_reference, layout="bbs_zero_point", hardware="bitvert",
     number_format_code=NumberFormat.SIGN_MAGNITUDE, redundant_cap=_zero_point_cap, offset=True,
-    options=("constant_bits", "neg_min"), grid=grids.zero_point_grid,
+    options=("constant_bits", "neg_min"), grid=grids.zero_point_grid, kernel_free_columns=True,
 ))
 register_method(MethodSpec(
     name=PruneMethod.BITFLIP.value, label="BitWave bit flip",
     kernel=_bitflip_kernel, reference=_bitflip_reference, layout="bitwave", hardware="bitwave",
     number_format=NumberFormat.SIGN_MAGNITUDE, free_columns="zero_magnitude", options=("neg_min",),
-    grid=grids.bitflip_grid,
+    grid=grids.bitflip_grid, kernel_free_columns=True,
 ))

@@ -96,9 +96,9 @@ SHARDED_FORMAT_VERSION = 1
 STATE_NAME = "stream_state.json"
 SCORES_NAME = "stream_scores.safetensors"
 DEFAULT_SHARD_SIZE_BYTES = 256 * 2**20
+"""Target size of an output shard (a single larger tensor gets a shard of its own)."""
 STREAM_STAGES = ("setup", "read", "quantize", "score", "prune", "encode", "write", "checksum")
 """The stages :attr:`StreamResult.stage_seconds` reports, in order."""
-"""Target size of an output shard (a single larger tensor gets a shard of its own)."""
 SUPPORTED_DTYPES: dict[str, torch.dtype] = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 """safetensors dtypes of weights that can be quantized."""
 _CONVERT_BLOCK_ELEMENTS = 1 << 24

@@ -14,6 +14,10 @@ output folder and prints JSON lines: ``{"bench": "llm_stream", "layers", "preset
 (``stage_seconds`` / ``stage_cpu_seconds``: wall / CPU seconds per stage -- setup, read, quantize, score,
 prune, encode, write, checksum). ``load_avg_1m`` records how busy the machine was.
 
+The first run after installing or changing bitvert compiles the numba kernels (about a minute of CPU time on
+the 2-core machine; cached on disk afterwards), which this run's figures then include: run ``--layers 1``
+first to time the steady state.
+
 Usage: ``python benchmarks/llm_stream.py [--layers 2] [--preset llm-moderate] [--keep-output]``
 """
 

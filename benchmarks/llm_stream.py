@@ -10,8 +10,13 @@ streaming run's own.
 
 Then times :func:`bitvert.codec.stream.stream_prune` (``--preset``, default ``llm-moderate``) into a fresh
 output folder and prints JSON lines: ``{"bench": "llm_stream", "layers", "preset", "weights", "seconds",
-"m_weights_per_s", "peak_rss_mb", "output_bytes", "bits_per_weight", ...}``. ``load_avg_1m`` records how busy
-the machine was.
+"m_weights_per_s", "peak_rss_mb", "output_bytes", "bits_per_weight", "stage_seconds", ...}``
+(``stage_seconds`` / ``stage_cpu_seconds``: wall / CPU seconds per stage -- setup, read, quantize, score,
+prune, encode, write, checksum). ``load_avg_1m`` records how busy the machine was.
+
+The first run after installing or changing bitvert compiles the numba kernels (about a minute of CPU time on
+the 2-core machine; cached on disk afterwards), which this run's figures then include: run ``--layers 1``
+first to time the steady state.
 
 Usage: ``python benchmarks/llm_stream.py [--layers 2] [--preset llm-moderate] [--keep-output]``
 """
@@ -83,7 +88,9 @@ def _rows(shape: tuple[int, ...], start: int, stop: int, gen) -> "torch.Tensor":
 
 
 def _write_shard(path: Path, entries: list[tuple[str, tuple[int, ...]]], seed: int) -> None:
-    """A safetensors file written tensor by tensor (chunks of rows), never holding a whole tensor as float32."""
+    """A safetensors file written tensor by tensor (chunks of rows), never holding a whole tensor as float32.
+    A shard already there with this header and size (from an interrupted generation) is kept: shards appear
+    only complete (written to ``*.tmp``, then renamed)."""
     import torch
 
     header: dict = {"__metadata__": {"format": "pt"}}
@@ -94,6 +101,10 @@ def _write_shard(path: Path, entries: list[tuple[str, tuple[int, ...]]], seed: i
         offset += nbytes
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
+    if path.is_file() and path.stat().st_size == 8 + len(text) + offset:
+        with open(path, "rb") as fh:
+            if fh.read(8 + len(text)) == len(text).to_bytes(8, "little") + text:
+                return
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         fh.write(len(text).to_bytes(8, "little"))
@@ -206,6 +217,7 @@ def main() -> None:
         "m_weights_per_s": round(res.n_weights_quantized / seconds / 1e6, 1), "peak_rss_mb": round(_peak_rss_mb(), 0),
         "rss_before_mb": round(rss0, 0), "output_bytes": res.output_bytes,
         "bits_per_weight": round(res.bits_per_weight, 4), "effective_bits": round(res.report.effective_bits, 4),
+        "stage_seconds": res.stage_seconds, "stage_cpu_seconds": res.stage_cpu_seconds,
         "load_avg_1m": round(load0, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads(),
         "python": platform.python_version(),

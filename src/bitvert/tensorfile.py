@@ -24,6 +24,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ def tensor_checksum(t: torch.Tensor) -> str:
     raw = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{str(t.dtype)}|{list(t.shape)}|".encode())
-    h.update(raw.tobytes())
+    h.update(raw)  # hashed from the tensor's memory: no copy of its bytes
     return h.hexdigest()
 
 
@@ -112,11 +113,13 @@ def _layout(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | N
 
 
 def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],
-                 metadata: Mapping[str, str] | None = None) -> Path:
+                 metadata: Mapping[str, str] | None = None, digest: Any = None) -> Path:
     """Write ``tensors`` (and string ``metadata``) to ``path`` as a canonical safetensors file, atomically.
 
     The bytes are those of :func:`canonical_safetensors` applied to the safetensors library's own output;
     they are written tensor by tensor from the tensors' memory, so saving needs no copy of the data.
+    ``digest``: an optional :mod:`hashlib` object updated with every byte of the file as it is written
+    (the file's checksum without reading it back).
 
     Raises:
         InputError: the folder of ``path`` does not exist, or a value is not a tensor.
@@ -136,11 +139,17 @@ def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tenso
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(len(text).to_bytes(8, "little") + text)
+            head = len(text).to_bytes(8, "little") + text
+            fh.write(head)
+            if digest is not None:
+                digest.update(head)
             for k in order:
                 t = flat[k]
                 if t.numel():
-                    fh.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+                    view = memoryview(t.reshape(-1).view(torch.uint8).numpy())
+                    fh.write(view)
+                    if digest is not None:
+                        digest.update(view)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

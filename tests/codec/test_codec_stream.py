@@ -15,7 +15,7 @@ from stream_models import interrupt_save, llama_config, write_hf  # noqa: E402
 
 from bitvert.codec import ShardedEncodedModel, encode_report, load_model_, load_state_dict, stream_prune  # noqa: E402
 from bitvert.codec import stream as stream_mod  # noqa: E402
-from bitvert.codec.stream import INDEX_NAME, STATE_NAME, HFCheckpoint, parse_size  # noqa: E402
+from bitvert.codec.stream import INDEX_NAME, STATE_NAME, STREAM_STAGES, HFCheckpoint, parse_size  # noqa: E402
 from bitvert.errors import ConfigError, FormatError, InputError  # noqa: E402
 from bitvert.pipeline import get_preset, prune_model_  # noqa: E402
 from bitvert.pipeline.checkpoint import checkpoint_header  # noqa: E402
@@ -238,6 +238,22 @@ def test_parse_size(text, value):
     assert parse_size(text) == value
 
 
+def test_tensor_byte_ranges_and_prefetch(tmp_path):
+    """The byte range HFCheckpoint records for a tensor holds exactly its stored bytes; prefetching it (read-ahead
+    advice to the operating system) changes nothing and never fails."""
+    src = write_hf(tmp_path / "hf", n_shards=3)
+    hf = HFCheckpoint(src)
+    for name, t in hf.tensors.items():
+        start, length = hf._ranges[name]
+        with open(src / t.file, "rb") as fh:
+            fh.seek(start)
+            raw = fh.read(length)
+        stored = hf.read(name)
+        assert raw == stored.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes(), name
+        hf.prefetch(name)
+    hf.prefetch("no.such.tensor")
+
+
 @pytest.mark.parametrize("bad", ["", "lots", "-1GB", "0", 0])
 def test_parse_size_rejects(bad):
     with pytest.raises(InputError):
@@ -258,9 +274,10 @@ def test_bad_input_nan_weight_names_tensor_and_shard(tmp_path):
     assert not (tmp_path / "out" / INDEX_NAME).exists()
 
 
-@pytest.mark.parametrize("preset_name", ["llm-moderate", "moderate-weight-only"])
+@pytest.mark.parametrize("preset_name", ["llm-moderate", "moderate-weight-only", "bitwave-llm-moderate"])
 def test_large_layers_in_blocks_of_channels_equal_whole_layers(tmp_path, monkeypatch, preset_name):
-    """Layers above the block size are processed a block of output channels at a time: same integers."""
+    """Layers above the block size are read, quantized, pruned and encoded a block of output channels at a time
+    (BitWave: encoded whole): the same bytes, headers and scales as the in-memory pipeline."""
     monkeypatch.setattr(stream_mod, "_BLOCK_ELEMENTS", 1000)  # every layer of the tiny Llama in several blocks
     monkeypatch.setattr(stream_mod, "_CONVERT_BLOCK_ELEMENTS", 700)
     src = write_hf(tmp_path / "hf", tied=True)
@@ -271,7 +288,10 @@ def test_large_layers_in_blocks_of_channels_equal_whole_layers(tmp_path, monkeyp
     sm = ShardedEncodedModel(res.out_dir)
     for name in ref.tensors:
         assert np.array_equal(sm.tensors[name].to_bytes(), ref.tensors[name].to_bytes()), name
+        assert sm.tensors[name].header() == ref.tensors[name].header(), name
         assert torch.equal(sm.scales[name], ref.scales[name]), name
+    assert set(res.stage_seconds) <= set(STREAM_STAGES) and {"read", "prune", "encode", "write"} <= set(
+        res.stage_seconds)
     for got, want in zip(res.report.layers, report.layers):
         g, w = got.to_dict(), want.to_dict()
         assert g.pop("rel_error") == pytest.approx(w.pop("rel_error"), rel=1e-9)

@@ -49,6 +49,20 @@ def test_atomic_write_leaves_no_temporary(tmp_path) -> None:
         save_tensors(tmp_path / "missing" / "x.safetensors", _tensors())
 
 
+def test_digest_sees_every_byte_written(tmp_path) -> None:
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    path = save_tensors(tmp_path / "x.safetensors", _tensors(), META, digest=h)
+    assert h.hexdigest() == hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+
+
+def test_checksum_of_a_view_hashes_its_values_in_c_order() -> None:
+    t = torch.arange(12, dtype=torch.int16).reshape(3, 4)
+    assert tensor_checksum(t.t()) == tensor_checksum(t.t().contiguous())
+    assert tensor_checksum(t[:, 1:3]) == tensor_checksum(t[:, 1:3].clone())
+
+
 def test_checksums_see_dtype_shape_and_bytes() -> None:
     t = torch.arange(6, dtype=torch.int16)
     assert tensor_checksum(t) == tensor_checksum(t.clone())

@@ -23,7 +23,7 @@ from numba import njit, prange
 from bitvert.codec.layout import CONSTANT_FIELD_BITS, REDUNDANT_FIELD_MAX
 
 __all__ = [
-    "scan_groups", "walk_kernel", "metadata_kernel", "plan_kernel",
+    "scan_groups", "walk_kernel", "metadata_kernel", "plan_kernel", "copy_bits_kernel",
     "MODE_RAW", "MODE_OFFSET", "MODE_SIGN_MAGNITUDE",
 ]
 
@@ -268,3 +268,43 @@ def plan_kernel(order, lengths, columns, has_meta, md, bits, layout, planes, sig
         offsets[s] = pos
         pos += lengths[order[s]] * nc
     return PLAN_OK, 0, 0, 0, pos, m
+
+
+@njit(cache=True)
+def copy_bits_kernel(src, src_starts, lengths, dst, dst_starts):  # pragma: no cover - jit
+    """Copy bit runs between MSB-first bit streams (bit ``i`` = bit ``7 - i % 8`` of byte ``i // 8``).
+
+    Run ``k`` copies ``lengths[k]`` bits starting at bit ``src_starts[k]`` of ``src`` to bit ``dst_starts[k]``
+    of ``dst``. ``dst`` must be zero where the runs go and the runs must not overlap: a run's partial first
+    and last bytes are OR-ed in, its whole bytes are written a byte at a time (shifted from two source bytes).
+    """
+    for k in range(lengths.shape[0]):
+        s = np.int64(src_starts[k])
+        d = np.int64(dst_starts[k])
+        n = np.int64(lengths[k])
+        while n > 0 and (d & 7) != 0:
+            if (src[s >> 3] >> (7 - (s & 7))) & 1:
+                dst[d >> 3] |= np.uint8(1 << (7 - (d & 7)))
+            s += 1
+            d += 1
+            n -= 1
+        nbytes = n >> 3
+        sb = s >> 3
+        db = d >> 3
+        sh = s & 7
+        if sh == 0:
+            for i in range(nbytes):
+                dst[db + i] = src[sb + i]
+        else:
+            for i in range(nbytes):
+                dst[db + i] = np.uint8(((np.int64(src[sb + i]) << sh) | (np.int64(src[sb + i + 1]) >> (8 - sh)))
+                                       & 0xFF)
+        s += nbytes << 3
+        d += nbytes << 3
+        n -= nbytes << 3
+        while n > 0:
+            if (src[s >> 3] >> (7 - (s & 7))) & 1:
+                dst[d >> 3] |= np.uint8(1 << (7 - (d & 7)))
+            s += 1
+            d += 1
+            n -= 1

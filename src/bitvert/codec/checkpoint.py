@@ -44,6 +44,24 @@ def weight_key(layer_name: str) -> str:
     return f"{layer_name}.weight" if layer_name else "weight"
 
 
+def _layer_prune_config(preset: Any, channel_bits: np.ndarray, sensitive: np.ndarray) -> tuple[Any, np.ndarray,
+                                                                                          np.ndarray]:
+    """A pruned layer's encoding settings from its per-channel bits and sensitive flags: ``(PruneConfig,
+    free columns N per channel, normal-channel mask)``; the config's N is the smallest of its normal channels'."""
+    columns = int(preset.quant.weight_bits) - np.asarray(channel_bits).astype(np.int64)
+    normal = ~np.asarray(sensitive).astype(bool)
+    cfg = preset.prune_config(columns=int(columns[normal].min()) if normal.any() else None)
+    return cfg, columns, normal
+
+
+def layer_encoding_source(preset: Any, channel_bits: np.ndarray, sensitive: np.ndarray) -> tuple[int, dict[str, Any]]:
+    """``(columns, source)`` that :func:`encode_checkpoint` records for a pruned layer with these per-channel
+    bits and sensitive flags: what :func:`~bitvert.codec.tensor.concat_channels` needs to join blocks of the
+    layer encoded one at a time into the whole layer's encoding."""
+    cfg, _, _ = _layer_prune_config(preset, channel_bits, sensitive)
+    return int(cfg.columns), cfg.to_dict()
+
+
 def _encode_layer(layer: CheckpointLayer, preset: Any, path: str) -> EncodedTensor:
     name = weight_key(layer.name)
     q = layer.q.numpy().astype(np.int16, copy=False)
@@ -52,9 +70,7 @@ def _encode_layer(layer: CheckpointLayer, preset: Any, path: str) -> EncodedTens
         if not _has_group_metadata(preset.method):
             raise FormatError(f"{path}: layer {layer.name!r} has pruning metadata but the preset's method is "
                               f"{preset.method!r}")
-        columns = layer.channel_columns(bits)
-        normal = ~layer.sensitive.numpy().astype(bool)
-        cfg = preset.prune_config(columns=int(columns[normal].min()) if normal.any() else None)
+        cfg, columns, normal = _layer_prune_config(preset, layer.channel_bits.numpy(), layer.sensitive.numpy())
         lay = make_layout(layer.shape, layer.kind, cfg.group_size, cfg.remainder)
         if layer.layout is not None and {k: layer.layout.get(k) for k in ("shape", "kind", "group_size")} != \
                 {"shape": list(lay.shape), "kind": lay.kind.value, "group_size": lay.group_size}:

@@ -109,6 +109,7 @@ def save_encoded(
     scales: Mapping[str, Any] | None = None,
     state: Mapping[str, torch.Tensor] | None = None,
     source: Mapping[str, Any] | None = None,
+    digest: Any = None,
 ) -> Path:
     """Write encoded tensors (+ scales, other state) to a ``*.bbs.safetensors`` file.
 
@@ -118,6 +119,7 @@ def save_encoded(
         scales: optional ``float32[K]`` per-channel scale per encoded tensor name.
         state: other tensors to keep alongside (written as is).
         source: JSON-friendly provenance stored in the header.
+        digest: optional :mod:`hashlib` object updated with every byte of the file as it is written.
 
     Returns:
         The path written.
@@ -161,7 +163,7 @@ def save_encoded(
     text = json.dumps(doc, sort_keys=True)
     meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "bitvert": text,
             "bitvert_checksum": text_checksum(text)}
-    return save_tensors(path, out, meta)
+    return save_tensors(path, out, meta, digest=digest)
 
 
 def load_encoded(path: str | os.PathLike[str]) -> EncodedModel:

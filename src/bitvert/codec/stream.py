@@ -40,7 +40,7 @@ import shutil
 import time
 from contextlib import contextmanager
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bitvert.codec.checkpoint import _encode_layer, weight_key
+from bitvert.codec.checkpoint import _encode_layer, layer_encoding_source, weight_key
 from bitvert.codec.container import (
     STATE_PREFIX,
     EncodedModel,
@@ -58,7 +58,8 @@ from bitvert.codec.container import (
     save_encoded,
     tensor_from_stored,
 )
-from bitvert.codec.tensor import EncodedTensor
+from bitvert.codec.layout import TensorLayout
+from bitvert.codec.tensor import EncodedTensor, concat_channels
 from bitvert.core.grouping import make_layout
 from bitvert.errors import ConfigError, FormatError, InputError, UnsupportedLayerError
 from bitvert.pipeline.checkpoint import checkpoint_header, checkpoint_layer
@@ -76,12 +77,14 @@ from bitvert.pipeline.global_prune import (
 )
 from bitvert.pipeline.presets import PipelinePreset, get_preset
 from bitvert.pipeline.quantize import LayerRole, LayerRule, quantize_weight, select_layers
+from bitvert.pruning.methods import REGISTRY, get_method
 from bitvert.tensorfile import read_safetensors_header, save_tensors, tensor_checksum, text_checksum
+from bitvert.timing import StageTimer
 
 __all__ = [
     "INDEX_NAME", "SHARDED_FORMAT", "SHARDED_FORMAT_VERSION", "SUPPORTED_DTYPES", "SourceTensor",
     "HFCheckpoint", "StreamResult", "stream_prune", "ShardedEncodedModel", "open_encoded", "parse_size",
-    "DEFAULT_SHARD_SIZE_BYTES",
+    "DEFAULT_SHARD_SIZE_BYTES", "STREAM_STAGES",
 ]
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,8 @@ STATE_NAME = "stream_state.json"
 SCORES_NAME = "stream_scores.safetensors"
 DEFAULT_SHARD_SIZE_BYTES = 256 * 2**20
 """Target size of an output shard (a single larger tensor gets a shard of its own)."""
+STREAM_STAGES = ("setup", "read", "quantize", "score", "prune", "encode", "write", "checksum")
+"""The stages :attr:`StreamResult.stage_seconds` reports, in order."""
 SUPPORTED_DTYPES: dict[str, torch.dtype] = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 """safetensors dtypes of weights that can be quantized."""
 _CONVERT_BLOCK_ELEMENTS = 1 << 24
@@ -188,13 +193,14 @@ class HFCheckpoint:
                              "with save_pretrained(..., safe_serialization=True)")
         files = sorted(set(weight_map.values())) if weight_map is not None else [_HF_SINGLE]
         self.tensors: dict[str, SourceTensor] = {}
+        self._ranges: dict[str, tuple[int, int]] = {}  # tensor -> (first byte in its shard, byte count)
         for fname in files:
             path = self.folder / fname
             if not path.is_file():
                 first = next(k for k, v in (weight_map or {}).items() if v == fname)
                 raise InputError(f"shard {str(path)!r} is missing (the index puts tensor {first!r} there); "
                                  "download the complete model")
-            self._check_size(path)
+            ranges = self._check_size(path)
             try:
                 handle = safe_open(str(path), framework="pt")
                 keys = list(handle.keys())
@@ -210,22 +216,45 @@ class HFCheckpoint:
                                       "it; the index and the shards do not belong together")
                 dtype, shape = infos[k]
                 self.tensors[k] = SourceTensor(name=k, file=fname, dtype=str(dtype), shape=shape)
+                self._ranges[k] = ranges[k]
         self.files = files
 
     @staticmethod
-    def _check_size(path: Path) -> None:
-        """A shard whose data section is shorter than its header says is truncated (safetensors maps it lazily)."""
+    def _check_size(path: Path) -> dict[str, tuple[int, int]]:
+        """A shard whose data section is shorter than its header says is truncated (safetensors maps it lazily).
+        Returns every tensor's ``(first byte in the file, byte count)``."""
         size = path.stat().st_size
         n, head = read_safetensors_header(path, "; download it again")
         try:
-            ends = {k: int(v["data_offsets"][1]) for k, v in head.items() if k != "__metadata__"}
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            spans = {k: (int(v["data_offsets"][0]), int(v["data_offsets"][1]))
+                     for k, v in head.items() if k != "__metadata__"}
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             raise FormatError(f"shard {str(path)!r} has an unreadable header ({exc}); download it again") from None
+        ends = {k: b for k, (_, b) in spans.items()}
         end = max(ends.values(), default=0)
         if size < 8 + n + end:
             last = max(ends, key=lambda k: ends[k])
             raise FormatError(f"shard {str(path)!r} is truncated: {size} bytes, its header needs {8 + n + end} "
                               f"(tensor {last!r} ends beyond the file); download it again")
+        return {k: (8 + n + a, max(0, b - a)) for k, (a, b) in spans.items()}
+
+    def prefetch(self, name: str) -> None:
+        """Ask the operating system to start reading tensor ``name`` from disk in the background
+        (``posix_fadvise(WILLNEED)``), so that it is in the page cache when read; a no-op where that call
+        does not exist. Returns at once."""
+        if not hasattr(os, "posix_fadvise") or name not in self._ranges:
+            return
+        start, length = self._ranges[name]
+        try:
+            fd = os.open(self.folder / self.tensors[name].file, os.O_RDONLY)
+        except OSError:
+            return  # the read itself reports a missing file
+        try:
+            os.posix_fadvise(fd, start, length, os.POSIX_FADV_WILLNEED)
+        except OSError as exc:  # advice only: reading works without it
+            log.debug("posix_fadvise on %s failed: %s", self.tensors[name].file, exc)
+        finally:
+            os.close(fd)
 
     @property
     def fp32_bytes(self) -> int:
@@ -336,6 +365,11 @@ class StreamResult:
         output_bytes: bytes of every output shard together; ``bits_per_weight``: encoded bytes of the
             quantized layers (columns, metadata, channel index; no scales) × 8 / their weights.
         seconds: wall time of this call; ``resumed_shards``: shards found finished and kept.
+        stage_seconds: wall seconds per stage (:data:`STREAM_STAGES`: ``read`` the input and convert it to
+            float32, ``quantize``, ``score`` the channels (pass 1), ``prune``, ``encode``, ``write`` the
+            shards (hashing them as they are written), ``checksum`` the finished shards a resumed run finds,
+            and ``setup``: opening the input and planning); ``stage_cpu_seconds``:
+            process CPU seconds (all threads) of the same stages.
     """
 
     out_dir: Path
@@ -347,14 +381,21 @@ class StreamResult:
     bits_per_weight: float
     seconds: float
     resumed_shards: int
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _file_checksum(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
+_FILE_DIGEST_BYTES = 16
+"""blake2b digest size of an output shard's checksum."""
+
+
+def _file_checksum(path: Path, timer: StageTimer | None = None) -> str:
+    with (timer or StageTimer()).stage("checksum"):
+        h = hashlib.blake2b(digest_size=_FILE_DIGEST_BYTES)
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 24):
+                h.update(chunk)
+        return h.hexdigest()
 
 
 def _write_json_atomic(path: Path, doc: Any) -> None:
@@ -423,50 +464,53 @@ def stream_prune(
         ConfigError: the preset needs calibration (activation quantization, gptq, Hessians).
     """
     t_start = time.perf_counter()
-    preset = get_preset(preset)
-    if preset.needs_calibration:
-        why = ("quantizes activations" if preset.quant.act_bits is not None else
-               "uses the gptq solver" if preset.solver == "gptq" else
-               "needs the layers' input Hessians (sensitivity=output_error or target_bits)")
-        raise ConfigError(f"preset {preset.name!r} {why}, which needs calibration batches through the whole "
-                          "model; streaming is weight-only and calibration-free: use a greedy weight-only preset "
-                          "(e.g. llm-moderate) or prune in memory without --stream")
-    if isinstance(shard_size_bytes, bool) or not isinstance(shard_size_bytes, int) or shard_size_bytes < 1:
-        raise InputError(f"shard_size_bytes must be a positive integer, got {shard_size_bytes!r}")
-    src = HFCheckpoint(model_dir)
-    out = Path(out_dir)
-    model = _skeleton(src.folder)
-    all_rules: dict[str, Any] = {**(rules or {}), **preset.rules}
-    layers = select_layers(model, preset.quant, all_rules, preset.first_layer, preset.last_layer)
-    jobs = _jobs_from_model(layers)
-    for job in jobs:
-        job.module = None  # results are encoded, never written back into a module
-        job.scratch_weight = True  # each weight is read for this job alone: dequantize in place, no second copy
-    _prepare_jobs(jobs, preset)
-    units = _plan_units(src, model, jobs)
-    shards = _pack_shards(units, shard_size_bytes)
-    names = [f"model-{i + 1:05d}-of-{len(shards):05d}.bbs.safetensors" for i in range(len(shards))]
-    fingerprint = text_checksum(json.dumps({
-        "source": src.fingerprint(), "preset": preset.to_dict(), "rules": {k: str(v) for k, v in all_rules.items()},
-        "shard_size_bytes": shard_size_bytes, "format": SHARDED_FORMAT_VERSION,
-    }, sort_keys=True, default=str))
-    state = _open_state(out, fingerprint)
+    timer = StageTimer(order=STREAM_STAGES)
+    with timer.stage("setup"):
+        preset = get_preset(preset)
+        if preset.needs_calibration:
+            why = ("quantizes activations" if preset.quant.act_bits is not None else
+                   "uses the gptq solver" if preset.solver == "gptq" else
+                   "needs the layers' input Hessians (sensitivity=output_error or target_bits)")
+            raise ConfigError(f"preset {preset.name!r} {why}, which needs calibration batches through the whole "
+                              "model; streaming is weight-only and calibration-free: use a greedy weight-only preset "
+                              "(e.g. llm-moderate) or prune in memory without --stream")
+        if isinstance(shard_size_bytes, bool) or not isinstance(shard_size_bytes, int) or shard_size_bytes < 1:
+            raise InputError(f"shard_size_bytes must be a positive integer, got {shard_size_bytes!r}")
+        src = HFCheckpoint(model_dir)
+        out = Path(out_dir)
+        model = _skeleton(src.folder)
+        all_rules: dict[str, Any] = {**(rules or {}), **preset.rules}
+        layers = select_layers(model, preset.quant, all_rules, preset.first_layer, preset.last_layer)
+        jobs = _jobs_from_model(layers)
+        for job in jobs:
+            job.module = None  # results are encoded, never written back into a module
+            job.scratch_weight = True  # each weight is read for this job alone: dequantize in place, no second copy
+        _prepare_jobs(jobs, preset)
+        units = _plan_units(src, model, jobs)
+        shards = _pack_shards(units, shard_size_bytes)
+        names = [f"model-{i + 1:05d}-of-{len(shards):05d}.bbs.safetensors" for i in range(len(shards))]
+        fingerprint = text_checksum(json.dumps({
+            "source": src.fingerprint(), "preset": preset.to_dict(), "rules": {k: str(v) for k, v in all_rules.items()},
+            "shard_size_bytes": shard_size_bytes, "format": SHARDED_FORMAT_VERSION,
+        }, sort_keys=True, default=str))
+        state = _open_state(out, fingerprint)
 
     kind = _sensitivity_kind(preset)
     scored = _scored_jobs(jobs, preset)
     source_of = {u.job.name: u.source for u in units if u.job is not None}
-    scores = _pass1_scores(src, scored, source_of, kind, preset, out, state, progress)
+    scores = _pass1_scores(src, scored, source_of, kind, preset, out, state, progress, timer)
     mask_of, count_of = _select_for_jobs(scores, preset)
 
     n_total = sum(u.n_elements for u in units)
     bar = tqdm(total=n_total, desc=f"prune+encode ({preset.name})", unit="w", unit_scale=True,
                disable=not progress, leave=False, smoothing=0.1)
     resumed = 0
+    next_source = {id(u): v.source for u, v in zip(units, units[1:])}  # read ahead one tensor
     for sname, shard in zip(names, shards):
         done = state["shards"].get(sname)
         path = out / sname
         if done is not None and path.is_file() and path.stat().st_size == done["size_bytes"] \
-                and _file_checksum(path) == done["blake2b"]:
+                and _file_checksum(path, timer) == done["blake2b"]:
             resumed += 1
             bar.update(sum(u.n_elements for u in shard))
             continue
@@ -476,19 +520,25 @@ def stream_prune(
         copied: dict[str, torch.Tensor] = {}
         records: list[dict[str, Any]] = []
         for unit in shard:
+            if id(unit) in next_source:
+                src.prefetch(next_source[id(unit)])
             if unit.job is None:
-                copied[unit.key] = src.read(unit.source)
+                with timer.stage("read"):
+                    copied[unit.key] = src.read(unit.source)
             else:
-                rec, enc, scale = _prune_encode(src, unit, preset, mask_of, count_of)
+                rec, enc, scale = _prune_encode(src, unit, preset, mask_of, count_of, timer)
                 records.append(_record_json(rec))
                 if enc is not None and scale is not None:
                     tensors[unit.key], scales[unit.key] = enc, scale
                 else:  # role fp32: copied as stored
-                    copied[unit.key] = src.read(unit.source)
+                    with timer.stage("read"):
+                        copied[unit.key] = src.read(unit.source)
             bar.update(unit.n_elements)
-        save_encoded(path, tensors, scales, copied, {"sharded_index": INDEX_NAME, "shard": sname})
+        digest = hashlib.blake2b(digest_size=_FILE_DIGEST_BYTES)  # the shard's checksum, hashed as it is written
+        with timer.stage("write"):
+            save_encoded(path, tensors, scales, copied, {"sharded_index": INDEX_NAME, "shard": sname}, digest=digest)
         del tensors, scales, copied
-        state["shards"][sname] = {"size_bytes": path.stat().st_size, "blake2b": _file_checksum(path),
+        state["shards"][sname] = {"size_bytes": path.stat().st_size, "blake2b": digest.hexdigest(),
                                   "records": records, "encoded": [u.key for u in shard if u.job is not None
                                                                   and u.job.role is not LayerRole.FP32],
                                   "keys": [u.key for u in shard]}
@@ -499,7 +549,8 @@ def stream_prune(
     report = ModelPruneReport(preset=preset, layers=[_record_from_json(by_name[j.name]) for j in jobs],
                               prune_seconds=time.perf_counter() - t_start)
     info = dict(model_info or {"name": src.folder.name})
-    index = _write_index(out, src, names, state, report, info)
+    with timer.stage("write"):
+        index = _write_index(out, src, names, state, report, info)
     for extra in (STATE_NAME, SCORES_NAME):
         (out / extra).unlink(missing_ok=True)
     output_bytes = sum(state["shards"][s]["size_bytes"] for s in names)
@@ -512,7 +563,8 @@ def stream_prune(
              8 * enc_bytes / nq if nq else 0.0, len(names), resumed, seconds)
     return StreamResult(out_dir=out, index=index, report=report, n_weights_quantized=nq,
                         n_tensors_copied=sum(1 for u in units if u.job is None), output_bytes=output_bytes,
-                        bits_per_weight=8 * enc_bytes / nq if nq else 0.0, seconds=seconds, resumed_shards=resumed)
+                        bits_per_weight=8 * enc_bytes / nq if nq else 0.0, seconds=seconds, resumed_shards=resumed,
+                        stage_seconds=timer.ordered(), stage_cpu_seconds=timer.ordered_cpu())
 
 
 def _plan_units(src: HFCheckpoint, model: torch.nn.Module, jobs: Sequence[_LayerJob]) -> list[_Unit]:
@@ -591,8 +643,10 @@ def _open_state(out: Path, fingerprint: str) -> dict[str, Any]:
 
 
 def _pass1_scores(src: HFCheckpoint, scored: Sequence[_LayerJob], source_of: Mapping[str, str], kind: str,
-                  preset: PipelinePreset, out: Path, state: dict[str, Any], progress: bool) -> dict[str, np.ndarray]:
+                  preset: PipelinePreset, out: Path, state: dict[str, Any], progress: bool,
+                  timer: StageTimer | None = None) -> dict[str, np.ndarray]:
     """Channel scores of every pruned layer, in layer order (read once, kept for a resume)."""
+    timer = timer or StageTimer()
     if not scored:
         return {}
     if float(preset.sensitive_fraction) == 0.0:  # nothing can be selected: the scores cannot matter
@@ -610,12 +664,15 @@ def _pass1_scores(src: HFCheckpoint, scored: Sequence[_LayerJob], source_of: Map
         t = src.tensors[source_of[j.name]]
         parts = []
         for a, b in _row_blocks(j, t):
-            w = src.read_float(t.name, a, b)
+            with timer.stage("read"):
+                w = src.read_float(t.name, a, b)
             try:
-                _, scale = quantize_weight(w, j.config.weight_bits, j.out_axis, j.config.weight_granularity)
+                with timer.stage("quantize"):
+                    _, scale = quantize_weight(w, j.config.weight_bits, j.out_axis, j.config.weight_granularity)
             except InputError as exc:
                 raise InputError(f"tensor {t.name!r} in shard {str(src.folder / t.file)!r}: {exc}") from None
-            parts.append(channel_scores(w, scale, j.out_axis, kind))
+            with timer.stage("score"):
+                parts.append(channel_scores(w, scale, j.out_axis, kind))
             del w
         scores[j.name] = np.concatenate(parts)
     tensors = {n: torch.from_numpy(np.ascontiguousarray(s, dtype=np.float64)) for n, s in scores.items()}
@@ -641,44 +698,81 @@ def _row_blocks(job: _LayerJob, t: SourceTensor) -> list[tuple[int, int]]:
     return [(a, min(rows, a + step)) for a in range(0, rows, step)]
 
 
+def _joinable(preset: PipelinePreset) -> bool:
+    """Whether blocks of a layer's output channels are encoded one at a time and joined
+    (:func:`~bitvert.codec.tensor.concat_channels`): every layout but BitWave's, whose stored width is a
+    whole-tensor maximum."""
+    return not (preset.method in REGISTRY and get_method(preset.method).layout == TensorLayout.BITWAVE.value)
+
+
 def _prune_encode(src: HFCheckpoint, unit: _Unit, preset: PipelinePreset, mask_of: Mapping[str, np.ndarray],
-                  count_of: Mapping[str, int]) -> tuple[LayerPruneRecord, EncodedTensor | None, torch.Tensor | None]:
+                  count_of: Mapping[str, int], timer: StageTimer | None = None,
+                  ) -> tuple[LayerPruneRecord, EncodedTensor | None, torch.Tensor | None]:
     """Quantize, prune and encode one layer as the in-memory pipeline does: ``(record without arrays, encoded
-    tensor, scale)``; both ``None`` for an fp32 layer."""
+    tensor, scale)``; both ``None`` for an fp32 layer.
+
+    A large layer goes a block of output channels at a time through reading, quantizing, pruning and
+    encoding; the encoded blocks are joined into the layer's encoding (byte for byte the one-shot encoding),
+    so no whole-layer integer, per-group or code array exists (BitWave: the integers are assembled and
+    encoded whole)."""
     job = unit.job
     assert job is not None
+    timer = timer or StageTimer()
     if job.role is LayerRole.FP32:
         return _process_layer(job, preset, None, None, 0), None, None
     t = src.tensors[unit.source]
     mask = mask_of.get(job.name)
-    parts = []
+    parts: list[LayerPruneRecord] = []
+    encs: list[EncodedTensor] = []
     blocks = _row_blocks(job, t)
-    q_full = np.empty(t.shape, dtype=np.int16) if len(blocks) > 1 else None
+    apart = len(blocks) == 1 or _joinable(preset)
+    q_full = None if apart else np.empty(t.shape, dtype=np.int16)
+    where = repr(str(src.folder))
     try:
         for a, b in blocks:
-            block = replace(job, weight=src.read_float(unit.source, a, b))
-            qs = quantize_weight(block.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
-            part = _process_layer(block, preset, qs, None if mask is None else mask[a:b], count_of.get(job.name, 0))
+            with timer.stage("read"):
+                block = replace(job, weight=src.read_float(unit.source, a, b))
+            with timer.stage("quantize"):
+                qs = quantize_weight(block.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
+            with timer.stage("prune"):
+                part = _process_layer(block, preset, qs, None if mask is None else mask[a:b],
+                                      count_of.get(job.name, 0))
             del block, qs
-            if q_full is not None:  # the block's integers go straight into the layer's array
-                q_full[a:b] = part.q
+            if apart:
+                with timer.stage("encode"):
+                    encs.append(_encode_layer(checkpoint_layer(part), preset, where))
+                part.q = None
+                if part.metadata is not None:
+                    part.metadata = {}
+            else:  # the block's integers go straight into the layer's array
+                q_full[a:b] = part.q  # type: ignore[index]
                 part.q = None
             parts.append(part)
     except InputError as exc:
         raise InputError(f"tensor {unit.source!r} in shard {str(src.folder / t.file)!r}: {exc}") from None
-    rec = parts[0] if q_full is None else _merge_blocks(parts, t.shape, preset, q_full)
+    rec = parts[0] if len(parts) == 1 else _merge_blocks(parts, t.shape, preset, q_full)
     del parts, q_full
-    layer = checkpoint_layer(rec)
-    return _strip(rec), _encode_layer(layer, preset, repr(str(src.folder))), layer.scale
+    scale = torch.from_numpy(np.ascontiguousarray(rec.scale, dtype=np.float32))
+    with timer.stage("encode"):
+        if not apart:
+            enc = _encode_layer(checkpoint_layer(rec), preset, where)
+        elif len(encs) == 1:
+            enc = encs[0]
+        else:
+            columns, source = (None, None) if encs[0].layout is TensorLayout.PLAIN else layer_encoding_source(
+                preset, rec.channel_bits, rec.sensitive if rec.sensitive is not None
+                else np.zeros(rec.n_channels, dtype=bool))
+            enc = concat_channels(encs, weight_key(job.name), columns=columns, source=source)
+    return _strip(rec), enc, scale
 
 
 def _merge_blocks(parts: Sequence[LayerPruneRecord], shape: tuple[int, ...], preset: PipelinePreset,
-                  q: np.ndarray) -> LayerPruneRecord:
+                  q: np.ndarray | None) -> LayerPruneRecord:
     """One layer's record from the records of its blocks of output channels (``linear``: groups run along
     rows, so the group arrays of consecutive blocks concatenate in the layer's group order). Integer results
     are exactly those of the whole layer; the float error sums are added block by block (a different
     summation order than one pass, so they may differ in the last bits). ``q``: the layer's integers, already
-    assembled from the blocks."""
+    assembled from the blocks (``None`` when the blocks were encoded apart)."""
     first = parts[0]
     cat = (lambda attr: None if getattr(first, attr) is None
            else np.concatenate([getattr(p, attr) for p in parts], axis=0))

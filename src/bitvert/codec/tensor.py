@@ -28,6 +28,7 @@ or a rounded-average pattern wider than 6 bits) moves to a wider chunk, and
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,7 @@ from bitvert.core.validation import as_int_array, check_bits, check_positive_int
 from bitvert.errors import ConfigError, FormatError, InputError
 from bitvert.pruning import PruneResult
 
-__all__ = ["EncodedTensor", "GroupPlan", "encode", "encode_plain", "decode", "plan_groups"]
+__all__ = ["EncodedTensor", "GroupPlan", "encode", "encode_plain", "decode", "plan_groups", "concat_channels"]
 
 log = logging.getLogger(__name__)
 
@@ -609,4 +610,101 @@ def encode_plain(
         layout=TensorLayout.PLAIN, shape=lay.shape, kind=lay.kind, group_size=lay.group_size,
         remainder=lay.remainder, weight_bits=b, columns=0, chunks=chunks, channel_order=perm, payload=payload,
         metadata=np.zeros(0, dtype=np.uint8), source={"method": "plain"},
+    )
+
+
+def _channel_runs(enc: EncodedTensor, name: str) -> dict[str, np.ndarray]:
+    """Per original output channel of ``enc``: stored width, metadata flag, and where its bits are (start and
+    length in the column stream and in the metadata stream)."""
+    plan = plan_groups(enc, name)
+    lay = enc.group_layout
+    gpc = lay.groups_per_channel
+    k = enc.n_channels
+    starts = plan.offsets[::gpc].astype(np.int64)  # a stored channel's groups are consecutive in the stream
+    lens = np.diff(np.append(starts, plan.total_bits))
+    md_lens = plan.has_metadata.reshape(k, gpc).sum(axis=1).astype(np.int64) \
+        * _metadata_bits_per_group(enc.layout, int(enc.weight_bits))
+    md_starts = np.concatenate([[0], np.cumsum(md_lens)[:-1]]).astype(np.int64)
+    counts = [c.channels for c in enc.chunks]
+    stored = {"width": np.repeat(np.array([c.columns for c in enc.chunks], dtype=np.int64), counts),
+              "metadata": np.repeat(np.array([c.metadata for c in enc.chunks], dtype=bool), counts),
+              "start": starts, "length": lens, "md_start": md_starts, "md_length": md_lens}
+    out = {}
+    for key, v in stored.items():  # stored position -> original channel
+        o = np.empty_like(v)
+        o[enc.channel_order] = v
+        out[key] = o
+    return out
+
+
+def concat_channels(parts: Sequence[EncodedTensor], name: str = "tensor", columns: int | None = None,
+                    source: dict[str, Any] | None = None) -> EncodedTensor:
+    """One tensor from the encodings of consecutive blocks of its output channels.
+
+    ``parts[i]`` is the encoding of output channels ``c_i .. c_{i+1} - 1`` (axis 0) of one tensor, each encoded
+    on its own (:func:`encode` or :func:`encode_plain`, same settings); the result is byte for byte the
+    encoding of the whole tensor: channels of every part re-ordered together into the chunks, and each
+    channel's stored bits and metadata moved, unchanged, to their place in the one column and metadata
+    stream. A large tensor can so be encoded a block of channels at a time, never holding the whole
+    tensor's per-weight and per-group arrays.
+
+    Args:
+        parts: the encoded blocks in channel order.
+        name: used in error messages.
+        columns, source: the whole tensor's ``columns`` (``N``) and ``source`` description, when the parts
+            differ in them (blocks pruned with different per-channel ``N`` record their own minimum);
+            by default the parts' common values.
+
+    Raises:
+        InputError: no parts, parts of different layouts, groupings, bit widths or channel shapes, output
+            channels not along axis 0 (``linear_in_out``), a BitWave tensor in more than one part (its
+            channels' stored width is the maximum over the whole tensor, so blocks do not encode alike;
+            encode it whole), or parts differing in ``columns`` / ``source`` without the whole's given.
+    """
+    parts = list(parts)
+    if not parts or not all(isinstance(p, EncodedTensor) for p in parts):
+        raise InputError(f"{name}: concat_channels expects a non-empty list of EncodedTensor parts, got "
+                         f"{[type(p).__name__ for p in parts]}")
+    first = parts[0]
+
+    def key(p: EncodedTensor) -> tuple[Any, ...]:
+        return p.layout, p.kind, p.group_size, p.remainder, p.weight_bits, tuple(p.shape[1:])
+
+    for i, p in enumerate(parts):
+        if key(p) != key(first):
+            raise InputError(f"{name}: part {i} is {key(p)}, part 0 is {key(first)} (layout, kind, group size, "
+                             "remainder, bits, channel shape); only blocks of one tensor encoded alike concatenate")
+    if first.kind is LayerKind.LINEAR_IN_OUT:
+        raise InputError(f"{name}: a {first.kind.value} tensor has its output channels along axis 1; "
+                         "concat_channels joins blocks of axis-0 channels (linear, conv)")
+    if first.layout is TensorLayout.BITWAVE and len(parts) > 1:
+        raise InputError(f"{name}: a BitWave tensor stores every normal channel at the widest width any of them "
+                         "needs, a whole-tensor quantity; encode it whole instead of in blocks")
+    for what, given in (("columns", columns), ("source", source)):
+        vals = [getattr(p, what) for p in parts]
+        if given is None and any(v != vals[0] for v in vals):
+            raise InputError(f"{name}: the parts differ in {what} ({vals[:4]}...); pass the whole tensor's "
+                             f"{what}= to concat_channels")
+    runs = [_channel_runs(p, f"{name} (part {i})") for i, p in enumerate(parts)]
+    cat = {k: np.concatenate([r[k] for r in runs]) for k in runs[0]}
+    which = np.repeat(np.arange(len(parts)), [p.n_channels for p in parts])
+    perm, chunks = _order_channels(cat["width"], cat["metadata"])
+    streams = []
+    for start, length, part_bytes in (("start", "length", lambda p: p.payload),
+                                      ("md_start", "md_length", lambda p: p.metadata)):
+        lens = cat[length][perm]
+        dst = np.zeros(lens.shape[0], dtype=np.int64)
+        np.cumsum(lens[:-1], out=dst[1:])
+        out = np.zeros(-(-int(lens.sum()) // 8), dtype=np.uint8)
+        for i, p in enumerate(parts):
+            at = np.flatnonzero(which[perm] == i)
+            K.copy_bits_kernel(np.ascontiguousarray(part_bytes(p), dtype=np.uint8), cat[start][perm[at]],
+                               lens[at], out, dst[at])
+        streams.append(out)
+    shape = (sum(p.shape[0] for p in parts),) + tuple(first.shape[1:])
+    return EncodedTensor(
+        layout=first.layout, shape=shape, kind=first.kind, group_size=first.group_size, remainder=first.remainder,
+        weight_bits=first.weight_bits, columns=int(first.columns if columns is None else columns), chunks=chunks,
+        channel_order=perm, payload=streams[0], metadata=streams[1],
+        source=dict(first.source if source is None else source),
     )

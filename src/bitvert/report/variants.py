@@ -24,8 +24,7 @@ import math
 import random
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,6 +32,7 @@ import numpy as np
 
 from bitvert.errors import ConfigError
 from bitvert.report.memo import ReferenceMemo
+from bitvert.timing import StageTimer as _BaseStageTimer
 
 __all__ = [
     "AUTO_EVAL_LIMITS",
@@ -178,33 +178,12 @@ def variant_presets(requested: Sequence[Any], baselines: Sequence[str] = ("bitwa
     return unique
 
 
-class StageTimer:
-    """Accumulates wall time per named stage (``with timer.stage("prune"): ...``)."""
+class StageTimer(_BaseStageTimer):
+    """:class:`bitvert.timing.StageTimer` listing the report's stages in pipeline order
+    (``with timer.stage("prune"): ...``)."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.cpu_seconds: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time the ``with`` block (wall and process CPU time) and add it to ``name``."""
-        t0, c0 = time.perf_counter(), time.process_time()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-            self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + time.process_time() - c0
-
-    def _keys(self) -> list[str]:
-        return [k for k in _STAGES if k in self.seconds] + [k for k in self.seconds if k not in _STAGES]
-
-    def ordered(self) -> dict[str, float]:
-        """Wall seconds per stage in pipeline order, plus any other stage, rounded to milliseconds."""
-        return {k: round(self.seconds[k], 3) for k in self._keys()}
-
-    def ordered_cpu(self) -> dict[str, float]:
-        """Process CPU seconds (all threads) per stage, in the order of :meth:`ordered`."""
-        return {k: round(self.cpu_seconds[k], 3) for k in self._keys()}
+        super().__init__(order=_STAGES)
 
 
 def evaluate_model(loaded: Any, module: Any, task: str, reference: Any = None, limit: int | None = None,

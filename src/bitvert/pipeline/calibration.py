@@ -59,6 +59,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bitvert.core.timing import timed
 from bitvert.errors import InputError, UnsupportedLayerError
 from bitvert.pipeline.quantize import QuantLayer, get_weight, layer_kind, run_batches
 
@@ -374,6 +375,7 @@ def _materialize(batches: Iterable[Any]) -> list[Any]:
     return out
 
 
+@timed("hessians")
 def collect_hessians(
     model: nn.Module,
     layers: Sequence[QuantLayer],
@@ -603,6 +605,7 @@ def _block_call(block: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
     return block(*args, **kw)
 
 
+@timed("hessians")
 def calibrate_sequentially(
     model: nn.Module,
     layers: Sequence[QuantLayer],
@@ -775,6 +778,7 @@ def _model_output(out: Any) -> torch.Tensor:
     return hidden
 
 
+@timed("hessians")
 def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterable[Any], seed: int = 0
                  ) -> dict[str, np.ndarray]:
     """How much each output channel of each layer moves the model's output: ``float64[K]`` per layer.

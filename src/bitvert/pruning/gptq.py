@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from bitvert.core.grouping import GroupLayout, LayerKind, infer_kind, make_layout
+from bitvert.core.timing import timed
 from bitvert.errors import ConfigError, InputError
 from bitvert.pruning import _gptq_kernels as _kernels
 from bitvert.pruning.api import GroupMetadata, PruneResult, prune
@@ -107,6 +108,7 @@ def _from_group_rows(rows: np.ndarray, layout: GroupLayout) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- the solver
+@timed("factor")
 def _inverse_factor(h: np.ndarray, damp: float) -> np.ndarray:
     """Upper Cholesky factor of the dampened ``H⁻¹`` per Hessian (``float32[G, n, n]``)."""
     h = h.copy()
@@ -225,6 +227,7 @@ def _prepare(weights: Any, kind: LayerKind | str | None, group_size: int, remain
     return w, layout, _group_rows(w, layout), h
 
 
+@timed("solver")
 def gptq_prune(
     weights: Any,
     config: PruneConfig,
@@ -322,6 +325,7 @@ def gptq_prune(
     return replace(greedy, weights=weights_out, metadata=meta)
 
 
+@timed("solver")
 def gptq_round(
     weights: Any,
     bits: int,

@@ -171,6 +171,46 @@ def test_sequential_sees_pruned_earlier_layers() -> None:
     torch.testing.assert_close(seen["c"], sum(x.T @ x for x in xc), rtol=1e-10, atol=1e-9)
 
 
+def test_sequential_passes_stop_once_the_step_has_its_inputs() -> None:
+    """Each pass ends at the step's last layer: a step's own products (and the rest of the model) are
+    never computed, so the last layer never runs forward and layer a runs once per later step."""
+    torch.manual_seed(4)
+    model = _Chain().eval()
+    xs = [torch.randn(5, 8) for _ in range(3)]
+    ran = {name: 0 for name in "abc"}
+    hooks = [getattr(model, n).register_forward_hook(lambda m, a, o, n=n: ran.__setitem__(n, ran[n] + 1))
+             for n in "abc"]
+    ref = collect_hessians(model, _layers(model), xs)
+    ran.update({n: 0 for n in "abc"})
+    seen: dict[str, torch.Tensor] = {}
+    calibrate_sequentially(model, _layers(model), xs, lambda layer, h: seen.__setitem__(layer.name, h))
+    for h in hooks:
+        h.remove()
+    n = len(xs)  # plus one whole pass on the first batch that finds the execution order
+    assert ran == {"a": 2 * n + 1, "b": n + 1, "c": 1}
+    for name in "abc":  # weights unchanged by the callback: the one-pass Hessians
+        torch.testing.assert_close(seen[name], ref[name], rtol=1e-10, atol=1e-9)
+
+
+def test_a_layer_called_twice_sums_both_calls_sequentially() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(6, 6), nn.Linear(6, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(torch.relu(self.a(x))))
+
+    torch.manual_seed(7)
+    model = Twice().eval()
+    xs = [torch.randn(4, 6) for _ in range(2)]
+    ref = collect_hessians(model, _layers(model), xs)
+    seen: dict[str, torch.Tensor] = {}
+    counts = calibrate_sequentially(model, _layers(model), xs, lambda layer, h: seen.__setitem__(layer.name, h))
+    assert counts["a"] == 16  # both calls of every batch
+    torch.testing.assert_close(seen["a"], ref["a"], rtol=1e-10, atol=1e-9)
+
+
 class _Block(nn.Module):
     def __init__(self, d: int) -> None:
         super().__init__()

@@ -43,7 +43,9 @@ up projections) form one step and are handed to the callback together. When the 
 repeated blocks (an ``nn.ModuleList`` of same-class modules holding the layers, e.g. the decoder layers
 of an LLM) only one block's inputs are resident: block inputs are captured once, each step re-runs just
 that block, and its outputs become the next block's inputs. Otherwise every step re-runs the model on
-the calibration batches, stopping as soon as the step's inputs are collected.
+the calibration batches. Either way a step's pass ends as soon as its last layer received its input
+(its own products and everything after it are never computed), unless a layer of the step is called
+more than once per forward pass.
 """
 
 from __future__ import annotations
@@ -430,6 +432,7 @@ class _Plan:
     blocks: list[nn.Module] = field(default_factory=list)
     block_of: dict[str, int] = field(default_factory=dict)  # layer name -> block index
     before_blocks: set[str] = field(default_factory=set)  # layers outside the stack that run before it
+    calls: dict[str, int] = field(default_factory=dict)  # layer name -> calls on the first batch
 
 
 def _hidden_of(output: Any) -> torch.Tensor | None:
@@ -478,8 +481,11 @@ def _plan(model: nn.Module, layers: list[QuantLayer], first_batch: Any, use_bloc
     block_kwargs: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     block_outputs: list[Any] = []
 
+    calls: dict[str, int] = {}
+
     def layer_hook(layer: QuantLayer) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            calls[layer.name] = calls.get(layer.name, 0) + 1
             if layer.name not in seen:
                 seen.add(layer.name)
                 events.append(("layer", layer.name))
@@ -526,7 +532,7 @@ def _plan(model: nn.Module, layers: list[QuantLayer], first_batch: Any, use_bloc
         logger.warning("layers never executed on the first calibration batch (processed last): %s",
                        [l.name for l in never][:10])
         steps.extend([l] for l in never)
-    plan = _Plan(steps=steps)
+    plan = _Plan(steps=steps, calls=calls)
     if blocks and _blocks_chain(blocks, block_kwargs, block_outputs, events, block_of, layers):
         plan.blocks, plan.block_of = blocks, block_of
         first = events.index(("block", 0))
@@ -654,7 +660,7 @@ def calibrate_sequentially(
             counts: dict[str, int] = {}
             done: set[str] = set()
             for step in plan.steps:
-                counts.update(_model_step(model, step, done, layers, data, callback, spec))
+                counts.update(_model_step(model, step, done, layers, data, callback, spec, plan))
             return counts
     finally:
         model.train(was_training)
@@ -665,6 +671,16 @@ def _stop_hooks(others: Sequence[QuantLayer]) -> list[Any]:
         raise _StopForward
 
     return [l.module.register_forward_pre_hook(stop) for l in others]
+
+
+def _stop_after(step: Sequence[QuantLayer], plan: _Plan) -> list[Any]:
+    """End each pass as soon as the step's last layer has received its input (after the accumulator's
+    hooks, which must be registered first): nothing after it is collected, so this saves the step's own
+    products and everything up to the next later layer without changing any ``H``. Only when every layer
+    of the step ran exactly once on the first batch (a layer called twice sums both calls' inputs)."""
+    if any(plan.calls.get(l.name) != 1 for l in step):
+        return []
+    return _stop_hooks(step[-1:])
 
 
 def _finish_step(acc: _Accumulator, step: Sequence[QuantLayer],
@@ -688,12 +704,12 @@ def _run_each(model: nn.Module, data: Sequence[Any]) -> None:
 
 def _model_step(model: nn.Module, step: list[QuantLayer], done: set[str], layers: Sequence[QuantLayer],
                 data: Sequence[Any], callback: Callable[[QuantLayer, torch.Tensor], None],
-                spec: tuple[HessianOrder, torch.dtype]) -> dict[str, int]:
-    """One step on the whole model: run every batch until a not-yet-processed later layer is reached."""
+                spec: tuple[HessianOrder, torch.dtype], plan: _Plan) -> dict[str, int]:
+    """One step on the whole model: run every batch until the step's inputs are collected."""
     names = {l.name for l in step}
     later = [l for l in layers if l.name not in names and l.name not in done]
     acc = _Accumulator(step, *spec).attach()
-    handles = _stop_hooks(later)
+    handles = _stop_hooks(later) + _stop_after(step, plan)
     try:
         _run_masked(model, data, acc)
     finally:
@@ -717,7 +733,7 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
     before = [s for s in outside if s[0].name in plan.before_blocks]
     after = [s for s in outside if s[0].name not in plan.before_blocks]
     for step in before:
-        counts.update(_model_step(model, step, done, all_layers, data, callback, spec))
+        counts.update(_model_step(model, step, done, all_layers, data, callback, spec, plan))
     # capture the first block's calls over every batch
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     masks: list[torch.Tensor | None] = []  # attention mask of the batch of each captured call
@@ -742,7 +758,7 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
             names = {l.name for l in step}
             later = [l for s in steps for l in s if l.name not in names and l.name not in done]
             acc = _Accumulator(step, *spec).attach()
-            handles = _stop_hooks(later)
+            handles = _stop_hooks(later) + _stop_after(step, plan)
             try:
                 for (args, kwargs), h, mask in zip(calls, hidden, masks):
                     acc.mask = mask
@@ -759,7 +775,7 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
         hidden = [_hidden_of(_block_call(block, args, kwargs, h)) for (args, kwargs), h in zip(calls, hidden)]
     del calls, hidden
     for step in after:
-        counts.update(_model_step(model, step, done, all_layers, data, callback, spec))
+        counts.update(_model_step(model, step, done, all_layers, data, callback, spec, plan))
     return counts
 
 

@@ -270,6 +270,28 @@ def test_block_mode_equals_model_mode(caplog) -> None:
         torch.testing.assert_close(by_block[name], by_model[name], rtol=1e-9, atol=1e-9)
 
 
+def test_layers_after_the_stack_replay_its_outputs() -> None:
+    """The head's step does not run the blocks again: it gets the last block's stored outputs."""
+    torch.manual_seed(5)
+    model = _Stack().eval()
+    xs = [torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    events: list[str] = []
+    hook = model.layers[0].q.register_forward_hook(lambda m, a, o: events.append("run"))
+
+    def prune(layer, h) -> None:
+        events.append(layer.name)
+        with torch.no_grad():
+            layer.module.weight.copy_((layer.module.weight * 4).round() / 4)
+
+    calibrate_sequentially(model, _layers(model), xs, prune)
+    hook.remove()
+    assert events[-1] == "head" and "run" not in events[events.index("layers.2.down"):]
+    assert all("forward" not in blk.__dict__ for blk in model.layers)  # the blocks are restored
+    ref = _Stack().eval()
+    ref.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model(xs[0]), ref(xs[0]))
+
+
 def test_qkv_share_one_step_and_one_input() -> None:
     torch.manual_seed(6)
     model = _Stack().eval()

@@ -52,7 +52,8 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -752,6 +753,7 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
     finally:
         handle.remove()
     hidden = [_hidden_in(*c) for c in calls]
+    outputs: list[Any] = []
     for b, block in enumerate(plan.blocks):
         steps = [s for s in in_blocks if plan.block_of[s[0].name] == b]
         for step in steps:
@@ -772,11 +774,46 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
                     hd.remove()
             done.update(names)
             counts.update(_finish_step(acc, step, callback))
-        hidden = [_hidden_of(_block_call(block, args, kwargs, h)) for (args, kwargs), h in zip(calls, hidden)]
-    del calls, hidden
-    for step in after:
-        counts.update(_model_step(model, step, done, all_layers, data, callback, spec, plan))
+        outputs = [_block_call(block, args, kwargs, h) for (args, kwargs), h in zip(calls, hidden)]
+        hidden = [_hidden_of(o) for o in outputs]
+    del hidden
+    if after:
+        # the stack's outputs are known: replay them instead of running every block again for the head
+        with _replayed_blocks(plan.blocks, outputs if len(calls) == len(data) else None):
+            for step in after:
+                counts.update(_model_step(model, step, done, all_layers, data, callback, spec, plan))
     return counts
+
+
+@contextmanager
+def _replayed_blocks(blocks: Sequence[nn.Module], outputs: Sequence[Any] | None) -> Iterator[None]:
+    """Make every block of the stack return the last block's output of the current batch (``outputs[i]``
+    for the i-th call of the first block) without computing anything. The plan checked that the blocks
+    run once per forward pass and feed each other directly, so the layers after the stack see exactly
+    the inputs a full pass would give them. ``None``: the blocks run normally."""
+    if outputs is None or not blocks:
+        yield
+        return
+    index = [-1]
+
+    def first(*args: Any, **kwargs: Any) -> Any:
+        index[0] = (index[0] + 1) % len(outputs)  # every pass over the batches starts again at 0
+        return outputs[index[0]]
+
+    def rest(*args: Any, **kwargs: Any) -> Any:
+        return outputs[index[0]]
+
+    saved = [block.__dict__.get("forward") for block in blocks]
+    for i, block in enumerate(blocks):
+        block.forward = first if i == 0 else rest  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for block, fwd in zip(blocks, saved):
+            if fwd is None:
+                del block.forward
+            else:
+                block.forward = fwd  # type: ignore[method-assign]
 
 
 

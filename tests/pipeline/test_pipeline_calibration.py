@@ -192,6 +192,27 @@ def test_sequential_passes_stop_once_the_step_has_its_inputs() -> None:
         torch.testing.assert_close(seen[name], ref[name], rtol=1e-10, atol=1e-9)
 
 
+def test_a_step_of_layers_sharing_an_input_stops_at_its_first_layer() -> None:
+    torch.manual_seed(5)
+    model = _Stack(n=1).eval()
+    xs = [torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    ran = {name: 0 for name in ("q", "k", "v", "o")}
+    hooks = [getattr(model.layers[0], n).register_forward_hook(lambda m, a, o, n=n: ran.__setitem__(n, ran[n] + 1))
+             for n in ran]
+    ref = collect_hessians(model, _layers(model), xs)
+    ran.update({n: 0 for n in ran})
+    seen: dict[str, torch.Tensor] = {}
+    counts = calibrate_sequentially(model, _layers(model), xs, lambda layer, h: seen.__setitem__(layer.name, h))
+    for h in hooks:
+        h.remove()
+    # q/k/v ran for the o, up and down steps and the block's final pass (+1 pass on the first batch that
+    # finds the order), never for their own step; o ran for the up and down steps and the final pass
+    assert ran == {"q": 4 * 3 + 1, "k": 4 * 3 + 1, "v": 4 * 3 + 1, "o": 3 * 3 + 1}
+    assert counts["layers.0.k"] == counts["layers.0.q"] == 36
+    for name in ref:
+        torch.testing.assert_close(seen[name], ref[name], rtol=1e-10, atol=1e-9)
+
+
 def test_a_layer_called_twice_sums_both_calls_sequentially() -> None:
     class Twice(nn.Module):
         def __init__(self) -> None:

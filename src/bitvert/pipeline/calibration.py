@@ -43,9 +43,9 @@ up projections) form one step and are handed to the callback together. When the 
 repeated blocks (an ``nn.ModuleList`` of same-class modules holding the layers, e.g. the decoder layers
 of an LLM) only one block's inputs are resident: block inputs are captured once, each step re-runs just
 that block, and its outputs become the next block's inputs. Otherwise every step re-runs the model on
-the calibration batches. Either way a step's pass ends as soon as its last layer received its input
-(its own products and everything after it are never computed), unless a layer of the step is called
-more than once per forward pass.
+the calibration batches. Either way a step's pass ends as soon as its first layer receives its input
+(the step's own products and everything after them are never computed), unless a layer of the step is
+called more than once per forward pass.
 """
 
 from __future__ import annotations
@@ -674,14 +674,23 @@ def _stop_hooks(others: Sequence[QuantLayer]) -> list[Any]:
     return [l.module.register_forward_pre_hook(stop) for l in others]
 
 
-def _stop_after(step: Sequence[QuantLayer], plan: _Plan) -> list[Any]:
-    """End each pass as soon as the step's last layer has received its input (after the accumulator's
-    hooks, which must be registered first): nothing after it is collected, so this saves the step's own
-    products and everything up to the next later layer without changing any ``H``. Only when every layer
+def _stop_after(step: Sequence[QuantLayer], plan: _Plan, acc: _Accumulator) -> list[Any]:
+    """End each pass as soon as the step's first layer receives its input: the step's layers share that
+    very tensor (that is what makes them a step), so it is added to every other layer of the step there
+    and nothing after it is computed -- neither the step's own products nor anything up to the next later
+    layer -- without changing any ``H``. Registered after the accumulator's hooks. Only when every layer
     of the step ran exactly once on the first batch (a layer called twice sums both calls' inputs)."""
     if any(plan.calls.get(l.name) != 1 for l in step):
         return []
-    return _stop_hooks(step[-1:])
+    others = [(layer, _signature(layer.module)) for layer in step[1:]]
+
+    def stop(module: nn.Module, args: tuple[Any, ...]) -> None:
+        if acc.enabled and args and isinstance(args[0], torch.Tensor):
+            for layer, sig in others:
+                acc.add(layer, sig, args[0])
+        raise _StopForward
+
+    return [step[0].module.register_forward_pre_hook(stop)]
 
 
 def _finish_step(acc: _Accumulator, step: Sequence[QuantLayer],
@@ -710,7 +719,7 @@ def _model_step(model: nn.Module, step: list[QuantLayer], done: set[str], layers
     names = {l.name for l in step}
     later = [l for l in layers if l.name not in names and l.name not in done]
     acc = _Accumulator(step, *spec).attach()
-    handles = _stop_hooks(later) + _stop_after(step, plan)
+    handles = _stop_hooks(later) + _stop_after(step, plan, acc)
     try:
         _run_masked(model, data, acc)
     finally:
@@ -760,7 +769,7 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
             names = {l.name for l in step}
             later = [l for s in steps for l in s if l.name not in names and l.name not in done]
             acc = _Accumulator(step, *spec).attach()
-            handles = _stop_hooks(later) + _stop_after(step, plan)
+            handles = _stop_hooks(later) + _stop_after(step, plan, acc)
             try:
                 for (args, kwargs), h, mask in zip(calls, hidden, masks):
                     acc.mask = mask

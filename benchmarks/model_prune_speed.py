@@ -8,8 +8,8 @@ configuration runs ``--repeat`` times and the best time is reported (``first_sec
 ``cpu_seconds``: the best run's process CPU time, all threads). ``stage_seconds`` / ``stage_cpu_seconds``
 split the best run by stage (``ModelPruneReport.stage_seconds``): ``hessians`` (calibration forward
 passes and ``XᵀX``), ``factor`` (Cholesky of ``H``), ``solver`` (error feedback and the per-group
-search), ``greedy`` (the per-group methods), ``layers`` (the rest of the per-layer work), ``other``. ``load_avg_1m`` records how busy
-the machine was: with more runnable processes than cores, multi-threaded torch ops slow down a lot
+search), ``greedy`` (the per-group methods), ``layers`` (the rest of the per-layer work), ``other``.
+``load_avg_1m`` records how busy the machine was: with more runnable processes than cores, multi-threaded torch ops slow down a lot
 (``--threads 1`` is then faster).
 
 Presets with ``solver="gptq"`` (``moderate-gptq``, ``llm-moderate-gptq``, ...) need calibration inputs for

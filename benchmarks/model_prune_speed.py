@@ -4,8 +4,12 @@ Prints one JSON line per (model, preset) run:
 ``{"bench": "model_prune", "model", "preset", "params", "pruned_weights", "seconds", "target_seconds",
 "effective_bits", ...}``. Activation calibration is timed separately (``calibration_seconds``) and
 is not part of ``seconds``; the first run per method also pays numba's cached-JIT load, so every
-configuration runs ``--repeat`` times and the best time is reported. ``load_avg_1m`` records how busy
-the machine was: with more runnable processes than cores, multi-threaded torch ops slow down a lot
+configuration runs ``--repeat`` times and the best time is reported (``first_seconds``: the first run's,
+``cpu_seconds``: the best run's process CPU time, all threads). ``stage_seconds`` / ``stage_cpu_seconds``
+split the best run by stage (``ModelPruneReport.stage_seconds``): ``hessians`` (calibration forward
+passes and ``XᵀX``), ``factor`` (Cholesky of ``H``), ``solver`` (error feedback and the per-group
+search), ``greedy`` (the per-group methods), ``layers`` (the rest of the per-layer work), ``other``.
+``load_avg_1m`` records how busy the machine was: with more runnable processes than cores, multi-threaded torch ops slow down a lot
 (``--threads 1`` is then faster).
 
 Presets with ``solver="gptq"`` (``moderate-gptq``, ``llm-moderate-gptq``, ...) need calibration inputs for
@@ -98,20 +102,25 @@ def main() -> int:
                 from bitvert.models import load_model
 
                 batches = list(load_model(name).calibration_batches(args.calibration_samples))
-            best, report = float("inf"), None
+            best, report, best_report, first, cpu_best = float("inf"), None, None, None, None
             for _ in range(args.repeat):
                 model = copy.deepcopy(base)
                 gc.collect()
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 report = prune_model_(model, preset, calibration=batches)
-                best = min(best, time.perf_counter() - t)
+                wall = time.perf_counter() - t
+                first = wall if first is None else first
+                if wall < best:
+                    best, best_report, cpu_best = wall, report, time.process_time() - c
                 del model
-            assert report is not None
+            assert report is not None and best_report is not None
             row = {
                 "bench": "model_prune", "model": name, "synthetic": args.synthetic, "preset": preset_name,
                 "params": params,
                 "pruned_weights": report.n_weights, "layers": len(report.layers),
-                "seconds": round(best, 3),
+                "seconds": round(best, 3), "cpu_seconds": round(cpu_best, 3), "first_seconds": round(first, 3),
+                "stage_seconds": {k: round(v, 3) for k, v in best_report.stage_seconds.items()},
+                "stage_cpu_seconds": {k: round(v, 3) for k, v in best_report.stage_cpu_seconds.items()},
                 "target_seconds": (GPTQ_TARGETS_S if preset.solver == "gptq" else TARGETS_S).get(name),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "effective_bits": round(report.effective_bits, 4), "threads": torch.get_num_threads(),

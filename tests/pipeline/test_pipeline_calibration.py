@@ -202,6 +202,67 @@ def test_sequential_sees_pruned_earlier_layers() -> None:
     torch.testing.assert_close(seen["c"], sum(x.T @ x for x in xc), rtol=1e-10, atol=1e-9)
 
 
+def test_sequential_passes_stop_once_the_step_has_its_inputs() -> None:
+    """Each pass ends at the step's last layer: a step's own products (and the rest of the model) are
+    never computed, so the last layer never runs forward and layer a runs once per later step."""
+    torch.manual_seed(4)
+    model = _Chain().eval()
+    xs = [torch.randn(5, 8) for _ in range(3)]
+    ran = {name: 0 for name in "abc"}
+    hooks = [getattr(model, n).register_forward_hook(lambda m, a, o, n=n: ran.__setitem__(n, ran[n] + 1))
+             for n in "abc"]
+    ref = collect_hessians(model, _layers(model), xs)
+    ran.update({n: 0 for n in "abc"})
+    seen: dict[str, torch.Tensor] = {}
+    calibrate_sequentially(model, _layers(model), xs, lambda layer, h: seen.__setitem__(layer.name, h))
+    for h in hooks:
+        h.remove()
+    n = len(xs)  # plus one whole pass on the first batch that finds the execution order
+    assert ran == {"a": 2 * n + 1, "b": n + 1, "c": 1}
+    for name in "abc":  # weights unchanged by the callback: the one-pass Hessians
+        torch.testing.assert_close(seen[name], ref[name], rtol=1e-10, atol=1e-9)
+
+
+def test_a_step_of_layers_sharing_an_input_stops_at_its_first_layer() -> None:
+    torch.manual_seed(5)
+    model = _Stack(n=1).eval()
+    xs = [torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    ran = {name: 0 for name in ("q", "k", "v", "o")}
+    hooks = [getattr(model.layers[0], n).register_forward_hook(lambda m, a, o, n=n: ran.__setitem__(n, ran[n] + 1))
+             for n in ran]
+    ref = collect_hessians(model, _layers(model), xs)
+    ran.update({n: 0 for n in ran})
+    seen: dict[str, torch.Tensor] = {}
+    counts = calibrate_sequentially(model, _layers(model), xs, lambda layer, h: seen.__setitem__(layer.name, h))
+    for h in hooks:
+        h.remove()
+    # q/k/v ran for the o, up and down steps and the block's final pass (+1 pass on the first batch that
+    # finds the order), never for their own step; o ran for the up and down steps and the final pass
+    assert ran == {"q": 4 * 3 + 1, "k": 4 * 3 + 1, "v": 4 * 3 + 1, "o": 3 * 3 + 1}
+    assert counts["layers.0.k"] == counts["layers.0.q"] == 36
+    for name in ref:
+        torch.testing.assert_close(seen[name], ref[name], rtol=1e-10, atol=1e-9)
+
+
+def test_a_layer_called_twice_sums_both_calls_sequentially() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(6, 6), nn.Linear(6, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(torch.relu(self.a(x))))
+
+    torch.manual_seed(7)
+    model = Twice().eval()
+    xs = [torch.randn(4, 6) for _ in range(2)]
+    ref = collect_hessians(model, _layers(model), xs)
+    seen: dict[str, torch.Tensor] = {}
+    counts = calibrate_sequentially(model, _layers(model), xs, lambda layer, h: seen.__setitem__(layer.name, h))
+    assert counts["a"] == 16  # both calls of every batch
+    torch.testing.assert_close(seen["a"], ref["a"], rtol=1e-10, atol=1e-9)
+
+
 class _Block(nn.Module):
     def __init__(self, d: int) -> None:
         super().__init__()
@@ -259,6 +320,28 @@ def test_block_mode_equals_model_mode(caplog) -> None:
     assert calls_b[-1] == "head"
     for name in by_model:
         torch.testing.assert_close(by_block[name], by_model[name], rtol=1e-9, atol=1e-9)
+
+
+def test_layers_after_the_stack_replay_its_outputs() -> None:
+    """The head's step does not run the blocks again: it gets the last block's stored outputs."""
+    torch.manual_seed(5)
+    model = _Stack().eval()
+    xs = [torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    events: list[str] = []
+    hook = model.layers[0].q.register_forward_hook(lambda m, a, o: events.append("run"))
+
+    def prune(layer, h) -> None:
+        events.append(layer.name)
+        with torch.no_grad():
+            layer.module.weight.copy_((layer.module.weight * 4).round() / 4)
+
+    calibrate_sequentially(model, _layers(model), xs, prune)
+    hook.remove()
+    assert events[-1] == "head" and "run" not in events[events.index("layers.2.down"):]
+    assert all("forward" not in blk.__dict__ for blk in model.layers)  # the blocks are restored
+    ref = _Stack().eval()
+    ref.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model(xs[0]), ref(xs[0]))
 
 
 def test_qkv_share_one_step_and_one_input() -> None:

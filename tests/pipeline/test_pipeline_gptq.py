@@ -64,6 +64,13 @@ def test_gptq_lowers_output_error_at_the_same_bits(block, block_batches, name) -
     greedy = prune_model_(greedy_model, name)
     solved = prune_model_(gptq_model, name + GPTQ_SUFFIX, calibration=block_batches)
     assert solved.effective_bits == greedy.effective_bits
+    # the stages split the pruning time: calibration, the solver and the greedy comparison all ran
+    assert {"hessians", "factor", "solver", "layers", "other"} <= set(solved.stage_seconds)
+    assert ("greedy" in solved.stage_seconds) == (not name.startswith("rtn"))
+    assert abs(sum(solved.stage_seconds.values()) - solved.prune_seconds) < 1e-6
+    assert set(solved.stage_cpu_seconds) == set(solved.stage_seconds)
+    assert ("greedy" in greedy.stage_seconds) == (not name.startswith("rtn"))
+    assert "solver" not in greedy.stage_seconds and "hessians" not in greedy.stage_seconds
     assert _output_error(gptq_model, block, block_batches) < _output_error(greedy_model, block, block_batches)
     for a, b in zip(greedy.layers, solved.layers):
         assert a.role == b.role and a.n_sensitive == b.n_sensitive

@@ -43,14 +43,17 @@ up projections) form one step and are handed to the callback together. When the 
 repeated blocks (an ``nn.ModuleList`` of same-class modules holding the layers, e.g. the decoder layers
 of an LLM) only one block's inputs are resident: block inputs are captured once, each step re-runs just
 that block, and its outputs become the next block's inputs. Otherwise every step re-runs the model on
-the calibration batches, stopping as soon as the step's inputs are collected.
+the calibration batches. Either way a step's pass ends as soon as its first layer receives its input
+(the step's own products and everything after them are never computed), unless a layer of the step is
+called more than once per forward pass.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -59,6 +62,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bitvert.core.timing import timed
 from bitvert.errors import InputError, UnsupportedLayerError
 from bitvert.pipeline.quantize import QuantLayer, get_weight, layer_kind, run_batches
 
@@ -399,6 +403,7 @@ def _materialize(batches: Iterable[Any]) -> list[Any]:
     return out
 
 
+@timed("hessians")
 def collect_hessians(
     model: nn.Module,
     layers: Sequence[QuantLayer],
@@ -453,6 +458,7 @@ class _Plan:
     blocks: list[nn.Module] = field(default_factory=list)
     block_of: dict[str, int] = field(default_factory=dict)  # layer name -> block index
     before_blocks: set[str] = field(default_factory=set)  # layers outside the stack that run before it
+    calls: dict[str, int] = field(default_factory=dict)  # layer name -> calls on the first batch
 
 
 def _hidden_of(output: Any) -> torch.Tensor | None:
@@ -501,8 +507,11 @@ def _plan(model: nn.Module, layers: list[QuantLayer], first_batch: Any, use_bloc
     block_kwargs: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     block_outputs: list[Any] = []
 
+    calls: dict[str, int] = {}
+
     def layer_hook(layer: QuantLayer) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            calls[layer.name] = calls.get(layer.name, 0) + 1
             if layer.name not in seen:
                 seen.add(layer.name)
                 events.append(("layer", layer.name))
@@ -549,7 +558,7 @@ def _plan(model: nn.Module, layers: list[QuantLayer], first_batch: Any, use_bloc
         logger.warning("layers never executed on the first calibration batch (processed last): %s",
                        [l.name for l in never][:10])
         steps.extend([l] for l in never)
-    plan = _Plan(steps=steps)
+    plan = _Plan(steps=steps, calls=calls)
     if blocks and _blocks_chain(blocks, block_kwargs, block_outputs, events, block_of, layers):
         plan.blocks, plan.block_of = blocks, block_of
         first = events.index(("block", 0))
@@ -628,6 +637,7 @@ def _block_call(block: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
     return block(*args, **kw)
 
 
+@timed("hessians")
 def calibrate_sequentially(
     model: nn.Module,
     layers: Sequence[QuantLayer],
@@ -676,7 +686,7 @@ def calibrate_sequentially(
             counts: dict[str, int] = {}
             done: set[str] = set()
             for step in plan.steps:
-                counts.update(_model_step(model, step, done, layers, data, callback, spec))
+                counts.update(_model_step(model, step, done, layers, data, callback, spec, plan))
             return counts
     finally:
         model.train(was_training)
@@ -687,6 +697,25 @@ def _stop_hooks(others: Sequence[QuantLayer]) -> list[Any]:
         raise _StopForward
 
     return [l.module.register_forward_pre_hook(stop) for l in others]
+
+
+def _stop_after(step: Sequence[QuantLayer], plan: _Plan, acc: _Accumulator) -> list[Any]:
+    """End each pass as soon as the step's first layer receives its input: the step's layers share that
+    very tensor (that is what makes them a step), so it is added to every other layer of the step there
+    and nothing after it is computed -- neither the step's own products nor anything up to the next later
+    layer -- without changing any ``H``. Registered after the accumulator's hooks. Only when every layer
+    of the step ran exactly once on the first batch (a layer called twice sums both calls' inputs)."""
+    if any(plan.calls.get(l.name) != 1 for l in step):
+        return []
+    others = [(layer, _signature(layer.module)) for layer in step[1:]]
+
+    def stop(module: nn.Module, args: tuple[Any, ...]) -> None:
+        if acc.enabled and args and isinstance(args[0], torch.Tensor):
+            for layer, sig in others:
+                acc.add(layer, sig, args[0])
+        raise _StopForward
+
+    return [step[0].module.register_forward_pre_hook(stop)]
 
 
 def _finish_step(acc: _Accumulator, step: Sequence[QuantLayer],
@@ -710,12 +739,12 @@ def _run_each(model: nn.Module, data: Sequence[Any]) -> None:
 
 def _model_step(model: nn.Module, step: list[QuantLayer], done: set[str], layers: Sequence[QuantLayer],
                 data: Sequence[Any], callback: Callable[[QuantLayer, torch.Tensor], None],
-                spec: tuple[HessianOrder, torch.dtype]) -> dict[str, int]:
-    """One step on the whole model: run every batch until a not-yet-processed later layer is reached."""
+                spec: tuple[HessianOrder, torch.dtype], plan: _Plan) -> dict[str, int]:
+    """One step on the whole model: run every batch until the step's inputs are collected."""
     names = {l.name for l in step}
     later = [l for l in layers if l.name not in names and l.name not in done]
     acc = _Accumulator(step, *spec).attach()
-    handles = _stop_hooks(later)
+    handles = _stop_hooks(later) + _stop_after(step, plan, acc)
     try:
         _run_masked(model, data, acc)
     finally:
@@ -739,7 +768,7 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
     before = [s for s in outside if s[0].name in plan.before_blocks]
     after = [s for s in outside if s[0].name not in plan.before_blocks]
     for step in before:
-        counts.update(_model_step(model, step, done, all_layers, data, callback, spec))
+        counts.update(_model_step(model, step, done, all_layers, data, callback, spec, plan))
     # capture the first block's calls over every batch
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     masks: list[torch.Tensor | None] = []  # attention mask of the batch of each captured call
@@ -758,13 +787,14 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
     finally:
         handle.remove()
     hidden = [_hidden_in(*c) for c in calls]
+    outputs: list[Any] = []
     for b, block in enumerate(plan.blocks):
         steps = [s for s in in_blocks if plan.block_of[s[0].name] == b]
         for step in steps:
             names = {l.name for l in step}
             later = [l for s in steps for l in s if l.name not in names and l.name not in done]
             acc = _Accumulator(step, *spec).attach()
-            handles = _stop_hooks(later)
+            handles = _stop_hooks(later) + _stop_after(step, plan, acc)
             try:
                 for (args, kwargs), h, mask in zip(calls, hidden, masks):
                     acc.mask = mask
@@ -778,11 +808,46 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
                     hd.remove()
             done.update(names)
             counts.update(_finish_step(acc, step, callback))
-        hidden = [_hidden_of(_block_call(block, args, kwargs, h)) for (args, kwargs), h in zip(calls, hidden)]
-    del calls, hidden
-    for step in after:
-        counts.update(_model_step(model, step, done, all_layers, data, callback, spec))
+        outputs = [_block_call(block, args, kwargs, h) for (args, kwargs), h in zip(calls, hidden)]
+        hidden = [_hidden_of(o) for o in outputs]
+    del hidden
+    if after:
+        # the stack's outputs are known: replay them instead of running every block again for the head
+        with _replayed_blocks(plan.blocks, outputs if len(calls) == len(data) else None):
+            for step in after:
+                counts.update(_model_step(model, step, done, all_layers, data, callback, spec, plan))
     return counts
+
+
+@contextmanager
+def _replayed_blocks(blocks: Sequence[nn.Module], outputs: Sequence[Any] | None) -> Iterator[None]:
+    """Make every block of the stack return the last block's output of the current batch (``outputs[i]``
+    for the i-th call of the first block) without computing anything. The plan checked that the blocks
+    run once per forward pass and feed each other directly, so the layers after the stack see exactly
+    the inputs a full pass would give them. ``None``: the blocks run normally."""
+    if outputs is None or not blocks:
+        yield
+        return
+    index = [-1]
+
+    def first(*args: Any, **kwargs: Any) -> Any:
+        index[0] = (index[0] + 1) % len(outputs)  # every pass over the batches starts again at 0
+        return outputs[index[0]]
+
+    def rest(*args: Any, **kwargs: Any) -> Any:
+        return outputs[index[0]]
+
+    saved = [block.__dict__.get("forward") for block in blocks]
+    for i, block in enumerate(blocks):
+        block.forward = first if i == 0 else rest  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for block, fwd in zip(blocks, saved):
+            if fwd is None:
+                del block.forward
+            else:
+                block.forward = fwd  # type: ignore[method-assign]
 
 
 
@@ -800,6 +865,7 @@ def _model_output(out: Any) -> torch.Tensor:
     return hidden
 
 
+@timed("hessians")
 def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterable[Any], seed: int = 0
                  ) -> dict[str, np.ndarray]:
     """How much each output channel of each layer moves the model's output: ``float64[K]`` per layer.

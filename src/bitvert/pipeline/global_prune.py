@@ -40,6 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bitvert.core.grouping import make_layout
+from bitvert.core.timing import collect_stage_seconds, timed
 from bitvert.errors import ConfigError, InputError
 from bitvert.pipeline.budget import (
     allocate_columns,
@@ -233,6 +234,12 @@ class ModelPruneReport:
         activation_quantizer: the live hooks on the model (``None`` without activation quantization).
         prune_seconds: wall time of quantization + selection + pruning (no calibration).
         calibration_seconds: wall time of activation calibration.
+        stage_seconds: ``prune_seconds`` split by stage (wall seconds, :mod:`bitvert.core.timing`):
+            ``hessians`` (calibration forward passes and ``XᵀX``), ``factor`` (Cholesky of ``H``),
+            ``solver`` (error feedback, the method's search per group, the comparison with greedy),
+            ``greedy`` (the per-group methods), ``layers`` (the rest of each layer's quantization and
+            write-back) and ``other`` (selection, scores, ...); only the stages that ran.
+        stage_cpu_seconds: the same split in process CPU seconds (all threads).
     """
 
     preset: PipelinePreset
@@ -241,6 +248,8 @@ class ModelPruneReport:
     activation_quantizer: ActivationQuantizer | None = field(default=None, repr=False)
     prune_seconds: float = 0.0
     calibration_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def quantized_layers(self) -> list[LayerPruneRecord]:
@@ -496,60 +505,65 @@ def prune_model_(
             f"preset {preset.name!r} uses solver 'gptq', which needs calibration batches for the layers' input "
             "Hessians; pass calibration=<iterable of model inputs>, or use solver='greedy'")
     batches = None if calibration is None else list(calibration)
-    t0 = time.perf_counter()
-    all_rules: dict[str, Any] = {**(rules or {}), **preset.rules}
-    layers = select_layers(model, preset.quant, all_rules, preset.first_layer, preset.last_layer)
-    _untie_shared_weights(model, layers)
-    jobs = _jobs_from_model(layers)
+    t0, c0 = time.perf_counter(), time.process_time()
+    with collect_stage_seconds() as stages:
+        all_rules: dict[str, Any] = {**(rules or {}), **preset.rules}
+        layers = select_layers(model, preset.quant, all_rules, preset.first_layer, preset.last_layer)
+        _untie_shared_weights(model, layers)
+        jobs = _jobs_from_model(layers)
 
-    early: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # INT8 weights the budget check already made
+        early: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # INT8 weights the budget check already made
 
-    def quantize(job: _LayerJob) -> tuple[torch.Tensor, torch.Tensor]:
-        if job.name in early:
-            return early.pop(job.name)
-        return quantize_weight(job.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
+        def quantize(job: _LayerJob) -> tuple[torch.Tensor, torch.Tensor]:
+            if job.name in early:
+                return early.pop(job.name)
+            return quantize_weight(job.weight, job.config.weight_bits, job.out_axis, job.config.weight_granularity)
 
-    if preset.target_bits is not None:  # before any Hessian is collected
+        if preset.target_bits is not None:  # before any Hessian is collected
 
-        def quantize_early(job: _LayerJob) -> tuple[torch.Tensor, torch.Tensor]:
-            early[job.name] = quantize(job)
-            return early[job.name]
+            def quantize_early(job: _LayerJob) -> tuple[torch.Tensor, torch.Tensor]:
+                early[job.name] = quantize(job)
+                return early[job.name]
 
-        _check_budget_reachable(jobs, preset, quantize_early)
+            _check_budget_reachable(jobs, preset, quantize_early)
 
-    hessians, gains = None, None
-    if preset.needs_hessians:
-        to_prune = [l for l in layers if l.role is LayerRole.PRUNE]
-        hessians = collect_hessians(model, to_prune, batches or [], compute_dtype=torch.float32)
-        gains = output_gains(model, to_prune, batches or [])
-    solve = None
-    if preset.solver == "gptq":
-        def solve(todo: list[_LayerJob], process: Callable[[_LayerJob, torch.Tensor], None]) -> None:
-            by_name = {j.name: j for j in todo}
-            chosen = [l for l in layers if l.name in by_name]
-            # with gptq_quantized_inputs, the Hessians see the layers' inputs as the evaluated model does:
-            # fake-quantized to the activation bits (ranges calibrated on the model as it is now, its INT8
-            # layers already quantized); the final ranges are calibrated afterwards, as always
-            aq_solve = attach_activation_quant(model, layers, batches) if preset.gptq_quantized_inputs else None
-            try:
-                calibrate_sequentially(model, chosen, batches or [], lambda l, h: process(by_name[l.name], h),
-                                       compute_dtype=torch.float32)
-            finally:
-                if aq_solve is not None:
-                    aq_solve.remove()
+        hessians, gains = None, None
+        if preset.needs_hessians:
+            to_prune = [l for l in layers if l.role is LayerRole.PRUNE]
+            hessians = collect_hessians(model, to_prune, batches or [], compute_dtype=torch.float32)
+            gains = output_gains(model, to_prune, batches or [])
+        solve = None
+        if preset.solver == "gptq":
+            def solve(todo: list[_LayerJob], process: Callable[[_LayerJob, torch.Tensor], None]) -> None:
+                by_name = {j.name: j for j in todo}
+                chosen = [l for l in layers if l.name in by_name]
+                # with gptq_quantized_inputs, the Hessians see the layers' inputs as the evaluated model does:
+                # fake-quantized to the activation bits (ranges calibrated on the model as it is now, its INT8
+                # layers already quantized); the final ranges are calibrated afterwards, as always
+                aq_solve = attach_activation_quant(model, layers, batches) if preset.gptq_quantized_inputs else None
+                try:
+                    calibrate_sequentially(model, chosen, batches or [], lambda l, h: process(by_name[l.name], h),
+                                           compute_dtype=torch.float32)
+                finally:
+                    if aq_solve is not None:
+                        aq_solve.remove()
 
-    records = _algorithm2(jobs, preset, quantize, progress, solve, hessians, gains)
-    del hessians
-    for layer, job in zip(layers, jobs):  # the short-group rule may have changed a role
-        layer.role, layer.reason = job.role, job.reason
+        records = _algorithm2(jobs, preset, quantize, progress, solve, hessians, gains)
+        del hessians
+        for layer, job in zip(layers, jobs):  # the short-group rule may have changed a role
+            layer.role, layer.reason = job.role, job.reason
     prune_s = time.perf_counter() - t0
+    stage_s, stage_cpu = dict(stages.wall), dict(stages.cpu)
+    stage_s["other"] = max(0.0, prune_s - sum(stage_s.values()))
+    stage_cpu["other"] = max(0.0, time.process_time() - c0 - sum(stage_cpu.values()))
 
     t1 = time.perf_counter()
     aq = attach_activation_quant(model, layers, batches)
     ranges = {k: r.to_dict() for k, r in aq.ranges.items()} if aq is not None else {}
     report = ModelPruneReport(
         preset=preset, layers=records, activation_ranges=ranges, activation_quantizer=aq,
-        prune_seconds=prune_s, calibration_seconds=time.perf_counter() - t1,
+        prune_seconds=prune_s, calibration_seconds=time.perf_counter() - t1, stage_seconds=stage_s,
+        stage_cpu_seconds=stage_cpu,
     )
     logger.info("%s: %d layers, effective bits %.3f (%.2fx vs INT8), %.2f s", preset.name, len(records),
                 report.effective_bits, report.compression_vs_int8, prune_s)
@@ -756,6 +770,7 @@ def _global_counts(scores: Sequence[np.ndarray], fraction: float) -> list[int]:
     return [int(m.sum()) for m in masks]
 
 
+@timed("layers")
 def _process_layer(
     layer: _LayerJob,
     preset: PipelinePreset,

@@ -10,6 +10,7 @@ import numpy as np
 
 from bitvert.core.bitplanes import NumberFormat, apply_neg_min_policy
 from bitvert.core.grouping import GroupLayout, LayerKind, group_weights
+from bitvert.core.timing import timed
 from bitvert.core.validation import as_int_array
 from bitvert.errors import InputError
 from bitvert.pruning.config import PruneConfig
@@ -198,7 +199,8 @@ def prune(
                 f"channel), got dtype {dense.dtype} and shape {dense.shape}"
             )
         active &= ~dense[layout.channel_of_group()]
-    out, meta = prune_groups(gw.values, gw.lengths, active, config)
+    with timed("greedy"):
+        out, meta = prune_groups(gw.values, gw.lengths, active, config)
     return PruneResult(
         weights=layout.ungroup(out),
         original=arr,

@@ -62,7 +62,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bitvert.core.timing import timed
+from bitvert.timing import timed
 from bitvert.errors import InputError, UnsupportedLayerError
 from bitvert.pipeline.quantize import QuantLayer, get_weight, layer_kind, run_batches
 

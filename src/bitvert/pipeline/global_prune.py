@@ -40,7 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bitvert.core.grouping import make_layout
-from bitvert.core.timing import collect_stage_seconds, timed
+from bitvert.timing import collect_stage_seconds, timed
 from bitvert.errors import ConfigError, InputError
 from bitvert.pipeline.budget import (
     allocate_columns,
@@ -234,7 +234,7 @@ class ModelPruneReport:
         activation_quantizer: the live hooks on the model (``None`` without activation quantization).
         prune_seconds: wall time of quantization + selection + pruning (no calibration).
         calibration_seconds: wall time of activation calibration.
-        stage_seconds: ``prune_seconds`` split by stage (wall seconds, :mod:`bitvert.core.timing`):
+        stage_seconds: ``prune_seconds`` split by stage (wall seconds, :mod:`bitvert.timing`):
             ``hessians`` (calibration forward passes and ``XᵀX``), ``factor`` (Cholesky of ``H``),
             ``solver`` (error feedback, the method's search per group, the comparison with greedy),
             ``greedy`` (the per-group methods), ``layers`` (the rest of each layer's quantization and
@@ -553,7 +553,7 @@ def prune_model_(
         for layer, job in zip(layers, jobs):  # the short-group rule may have changed a role
             layer.role, layer.reason = job.role, job.reason
     prune_s = time.perf_counter() - t0
-    stage_s, stage_cpu = dict(stages.wall), dict(stages.cpu)
+    stage_s, stage_cpu = dict(stages.seconds), dict(stages.cpu_seconds)
     stage_s["other"] = max(0.0, prune_s - sum(stage_s.values()))
     stage_cpu["other"] = max(0.0, time.process_time() - c0 - sum(stage_cpu.values()))
 

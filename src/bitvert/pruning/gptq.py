@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from bitvert.core.grouping import GroupLayout, LayerKind, infer_kind, make_layout
-from bitvert.core.timing import timed
+from bitvert.timing import timed
 from bitvert.errors import ConfigError, InputError
 from bitvert.pruning import _gptq_kernels as _kernels
 from bitvert.pruning.api import GroupMetadata, PruneResult, prune

@@ -1,10 +1,10 @@
-"""Stage timing (bitvert.core.timing): exclusive nesting, no-op without a collection, decorator use."""
+"""Stage timing (bitvert.timing): exclusive nesting, no-op without a collection, decorator use."""
 
 from __future__ import annotations
 
 import time
 
-from bitvert.core.timing import collect_stage_seconds, timed
+from bitvert.timing import collect_stage_seconds, timed
 
 
 def _busy(seconds: float) -> None:
@@ -20,11 +20,11 @@ def test_nested_stages_are_charged_exclusively() -> None:
             with timed("inner"):
                 _busy(0.05)
             _busy(0.02)
-    assert set(stages.wall) == {"outer", "inner"}
-    assert 0.05 <= stages.wall["inner"] < 0.2
-    assert 0.04 <= stages.wall["outer"] < stages.wall["inner"] + 0.1  # the inner 0.05 s is not in outer
-    assert stages.cpu["inner"] > 0.0
-    assert stages.rounded(2)["wall"]["inner"] == round(stages.wall["inner"], 2)
+    assert set(stages.seconds) == {"outer", "inner"}
+    assert 0.05 <= stages.seconds["inner"] < 0.2
+    assert 0.04 <= stages.seconds["outer"] < stages.seconds["inner"] + 0.1  # the inner 0.05 s is not in outer
+    assert stages.cpu_seconds["inner"] > 0.0
+    assert stages.ordered(2)["inner"] == round(stages.seconds["inner"], 2)
 
 
 def test_timed_without_a_collection_does_nothing_and_works_as_a_decorator() -> None:
@@ -36,7 +36,7 @@ def test_timed_without_a_collection_does_nothing_and_works_as_a_decorator() -> N
     with collect_stage_seconds() as stages:
         assert work(4) == 8
         assert work(5) == 10
-    assert set(stages.wall) == {"work"}
+    assert set(stages.seconds) == {"work"}
 
 
 def test_inner_collection_takes_over_its_block() -> None:
@@ -46,8 +46,8 @@ def test_inner_collection_takes_over_its_block() -> None:
                 with timed("b"):
                     _busy(0.01)
             _busy(0.01)
-    assert set(inner.wall) == {"b"} and set(outer.wall) == {"a"}
-    assert outer.wall["a"] >= inner.wall["b"]  # the outer charges the whole inner block to its stage
+    assert set(inner.seconds) == {"b"} and set(outer.seconds) == {"a"}
+    assert outer.seconds["a"] >= inner.seconds["b"]  # the outer charges the whole inner block to its stage
 
 
 def test_a_stage_closed_by_an_exception_is_still_charged() -> None:
@@ -59,4 +59,4 @@ def test_a_stage_closed_by_an_exception_is_still_charged() -> None:
             pass
         with timed("after"):
             pass
-    assert set(stages.wall) == {"failing", "after"}
+    assert set(stages.seconds) == {"failing", "after"}

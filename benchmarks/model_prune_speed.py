@@ -9,8 +9,8 @@ configuration runs ``--repeat`` times and the best time is reported (``first_sec
 split the best run by stage (``ModelPruneReport.stage_seconds``): ``hessians`` (calibration forward
 passes and ``XᵀX``), ``factor`` (Cholesky of ``H``), ``solver`` (error feedback and the per-group
 search), ``greedy`` (the per-group methods), ``layers`` (the rest of the per-layer work), ``other``.
-``load_avg_1m`` records how busy the machine was: with more runnable processes than cores, multi-threaded torch ops slow down a lot
-(``--threads 1`` is then faster).
+``load_avg_1m`` records how busy the machine was: with more runnable processes than cores,
+multi-threaded torch ops slow down a lot (``--threads 1`` is then faster).
 
 Presets with ``solver="gptq"`` (``moderate-gptq``, ``llm-moderate-gptq``, ...) need calibration inputs for
 their layer Hessians: they get the model's first ``--calibration-samples`` calibration samples (32, the

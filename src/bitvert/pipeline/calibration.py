@@ -62,9 +62,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bitvert.timing import timed
 from bitvert.errors import InputError, UnsupportedLayerError
 from bitvert.pipeline.quantize import QuantLayer, get_weight, layer_kind, run_batches
+from bitvert.timing import timed
 
 __all__ = [
     "Hessians",

@@ -40,7 +40,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bitvert.core.grouping import make_layout
-from bitvert.timing import collect_stage_seconds, timed
 from bitvert.errors import ConfigError, InputError
 from bitvert.pipeline.budget import (
     allocate_columns,
@@ -75,6 +74,7 @@ from bitvert.pipeline.quantize import (
 from bitvert.pipeline._kernels import dequantize_rows
 from bitvert.pruning import prune
 from bitvert.pruning.gptq import gptq_prune, gptq_round
+from bitvert.timing import collect_stage_seconds, timed
 
 __all__ = [
     "select_sensitive", "channel_scores", "LayerPruneRecord", "ModelPruneReport", "IntLayer", "prune_model_",
@@ -709,7 +709,8 @@ def _check_budget_reachable(jobs: list[_LayerJob], preset: PipelinePreset,
                             allowed_columns(preset, j.config.weight_bits, layouts[j.name])) for j in pruned]
     fixed, n_weights = _fixed_bits(jobs, pruned)
     reach = budget_range(budgets, fixed, n_weights, n_sensitive)
-    check_target_bits(float(preset.target_bits), reach, budgets, bound=n_sensitive is not None)  # type: ignore[arg-type]
+    target = float(preset.target_bits)  # type: ignore[arg-type]
+    check_target_bits(target, reach, budgets, bound=n_sensitive is not None)
 
 
 # The steps of Algorithm 2 as separate functions, shared by _algorithm2 (every layer in memory) and the

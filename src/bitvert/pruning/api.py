@@ -10,10 +10,10 @@ import numpy as np
 
 from bitvert.core.bitplanes import NumberFormat, apply_neg_min_policy
 from bitvert.core.grouping import GroupLayout, LayerKind, group_weights
-from bitvert.timing import timed
 from bitvert.core.validation import as_int_array
 from bitvert.errors import InputError
 from bitvert.pruning.config import PruneConfig
+from bitvert.timing import timed
 
 __all__ = ["GroupMetadata", "PruneResult", "prune", "prune_groups"]
 

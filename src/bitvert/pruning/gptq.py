@@ -40,11 +40,11 @@ import numpy as np
 import torch
 
 from bitvert.core.grouping import GroupLayout, LayerKind, infer_kind, make_layout
-from bitvert.timing import timed
 from bitvert.errors import ConfigError, InputError
 from bitvert.pruning import _gptq_kernels as _kernels
 from bitvert.pruning.api import GroupMetadata, PruneResult, prune
 from bitvert.pruning.config import PruneConfig
+from bitvert.timing import timed
 
 __all__ = ["DEFAULT_DAMP", "DEFAULT_BLOCK", "gptq_prune", "gptq_round", "output_error"]
 
@@ -367,9 +367,9 @@ def gptq_round(
     """GPTQ on the plain integer grid ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` (the ``rtn`` baseline).
 
     ``weights`` are float weights in integer units of that grid (``W / scale``), module layout;
-    ``dense_channels`` rows are plainly rounded; ``act_order`` as in :func:`gptq_prune`. Per channel the result is kept only where its output
-    error is not larger than plain rounding's. Falls back to plain rounding (with a logged warning)
-    when ``H`` is not positive definite. Returns ``int16`` weights in the module layout.
+    ``dense_channels`` rows are plainly rounded; ``act_order`` as in :func:`gptq_prune`. Per channel the
+    result is kept only where its output error is not larger than plain rounding's. Falls back to plain
+    rounding (with a logged warning) when ``H`` is not positive definite. Returns ``int16`` weights in the module layout.
     """
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
         raise ConfigError(f"bits must be an integer in 2..8, got {bits!r}")

@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.bitvert-setup-stamp
 RTL_APT := verilator yosys iverilog
 
-.PHONY: setup demo test bench rtl clean
+.PHONY: setup demo test test-slow bench rtl clean
 
 setup: $(STAMP)
 
@@ -45,8 +45,14 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(VENV)/bin/bitvert run --out runs/demo
 
+# the default suite (under 10 minutes on 2 cores): everything not marked slow
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+# the tests marked slow (real models end to end, every offline README command, the study report, sweeps);
+# CI runs them after `make test`. The slow RTL runs are `make rtl`'s.
+test-slow: setup
+	$(PY) -m pytest -q -m slow --ignore=tests/rtl
 
 # RTL of the BitVert and Stripes PEs (docs/rtl.md): Verilator lint, cocotb simulation on Icarus
 # (including the slow 100,000-group run), Yosys synthesis checked against the pinned table

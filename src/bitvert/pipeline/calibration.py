@@ -63,7 +63,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from bitvert.errors import InputError, UnsupportedLayerError
-from bitvert.pipeline.quantize import QuantLayer, get_weight, layer_kind, run_batches
+from bitvert.pipeline.quantize import (
+    QuantLayer,
+    drop_padded_tokens,
+    get_weight,
+    layer_kind,
+    padding_mask,
+    run_batches,
+)
 from bitvert.timing import timed
 
 __all__ = [
@@ -314,7 +321,8 @@ class _Accumulator:
                 contribution, rows = c, r
                 break
         if contribution is None:
-            contribution, rows = self._gram(layer.module, _real_tokens(layer.module, x.detach(), self.mask))
+            real = drop_padded_tokens(layer.module, x.detach(), self.mask)
+            contribution, rows = self._gram(layer.module, real)
             self._memo.append((weakref.ref(x), sig, contribution, rows))
         acc = self.h.get(layer.name)
         if acc is None:
@@ -340,34 +348,12 @@ class _Accumulator:
         return out
 
 
-def _batch_mask(batch: Any) -> torch.Tensor | None:
-    """The ``attention_mask`` of a mapping batch as bool ``[batch, tokens]``; ``None`` when it has none or
-    when it masks nothing (every token real)."""
-    if not isinstance(batch, Mapping):
-        return None
-    mask = batch.get("attention_mask")
-    if not isinstance(mask, torch.Tensor) or mask.ndim != 2:
-        return None
-    mask = mask != 0
-    return None if bool(mask.all()) else mask
-
-
-def _real_tokens(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """A linear layer's input without its padded tokens (``[n_real, in]``) when ``x`` is ``[batch, tokens,
-    in]`` and ``mask`` is ``[batch, tokens]``; ``x`` unchanged otherwise."""
-    if mask is None or x.ndim != 3 or tuple(x.shape[:2]) != tuple(mask.shape):
-        return x
-    if _kind_of(module) not in ("linear", "linear_in_out"):
-        return x
-    return x[mask.to(x.device)]
-
-
 def _run_masked(model: nn.Module, data: Sequence[Any], acc: "_Accumulator") -> None:
     """Run every batch with ``acc.mask`` set to its attention mask; a hook's :class:`_StopForward` ends
     that batch's pass."""
     try:
         for batch in data:
-            acc.mask = _batch_mask(batch)
+            acc.mask = padding_mask(batch)
             try:
                 run_batches(model, [batch])
             except _StopForward:
@@ -782,7 +768,7 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
     handle = first_block.register_forward_pre_hook(capture, with_kwargs=True)
     try:
         for batch in data:
-            current[0] = _batch_mask(batch)
+            current[0] = padding_mask(batch)
             _run_each(model, [batch])
     finally:
         handle.remove()
@@ -874,6 +860,8 @@ def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterab
     (Hutchinson), averaged over the layer's output rows (tokens, positions): a change ``δ`` of channel
     ``k``'s outputs changes ``‖f‖²`` by about ``gain_k · ‖δ‖²``. One backward pass per batch; the
     weights get ``requires_grad`` only for the pass (restored afterwards, no ``.grad`` is written).
+    Padded tokens of text batches (``attention_mask == 0``) count neither as output rows of a layer nor
+    as model outputs (``v`` is 0 there), as for the Hessians.
     """
     layers = _check_layers(layers)
     data = _materialize(batches)
@@ -887,6 +875,7 @@ def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterab
         for l in layers:
             get_weight(l.module).requires_grad_(True)
         for batch in data:
+            mask = padding_mask(batch)
             outs: list[tuple[QuantLayer, torch.Tensor]] = []
 
             def hook(layer: QuantLayer) -> Callable[..., None]:
@@ -906,6 +895,8 @@ def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterab
                         out = model(batch)
                     f = _model_output(out)
                     v = torch.randn(f.shape, generator=gen, dtype=f.dtype)
+                    if mask is not None and f.ndim >= 2 and tuple(f.shape[:2]) == tuple(mask.shape):
+                        v = v * mask.reshape(tuple(mask.shape) + (1,) * (f.ndim - 2)).to(v)  # padded outputs
                     grads = torch.autograd.grad((f * v).sum(), [o for _, o in outs], allow_unused=True)
             finally:
                 for h in handles:
@@ -914,7 +905,7 @@ def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterab
                 if g is None:
                     continue
                 kind = _kind_of(layer.module)
-                gg = g.detach().to(torch.float64) ** 2
+                gg = drop_padded_tokens(layer.module, g.detach(), mask).to(torch.float64) ** 2
                 if kind == "conv":
                     per = gg.transpose(0, 1).reshape(gg.shape[1], -1)
                 else:

@@ -493,7 +493,7 @@ def test_sequential_padded_batches_equal_single_samples(blocks: bool, caplog) ->
         torch.testing.assert_close(got[name], want[name], rtol=1e-6, atol=1e-6)  # float32 forward, batched vs single
 
 
-@pytest.mark.parametrize("observer", ["minmax", "mse"])
+@pytest.mark.parametrize("observer", ["minmax", "mse", "output"])
 def test_padded_tokens_are_not_observed_in_activation_ranges(observer: str) -> None:
     from bitvert.pipeline import QuantConfig
     from bitvert.pipeline.quantize import ActivationQuantizer

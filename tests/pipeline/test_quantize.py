@@ -337,3 +337,39 @@ def test_mse_observer_calibrates_and_round_trips():
     with pytest.raises(ConfigError, match="act_observer"):
         get_preset("int8", quant={"act_observer": "histogram"})
     assert get_preset("int8", quant={"act_observer": "mse"}).quant.act_observer == "mse"
+
+
+def test_output_observer_keeps_the_range_that_moves_the_output_less():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)).eval()
+    with torch.no_grad():
+        model[1].weight[:, 0] *= 20.0  # channel 0 of layer 1's input carries a lot of the output
+    gen = torch.Generator().manual_seed(4)
+    lap = torch.distributions.Laplace(0.0, 1.0)
+    batches = [lap.icdf(torch.rand(128, 6, generator=gen) * 0.9998 + 1e-4) for _ in range(2)]
+    with torch.no_grad():
+        ref = [model(b) for b in batches]
+
+    def calibrate(observer: str) -> dict[str, ActivationRange]:
+        aq = ActivationQuantizer(select_layers(model, QuantConfig(act_observer=observer, act_bits=4),
+                                               first_layer="prune", last_layer="prune"))
+        ranges = aq.calibrate(model, batches)
+        aq.remove()
+        return ranges
+
+    def output_sse(name: str, r: ActivationRange) -> float:
+        aq = ActivationQuantizer([l for l in select_layers(model, QuantConfig(act_bits=4)) if l.name == name])
+        aq.load_ranges({name: r})
+        with torch.no_grad():
+            sse = sum(float(((model(b) - f).double() ** 2).sum()) for b, f in zip(batches, ref))
+        aq.remove()
+        return sse
+
+    minmax, mse, chosen = calibrate("minmax"), calibrate("mse"), calibrate("output")
+    assert chosen.keys() == minmax.keys() == {"0", "1", "2"}
+    for name in chosen:
+        assert minmax[name] != mse[name], name  # 4-bit Laplace inputs: the mse range clips
+        errors = [output_sse(name, minmax[name]), output_sse(name, mse[name])]
+        assert chosen[name] == (minmax, mse)[int(np.argmin(errors))][name], (name, errors)
+    with torch.no_grad():
+        assert all(torch.equal(model(b), f) for b, f in zip(batches, ref))  # every hook removed: float again

@@ -65,12 +65,15 @@ from torch.nn import functional as F
 from bitvert.errors import InputError, UnsupportedLayerError
 from bitvert.pipeline.quantize import (
     QuantLayer,
+    call_model,
     drop_padded_tokens,
     get_weight,
     layer_kind,
     padding_mask,
     run_batches,
 )
+from bitvert.pipeline.quantize import hidden_of as _hidden_of
+from bitvert.pipeline.quantize import model_output as _model_output
 from bitvert.timing import timed
 
 __all__ = [
@@ -445,15 +448,6 @@ class _Plan:
     block_of: dict[str, int] = field(default_factory=dict)  # layer name -> block index
     before_blocks: set[str] = field(default_factory=set)  # layers outside the stack that run before it
     calls: dict[str, int] = field(default_factory=dict)  # layer name -> calls on the first batch
-
-
-def _hidden_of(output: Any) -> torch.Tensor | None:
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    hs = getattr(output, "last_hidden_state", None)
-    return hs if isinstance(hs, torch.Tensor) else None
 
 
 def _block_candidates(model: nn.Module, layers: Sequence[QuantLayer]) -> tuple[list[nn.Module], dict[str, int]]:
@@ -839,18 +833,6 @@ def _replayed_blocks(blocks: Sequence[nn.Module], outputs: Sequence[Any] | None)
 
 # --------------------------------------------------------------------------------------------- output gains
 
-def _model_output(out: Any) -> torch.Tensor:
-    """The tensor a model returns (a tensor, the first of a tuple, ``logits`` or ``last_hidden_state``)."""
-    for key in ("logits", "last_hidden_state"):
-        t = getattr(out, key, None)
-        if isinstance(t, torch.Tensor):
-            return t
-    hidden = _hidden_of(out)
-    if hidden is None:
-        raise UnsupportedLayerError(f"cannot find the output tensor of a model returning {type(out).__name__}")
-    return hidden
-
-
 @timed("hessians")
 def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterable[Any], seed: int = 0
                  ) -> dict[str, np.ndarray]:
@@ -887,13 +869,7 @@ def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterab
             handles = [l.module.register_forward_hook(hook(l)) for l in layers]
             try:
                 with torch.enable_grad():
-                    if isinstance(batch, Mapping):
-                        out = model(**batch)
-                    elif isinstance(batch, (tuple, list)):
-                        out = model(*batch)
-                    else:
-                        out = model(batch)
-                    f = _model_output(out)
+                    f = _model_output(call_model(model, batch))
                     v = torch.randn(f.shape, generator=gen, dtype=f.dtype)
                     if mask is not None and f.ndim >= 2 and tuple(f.shape[:2]) == tuple(mask.shape):
                         v = v * mask.reshape(tuple(mask.shape) + (1,) * (f.ndim - 2)).to(v)  # padded outputs

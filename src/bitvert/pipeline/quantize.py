@@ -56,6 +56,9 @@ __all__ = [
     "padding_mask",
     "drop_padded_tokens",
     "mse_range",
+    "call_model",
+    "model_output",
+    "hidden_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,7 +77,8 @@ class QuantConfig(BaseModel):
         act_observer: ``minmax`` (running min/max over the calibration batches),
             ``percentile`` (mean over batches of the ``act_percentile``-th percentiles) or ``mse``
             (the clipping range that minimises the quantization MSE of a bounded sample of the observed
-            values; :class:`ActivationQuantizer`).
+            values) or ``output`` (whichever of the ``minmax`` and ``mse`` ranges moves the model's output
+            less on the calibration batches; :class:`ActivationQuantizer`).
         act_percentile: percentile for the ``percentile`` observer, in ``(50, 100]``.
     """
 
@@ -84,7 +88,7 @@ class QuantConfig(BaseModel):
     weight_granularity: Literal["per_channel", "per_tensor"] = "per_channel"
     act_bits: int | None = Field(8, ge=2, le=16)
     act_symmetric: bool = False
-    act_observer: Literal["minmax", "percentile", "mse"] = "minmax"
+    act_observer: Literal["minmax", "percentile", "mse", "output"] = "minmax"
     act_percentile: float = Field(99.99, gt=50.0, le=100.0)
 
 
@@ -575,9 +579,13 @@ class ActivationQuantizer:
     Observers (``QuantConfig.act_observer``): ``minmax`` keeps the extremes over all batches;
     ``percentile`` averages each batch's ``act_percentile``-th percentiles; ``mse`` keeps a bounded
     sample of the values (:class:`_BoundedSample`, 2**18 values per layer) and picks the range with
-    :func:`mse_range`. Padded tokens of text batches (``attention_mask == 0`` of a mapping batch) are
+    :func:`mse_range`; ``output`` computes both of those ranges and keeps, per layer, the one whose
+    quantization (that layer's input alone, every other layer in float) gives the smallest squared error
+    of the model's output against the float model on the calibration batches (ties: ``minmax``); it costs
+    one forward pass over the batches per layer whose two ranges differ. Padded tokens of text batches (``attention_mask == 0`` of a mapping batch) are
     not observed (:func:`drop_padded_tokens`), so a padded batch gives the ranges of its samples run
-    one by one (``minmax``, and ``mse`` below the sample cap).
+    one by one (``minmax``, and ``mse`` below the sample cap), and padded positions of the model output
+    do not count in the ``output`` observer's error.
     """
 
     def __init__(self, layers: Iterable[QuantLayer]) -> None:
@@ -611,11 +619,11 @@ class ActivationQuantizer:
         xf = drop_padded_tokens(layer.module, x, self._mask).float().reshape(-1)
         if xf.numel() == 0:
             return
-        if cfg.act_observer in ("minmax", "mse"):
+        if cfg.act_observer in ("minmax", "mse", "output"):
             lo, hi = float(xf.min()), float(xf.max())
             st = self._stats.setdefault(layer.name, [lo, hi, 1.0])
             st[0], st[1] = min(st[0], lo), max(st[1], hi)
-            if cfg.act_observer == "mse":
+            if cfg.act_observer != "minmax":
                 self._samples.setdefault(layer.name, _BoundedSample(_MSE_SAMPLE_CAP)).add(xf)
             return
         if xf.numel() > _MAX_PERCENTILE_SAMPLES:
@@ -637,6 +645,7 @@ class ActivationQuantizer:
         self._stats.clear()
         self._samples.clear()
         self._mode = "observe"
+        batches = list(batches)  # the ``output`` observer runs them again
         n = 0
         try:
             for batch in batches:
@@ -650,20 +659,74 @@ class ActivationQuantizer:
         missing = [l.name for l in self.layers if l.name not in self._stats]
         if missing:
             logger.info("layers never executed during calibration keep float inputs: %s", missing[:10])
+        candidates: dict[str, list[ActivationRange]] = {}
         for layer in self.layers:
             st = self._stats.get(layer.name)
             if st is None:
                 continue
-            bits = int(layer.config.act_bits)  # type: ignore[arg-type]
+            bits, symmetric = int(layer.config.act_bits), layer.config.act_symmetric  # type: ignore[arg-type]
             observer = layer.config.act_observer
-            if observer == "mse":
-                lo, hi = mse_range(self._samples[layer.name].values(), bits, layer.config.act_symmetric)
-            else:
-                lo, hi = (st[0], st[1]) if observer == "minmax" else (st[0] / st[2], st[1] / st[2])
-            self.ranges[layer.name] = _range_from(lo, hi, bits, layer.config.act_symmetric)
+            lo, hi = (st[0], st[1]) if observer != "percentile" else (st[0] / st[2], st[1] / st[2])
+            ranges = [_range_from(lo, hi, bits, symmetric)]
+            if observer in ("mse", "output"):
+                ranges.append(_range_from(*mse_range(self._samples[layer.name].values(), bits, symmetric),
+                                          bits, symmetric))
+            candidates[layer.name] = ranges
         self._samples.clear()
+        self.ranges = {name: c[-1] for name, c in candidates.items()}
+        by_output = [l for l in self.layers if l.config.act_observer == "output" and l.name in candidates]
+        if by_output:
+            self._choose_by_output(model, batches, by_output, candidates)
         self._mode = "quantize"
         return dict(self.ranges)
+
+    def _output_errors(self, model: nn.Module, batches: Sequence[Any],
+                       reference: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:
+        """The model outputs on ``batches`` (real tokens only) with the hooks in their current mode, or,
+        with ``reference``, one squared error sum (float64 scalar) against it."""
+        out: list[torch.Tensor] = []
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for i, batch in enumerate(batches):
+                    f = model_output(call_model(model, batch)).detach()
+                    mask = padding_mask(batch)
+                    if mask is not None and f.ndim >= 2 and tuple(f.shape[:2]) == tuple(mask.shape):
+                        f = f[mask.to(f.device)]
+                    out.append(f if reference is None else ((f - reference[i]).double() ** 2).sum())
+        finally:
+            model.train(was_training)
+        return out
+
+    def _choose_by_output(self, model: nn.Module, batches: Sequence[Any], layers: Sequence[QuantLayer],
+                          candidates: Mapping[str, list[ActivationRange]]) -> None:
+        """Per layer, the candidate range (``minmax`` first) with the smallest squared output error when it
+        alone quantizes its layer's input; the other layers stay in float meanwhile."""
+        final = dict(self.ranges)
+        self._mode = "off"
+        reference = self._output_errors(model, batches, None)
+        chose_mse = 0
+        try:
+            self._mode = "quantize"
+            for layer in layers:
+                cands = candidates[layer.name]
+                if all(c == cands[0] for c in cands[1:]):
+                    final[layer.name] = cands[0]
+                    continue
+                errors = []
+                for cand in cands:
+                    self.ranges = {layer.name: cand}
+                    errors.append(float(sum(self._output_errors(model, batches, reference))))
+                best = int(np.argmin(errors))
+                chose_mse += best > 0
+                final[layer.name] = cands[best]
+                logger.debug("%s: output errors %s, keeps candidate %d", layer.name, errors, best)
+        finally:
+            self.ranges = final
+            self._mode = "off"
+        logger.info("output observer: %d of %d layers keep the mse range, the others the min/max range",
+                    chose_mse, len(layers))
 
     def load_ranges(self, ranges: Mapping[str, ActivationRange]) -> None:
         """Use previously calibrated ranges (e.g. from a checkpoint) and start quantizing."""
@@ -682,6 +745,37 @@ class ActivationQuantizer:
         self._mode = "off"
 
 
+def call_model(model: nn.Module, batch: Any) -> Any:
+    """``model(batch)`` for a tensor, ``model(*batch)`` for a tuple/list, ``model(**batch)`` for a mapping."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch)
+    return model(batch)
+
+
+def hidden_of(output: Any) -> torch.Tensor | None:
+    """The hidden-state tensor of a module's output (the tensor, the first of a tuple, ``last_hidden_state``)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    hs = getattr(output, "last_hidden_state", None)
+    return hs if isinstance(hs, torch.Tensor) else None
+
+
+def model_output(out: Any) -> torch.Tensor:
+    """The tensor a model returns (a tensor, the first of a tuple, ``logits`` or ``last_hidden_state``)."""
+    for key in ("logits", "last_hidden_state"):
+        t = getattr(out, key, None)
+        if isinstance(t, torch.Tensor):
+            return t
+    hidden = hidden_of(out)
+    if hidden is None:
+        raise UnsupportedLayerError(f"cannot find the output tensor of a model returning {type(out).__name__}")
+    return hidden
+
+
 def run_batches(model: nn.Module, batches: Iterable[Any]) -> int:
     """Feed ``batches`` to ``model`` in eval mode without gradients; returns the number of batches.
 
@@ -694,12 +788,7 @@ def run_batches(model: nn.Module, batches: Iterable[Any]) -> int:
     try:
         with torch.no_grad():
             for batch in batches:
-                if isinstance(batch, Mapping):
-                    model(**batch)
-                elif isinstance(batch, (tuple, list)):
-                    model(*batch)
-                else:
-                    model(batch)
+                call_model(model, batch)
                 n += 1
     finally:
         model.train(was_training)

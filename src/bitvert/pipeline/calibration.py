@@ -34,7 +34,9 @@ times batch for convolutions. :attr:`Hessians.n_samples` holds the row counts.
 ``attention_mask`` ``[batch, tokens]``, the rows of a linear layer's input ``[batch, tokens, in]`` whose
 mask is 0 (padding) are left out of ``H`` and of the row counts, so a padded batch gives the same ``H`` as
 its samples run one by one. Inputs of another shape (a pooler's ``[batch, in]``, convolutions) are not
-masked.
+masked. The mask helpers (:func:`bitvert.pipeline.quantize.padding_mask`,
+:func:`~bitvert.pipeline.quantize.drop_padded_tokens`) live in :mod:`bitvert.pipeline.quantize`, whose
+activation-range observers leave padded tokens out the same way; :func:`output_gains` does too.
 
 **Sequential mode** (:func:`calibrate_sequentially`): each layer's ``H`` is collected from inputs that
 already passed through the earlier layers *after* the caller's callback changed them (standard for

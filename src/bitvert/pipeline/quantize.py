@@ -543,7 +543,8 @@ def mse_range(values: torch.Tensor, bits: int, symmetric: bool) -> tuple[float, 
     x = x.sort().values
     lo0, hi0 = min(float(x[0]), 0.0), max(float(x[-1]), 0.0)
     if x.numel() > _MSE_SEARCH_SAMPLES:  # the middle value of each of equal strata of the sorted values
-        x = x[((torch.arange(_MSE_SEARCH_SAMPLES, dtype=torch.float64) + 0.5) * (x.numel() / _MSE_SEARCH_SAMPLES)).long()]
+        strata = torch.arange(_MSE_SEARCH_SAMPLES, dtype=torch.float64) + 0.5
+        x = x[(strata * (x.numel() / _MSE_SEARCH_SAMPLES)).long()]
 
     def scan(lo: torch.Tensor, hi: torch.Tensor) -> int:
         scale, zp, qmin, qmax = _range_params(lo, hi, bits, symmetric)
@@ -582,10 +583,11 @@ class ActivationQuantizer:
     :func:`mse_range`; ``output`` computes both of those ranges and keeps, per layer, the one whose
     quantization (that layer's input alone, every other layer in float) gives the smallest squared error
     of the model's output against the float model on the calibration batches (ties: ``minmax``); it costs
-    one forward pass over the batches per layer whose two ranges differ. Padded tokens of text batches (``attention_mask == 0`` of a mapping batch) are
-    not observed (:func:`drop_padded_tokens`), so a padded batch gives the ranges of its samples run
-    one by one (``minmax``, and ``mse`` below the sample cap), and padded positions of the model output
-    do not count in the ``output`` observer's error.
+    one forward pass over the batches per layer whose two ranges differ. Padded tokens of text batches
+    (``attention_mask == 0`` of a mapping batch) are not observed (:func:`drop_padded_tokens`), so a
+    padded batch gives the ranges of its samples run one by one (``minmax``, and ``mse`` below the
+    sample cap), and padded positions of the model output do not count in the ``output`` observer's
+    error.
     """
 
     def __init__(self, layers: Iterable[QuantLayer]) -> None:

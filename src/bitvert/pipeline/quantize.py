@@ -583,11 +583,11 @@ class ActivationQuantizer:
     :func:`mse_range`; ``output`` computes both of those ranges and keeps, per layer, the one whose
     quantization (that layer's input alone, every other layer in float) gives the smallest squared error
     of the model's output against the float model on the calibration batches (ties: ``minmax``); it costs
-    one forward pass over the batches per layer whose two ranges differ. Padded tokens of text batches
-    (``attention_mask == 0`` of a mapping batch) are not observed (:func:`drop_padded_tokens`), so a
-    padded batch gives the ranges of its samples run one by one (``minmax``, and ``mse`` below the
-    sample cap), and padded positions of the model output do not count in the ``output`` observer's
-    error.
+    two forward passes over the batches per layer whose two ranges differ, plus one for the reference.
+    Padded tokens of text batches (``attention_mask == 0`` of a mapping batch) are not observed
+    (:func:`drop_padded_tokens`), so a padded batch gives the ranges of its samples run one by one
+    (``minmax``, and ``mse`` below the sample cap), and padded positions of the model output do not
+    count in the ``output`` observer's error.
     """
 
     def __init__(self, layers: Iterable[QuantLayer]) -> None:

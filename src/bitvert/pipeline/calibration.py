@@ -873,7 +873,7 @@ def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterab
                 with torch.enable_grad():
                     f = _model_output(call_model(model, batch))
                     v = torch.randn(f.shape, generator=gen, dtype=f.dtype)
-                    if mask is not None and f.ndim >= 2 and tuple(f.shape[:2]) == tuple(mask.shape):
+                    if mask is not None and f.ndim >= 3 and tuple(f.shape[:2]) == tuple(mask.shape):
                         v = v * mask.reshape(tuple(mask.shape) + (1,) * (f.ndim - 2)).to(v)  # padded outputs
                     grads = torch.autograd.grad((f * v).sum(), [o for _, o in outs], allow_unused=True)
             finally:

@@ -694,7 +694,7 @@ class ActivationQuantizer:
                 for i, batch in enumerate(batches):
                     f = model_output(call_model(model, batch)).detach()
                     mask = padding_mask(batch)
-                    if mask is not None and f.ndim >= 2 and tuple(f.shape[:2]) == tuple(mask.shape):
+                    if mask is not None and f.ndim >= 3 and tuple(f.shape[:2]) == tuple(mask.shape):
                         f = f[mask.to(f.device)]
                     out.append(f if reference is None else ((f - reference[i]).double() ** 2).sum())
         finally:

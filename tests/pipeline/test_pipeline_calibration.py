@@ -491,3 +491,66 @@ def test_sequential_padded_batches_equal_single_samples(blocks: bool, caplog) ->
     assert got_n == want_n and got_n["layers.1.down"] == 14
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-6, atol=1e-6)  # float32 forward, batched vs single
+
+
+@pytest.mark.parametrize("observer", ["minmax", "mse", "output"])
+def test_padded_tokens_are_not_observed_in_activation_ranges(observer: str) -> None:
+    from bitvert.pipeline import QuantConfig
+    from bitvert.pipeline.quantize import ActivationQuantizer
+
+    def ranges(batches) -> dict[str, tuple[float, int]]:
+        torch.manual_seed(10)
+        model = _TokenModel().eval()
+        with torch.no_grad():
+            model.emb.weight[0] = 10.0  # the pad id (never a real token here) embeds far outside the real range
+        aq = ActivationQuantizer(select_layers(model, QuantConfig(act_observer=observer)))
+        got = aq.calibrate(model, batches)
+        aq.remove()
+        return {k: (r.scale, r.zero_point) for k, r in got.items()}
+
+    padded, single = _padded_and_single()
+    want, got = ranges(single), ranges(padded)
+    assert got.keys() == want.keys() and len(want) == 6
+    for name, (scale, zp) in want.items():
+        assert got[name][0] == pytest.approx(scale, rel=1e-6) and got[name][1] == zp, name
+    # observed, the padded positions would stretch the first layer's range
+    unmasked = ranges([(b["input_ids"], torch.ones_like(b["attention_mask"])) for b in padded])
+    assert unmasked["inp"][0] > 1.5 * want["inp"][0]
+
+
+class _SequenceModel(nn.Module):
+    """Two per-token linear layers; returns the whole sequence ``[batch, tokens, 3]`` (like last_hidden_state)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(20, 4)
+        self.l1, self.l2 = nn.Linear(4, 5), nn.Linear(5, 3)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.l2(self.l1(self.emb(input_ids)))
+
+
+def test_output_gains_leave_out_padded_tokens() -> None:
+    from bitvert.pipeline.calibration import output_gains
+
+    torch.manual_seed(12)
+    model = _SequenceModel().eval()
+    padded, _ = _padded_and_single()
+    gains = output_gains(model, _layers(model), padded, seed=3)
+    # by hand: d(v.f)/d(y2) = v, d(v.f)/d(y1) = v @ W2, v ~ N(0, 1) drawn per batch (seed 3), 0 on padding,
+    # averaged over the 14 real tokens only
+    gen = torch.Generator().manual_seed(3)
+    vs = []
+    for b in padded:
+        m = b["attention_mask"] != 0
+        vs.append(torch.randn(b["input_ids"].shape + (3,), generator=gen)[m])
+    v = torch.cat(vs).double()
+    assert v.shape == (14, 3)
+    w2 = model.l2.weight.detach().double()
+    np.testing.assert_allclose(gains["l2"], (v ** 2).mean(0).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(gains["l1"], ((v @ w2) ** 2).mean(0).numpy(), rtol=1e-5)
+    # what the padded positions hold does not matter
+    other = [{**b, "input_ids": torch.where(b["attention_mask"] != 0, b["input_ids"], 7)} for b in padded]
+    again = output_gains(model, _layers(model), other, seed=3)
+    for name in gains:
+        np.testing.assert_allclose(again[name], gains[name], rtol=1e-6)

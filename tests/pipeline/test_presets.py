@@ -87,3 +87,20 @@ def test_preset_methods_come_from_the_pipeline_and_the_registry():
     with pytest.raises(ConfigError, match=r"method must be one of \['none', 'rtn', 'rounded_avg'"):
         PipelinePreset.from_dict({"name": "x", "method": "rounded_average", "columns": 2})
     assert all(PRESETS[n].method in preset_methods() for n in PRESETS)
+
+
+def test_gptq_presets_choose_activation_ranges_by_output_error():
+    from bitvert.pipeline import get_preset
+    from bitvert.report.variants import int8_baseline
+
+    for name in ("conservative-gptq", "moderate-gptq", "bitwave-moderate-gptq", "rtn-moderate-gptq",
+                 "bitwave-w5-gptq"):
+        p = get_preset(name)
+        assert (p.quant.act_bits, p.quant.act_observer) == (8, "output"), name
+        assert "output error" in p.description or name.startswith(("bitwave-moderate", "rtn-"))
+        parent = get_preset(name.removesuffix("-gptq"))
+        assert parent.quant.act_observer == "minmax"  # the paper's presets keep min/max
+        assert p.quant.model_copy(update={"act_observer": "minmax"}) == parent.quant
+    assert int8_baseline(get_preset("moderate-gptq")).quant.act_observer == "output"  # its INT8 row alike
+    assert get_preset("llm-moderate-gptq").quant == get_preset("llm-moderate").quant  # weight-only: unchanged
+    assert get_preset("moderate-gptq", quant={"act_bits": 8, "act_observer": "minmax"}).quant.act_observer == "minmax"

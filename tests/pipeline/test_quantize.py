@@ -15,9 +15,11 @@ from torch import nn
 from bitvert.errors import ConfigError, InputError, UnsupportedLayerError
 from bitvert.pipeline import (
     ActivationQuantizer,
+    ActivationRange,
     LayerRole,
     QuantConfig,
     dequantize_weight,
+    get_preset,
     quantize_model_,
     quantize_weight,
     select_layers,
@@ -239,3 +241,135 @@ def test_fused_kernel_matches_plain_torch(w, axis, bits):
     assert torch.equal(s, s_ref)
     assert torch.equal(q, q_ref)
     assert torch.equal(dequantize_weight(q, s, axis), q_ref.float() * s_ref.view(shape))
+
+
+# --------------------------------------------------------------------------- mse observer
+
+def _sse(x: torch.Tensor, lo: float, hi: float, bits: int, symmetric: bool) -> float:
+    from bitvert.pipeline.quantize import _range_from, fake_quantize
+
+    r = _range_from(lo, hi, bits, symmetric)
+    return float(((fake_quantize(x, r) - x).double() ** 2).sum())
+
+
+def test_mse_range_golden():
+    from bitvert.pipeline.quantize import mse_range
+
+    # values exactly on the 8-bit grid of their own min/max: no error there, so the full range is kept
+    grid = torch.arange(256, dtype=torch.float32) * 0.25 - 8.0  # zero point 32, scale 0.25
+    assert mse_range(grid, 8, symmetric=False) == (-8.0, 55.75)
+    # one value at 40 among 10,000 in [-1, 1]: clipping it would cost 39² = 1521, more than rounding the
+    # bulk with the wide step (10,000 · (41/255)² / 12 ≈ 22), so MSE keeps it
+    bulk = torch.linspace(-1, 1, 9999)
+    lo, hi = mse_range(torch.cat([bulk, torch.tensor([40.0])]), 8, symmetric=False)
+    assert 39.0 < hi <= 40.0 and -1.0 <= lo < -0.8  # (lo is within one step of 0: its value hardly matters)
+    # a long tail is clipped: a Laplace distribution at 4 bits near 5 b (ACIQ's 5.03 b)
+    lap = torch.distributions.Laplace(0.0, 1.0).icdf(torch.linspace(1e-6, 1 - 1e-6, 200_001))
+    lo, hi = mse_range(lap, 4, symmetric=True)
+    assert 4.5 < hi < 5.6 < float(lap.max())
+    # symmetric: Gaussian 8-bit clips at about 4.2 sigma
+    x = torch.randn(100_000, generator=torch.Generator().manual_seed(0))
+    lo, hi = mse_range(x, 8, symmetric=True)
+    assert lo == -hi and 3.8 < hi < 4.5 < float(x.abs().max())
+    # 4 bits clip much harder than 8: ACIQ's 2.55 sigma
+    assert 2.3 < mse_range(x, 4, symmetric=True)[1] < 2.9
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float32, st.integers(1, 3000), elements=st.floats(-1e3, 1e3, width=32)),
+       st.integers(2, 8), st.booleans())
+def test_mse_range_never_worse_than_minmax(values, bits, symmetric):
+    from bitvert.pipeline.quantize import mse_range
+
+    x = torch.from_numpy(values)
+    lo, hi = mse_range(x, bits, symmetric)
+    lo0, hi0 = float(x.min()), float(x.max())
+    assert min(lo0, 0.0) <= lo <= 0.0 <= hi <= max(hi0, 0.0) or symmetric
+    assert _sse(x, lo, hi, bits, symmetric) <= _sse(x, lo0, hi0, bits, symmetric) * (1 + 1e-9) + 1e-12
+
+
+def test_mse_range_bad_input():
+    from bitvert.pipeline.quantize import mse_range
+
+    with pytest.raises(InputError, match="at least one"):
+        mse_range(torch.zeros(0), 8, False)
+    with pytest.raises(InputError, match="NaN or inf"):
+        mse_range(torch.tensor([1.0, float("nan")]), 8, False)
+
+
+def test_bounded_sample_keeps_quantiles_under_its_cap():
+    from bitvert.pipeline.quantize import _BoundedSample
+
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randn(3000, generator=gen) * (1 + i % 3) for i in range(10)]
+    small = _BoundedSample(cap=1 << 20)
+    capped = _BoundedSample(cap=4096)
+    for b in batches:
+        small.add(b)
+        capped.add(b)
+    assert torch.equal(small.values(), torch.cat(batches).sort().values)  # below the cap: every value
+    kept = capped.values()
+    assert kept.numel() <= 4096 and capped.stride > 1
+    full = torch.cat(batches)
+    q = torch.tensor([0.01, 0.1, 0.5, 0.9, 0.99])
+    torch.testing.assert_close(torch.quantile(kept, q), torch.quantile(full, q), atol=0.05, rtol=0.02)
+
+
+def test_mse_observer_calibrates_and_round_trips():
+    model = nn.Sequential(nn.Linear(4, 3), nn.GELU(), nn.Linear(3, 2))
+    gen = torch.Generator().manual_seed(2)
+    lap = torch.distributions.Laplace(0.0, 1.0)
+    batches = [lap.icdf(torch.rand(64, 4, generator=gen) * 0.9998 + 1e-4) for _ in range(3)]
+    top = max(float(b.max()) for b in batches)
+    cfg = QuantConfig(act_observer="mse", act_bits=4)
+    aq = ActivationQuantizer(select_layers(model, cfg))
+    ranges = aq.calibrate(model, batches)
+    r = ranges["0"]
+    assert (r.qmax - r.zero_point) * r.scale < 0.9 * top  # the long tail is clipped at 4 bits
+    x = torch.randn(8, 4, generator=gen)
+    out = model(x)
+    aq.remove()
+    # the ranges are the checkpoint's plain numbers: loading them reproduces the quantized model
+    again = ActivationQuantizer(select_layers(model, cfg))
+    again.load_ranges({k: ActivationRange(**r.to_dict()) for k, r in ranges.items()})
+    assert torch.equal(model(x), out)
+    again.remove()
+    with pytest.raises(ConfigError, match="act_observer"):
+        get_preset("int8", quant={"act_observer": "histogram"})
+    assert get_preset("int8", quant={"act_observer": "mse"}).quant.act_observer == "mse"
+
+
+def test_output_observer_keeps_the_range_that_moves_the_output_less():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)).eval()
+    with torch.no_grad():
+        model[1].weight[:, 0] *= 20.0  # channel 0 of layer 1's input carries a lot of the output
+    gen = torch.Generator().manual_seed(4)
+    lap = torch.distributions.Laplace(0.0, 1.0)
+    batches = [lap.icdf(torch.rand(128, 6, generator=gen) * 0.9998 + 1e-4) for _ in range(2)]
+    with torch.no_grad():
+        ref = [model(b) for b in batches]
+
+    def calibrate(observer: str) -> dict[str, ActivationRange]:
+        aq = ActivationQuantizer(select_layers(model, QuantConfig(act_observer=observer, act_bits=4),
+                                               first_layer="prune", last_layer="prune"))
+        ranges = aq.calibrate(model, batches)
+        aq.remove()
+        return ranges
+
+    def output_sse(name: str, r: ActivationRange) -> float:
+        aq = ActivationQuantizer([l for l in select_layers(model, QuantConfig(act_bits=4)) if l.name == name])
+        aq.load_ranges({name: r})
+        with torch.no_grad():
+            sse = sum(float(((model(b) - f).double() ** 2).sum()) for b, f in zip(batches, ref))
+        aq.remove()
+        return sse
+
+    minmax, mse, chosen = calibrate("minmax"), calibrate("mse"), calibrate("output")
+    assert chosen.keys() == minmax.keys() == {"0", "1", "2"}
+    for name in chosen:
+        assert minmax[name] != mse[name], name  # 4-bit Laplace inputs: the mse range clips
+        errors = [output_sse(name, minmax[name]), output_sse(name, mse[name])]
+        assert chosen[name] == (minmax, mse)[int(np.argmin(errors))][name], (name, errors)
+    with torch.no_grad():
+        assert all(torch.equal(model(b), f) for b, f in zip(batches, ref))  # every hook removed: float again

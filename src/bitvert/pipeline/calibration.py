@@ -34,7 +34,9 @@ times batch for convolutions. :attr:`Hessians.n_samples` holds the row counts.
 ``attention_mask`` ``[batch, tokens]``, the rows of a linear layer's input ``[batch, tokens, in]`` whose
 mask is 0 (padding) are left out of ``H`` and of the row counts, so a padded batch gives the same ``H`` as
 its samples run one by one. Inputs of another shape (a pooler's ``[batch, in]``, convolutions) are not
-masked.
+masked. The mask helpers (:func:`bitvert.pipeline.quantize.padding_mask`,
+:func:`~bitvert.pipeline.quantize.drop_padded_tokens`) live in :mod:`bitvert.pipeline.quantize`, whose
+activation-range observers leave padded tokens out the same way; :func:`output_gains` does too.
 
 **Sequential mode** (:func:`calibrate_sequentially`): each layer's ``H`` is collected from inputs that
 already passed through the earlier layers *after* the caller's callback changed them (standard for
@@ -63,7 +65,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from bitvert.errors import InputError, UnsupportedLayerError
-from bitvert.pipeline.quantize import QuantLayer, get_weight, layer_kind, run_batches
+from bitvert.pipeline.quantize import (
+    QuantLayer,
+    call_model,
+    drop_padded_tokens,
+    get_weight,
+    layer_kind,
+    padding_mask,
+    run_batches,
+)
+from bitvert.pipeline.quantize import hidden_of as _hidden_of
+from bitvert.pipeline.quantize import model_output as _model_output
 from bitvert.timing import timed
 
 __all__ = [
@@ -314,7 +326,8 @@ class _Accumulator:
                 contribution, rows = c, r
                 break
         if contribution is None:
-            contribution, rows = self._gram(layer.module, _real_tokens(layer.module, x.detach(), self.mask))
+            real = drop_padded_tokens(layer.module, x.detach(), self.mask)
+            contribution, rows = self._gram(layer.module, real)
             self._memo.append((weakref.ref(x), sig, contribution, rows))
         acc = self.h.get(layer.name)
         if acc is None:
@@ -340,34 +353,12 @@ class _Accumulator:
         return out
 
 
-def _batch_mask(batch: Any) -> torch.Tensor | None:
-    """The ``attention_mask`` of a mapping batch as bool ``[batch, tokens]``; ``None`` when it has none or
-    when it masks nothing (every token real)."""
-    if not isinstance(batch, Mapping):
-        return None
-    mask = batch.get("attention_mask")
-    if not isinstance(mask, torch.Tensor) or mask.ndim != 2:
-        return None
-    mask = mask != 0
-    return None if bool(mask.all()) else mask
-
-
-def _real_tokens(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """A linear layer's input without its padded tokens (``[n_real, in]``) when ``x`` is ``[batch, tokens,
-    in]`` and ``mask`` is ``[batch, tokens]``; ``x`` unchanged otherwise."""
-    if mask is None or x.ndim != 3 or tuple(x.shape[:2]) != tuple(mask.shape):
-        return x
-    if _kind_of(module) not in ("linear", "linear_in_out"):
-        return x
-    return x[mask.to(x.device)]
-
-
 def _run_masked(model: nn.Module, data: Sequence[Any], acc: "_Accumulator") -> None:
     """Run every batch with ``acc.mask`` set to its attention mask; a hook's :class:`_StopForward` ends
     that batch's pass."""
     try:
         for batch in data:
-            acc.mask = _batch_mask(batch)
+            acc.mask = padding_mask(batch)
             try:
                 run_batches(model, [batch])
             except _StopForward:
@@ -459,15 +450,6 @@ class _Plan:
     block_of: dict[str, int] = field(default_factory=dict)  # layer name -> block index
     before_blocks: set[str] = field(default_factory=set)  # layers outside the stack that run before it
     calls: dict[str, int] = field(default_factory=dict)  # layer name -> calls on the first batch
-
-
-def _hidden_of(output: Any) -> torch.Tensor | None:
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    hs = getattr(output, "last_hidden_state", None)
-    return hs if isinstance(hs, torch.Tensor) else None
 
 
 def _block_candidates(model: nn.Module, layers: Sequence[QuantLayer]) -> tuple[list[nn.Module], dict[str, int]]:
@@ -782,7 +764,7 @@ def _run_blocks(model: nn.Module, plan: _Plan, data: Sequence[Any],
     handle = first_block.register_forward_pre_hook(capture, with_kwargs=True)
     try:
         for batch in data:
-            current[0] = _batch_mask(batch)
+            current[0] = padding_mask(batch)
             _run_each(model, [batch])
     finally:
         handle.remove()
@@ -853,18 +835,6 @@ def _replayed_blocks(blocks: Sequence[nn.Module], outputs: Sequence[Any] | None)
 
 # --------------------------------------------------------------------------------------------- output gains
 
-def _model_output(out: Any) -> torch.Tensor:
-    """The tensor a model returns (a tensor, the first of a tuple, ``logits`` or ``last_hidden_state``)."""
-    for key in ("logits", "last_hidden_state"):
-        t = getattr(out, key, None)
-        if isinstance(t, torch.Tensor):
-            return t
-    hidden = _hidden_of(out)
-    if hidden is None:
-        raise UnsupportedLayerError(f"cannot find the output tensor of a model returning {type(out).__name__}")
-    return hidden
-
-
 @timed("hessians")
 def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterable[Any], seed: int = 0
                  ) -> dict[str, np.ndarray]:
@@ -874,6 +844,8 @@ def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterab
     (Hutchinson), averaged over the layer's output rows (tokens, positions): a change ``δ`` of channel
     ``k``'s outputs changes ``‖f‖²`` by about ``gain_k · ‖δ‖²``. One backward pass per batch; the
     weights get ``requires_grad`` only for the pass (restored afterwards, no ``.grad`` is written).
+    Padded tokens of text batches (``attention_mask == 0``) count neither as output rows of a layer nor
+    as model outputs (``v`` is 0 there), as for the Hessians.
     """
     layers = _check_layers(layers)
     data = _materialize(batches)
@@ -887,6 +859,7 @@ def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterab
         for l in layers:
             get_weight(l.module).requires_grad_(True)
         for batch in data:
+            mask = padding_mask(batch)
             outs: list[tuple[QuantLayer, torch.Tensor]] = []
 
             def hook(layer: QuantLayer) -> Callable[..., None]:
@@ -898,14 +871,10 @@ def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterab
             handles = [l.module.register_forward_hook(hook(l)) for l in layers]
             try:
                 with torch.enable_grad():
-                    if isinstance(batch, Mapping):
-                        out = model(**batch)
-                    elif isinstance(batch, (tuple, list)):
-                        out = model(*batch)
-                    else:
-                        out = model(batch)
-                    f = _model_output(out)
+                    f = _model_output(call_model(model, batch))
                     v = torch.randn(f.shape, generator=gen, dtype=f.dtype)
+                    if mask is not None and f.ndim >= 3 and tuple(f.shape[:2]) == tuple(mask.shape):
+                        v = v * mask.reshape(tuple(mask.shape) + (1,) * (f.ndim - 2)).to(v)  # padded outputs
                     grads = torch.autograd.grad((f * v).sum(), [o for _, o in outs], allow_unused=True)
             finally:
                 for h in handles:
@@ -914,7 +883,7 @@ def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterab
                 if g is None:
                     continue
                 kind = _kind_of(layer.module)
-                gg = g.detach().to(torch.float64) ** 2
+                gg = drop_padded_tokens(layer.module, g.detach(), mask).to(torch.float64) ** 2
                 if kind == "conv":
                     per = gg.transpose(0, 1).reshape(gg.shape[1], -1)
                 else:

@@ -14,6 +14,10 @@ preset                    β     normal channels     N    first/last layer   eff
 ``<preset>-gptq``         same  same, gptq solver   same same               same as ``<preset>``
 ========================  ====  ==================  ===  =================  =====================
 
+Activation ranges (``quant.act_observer``): ``minmax`` for the paper's presets; ``output`` for the
+``-gptq`` presets that quantize activations (each layer keeps the min/max or the MSE-optimal range,
+whichever moves the model output less on the calibration batches; docs/pipeline.md "Decisions").
+
 ``<preset>-gptq`` (``conservative-gptq``, ``moderate-gptq``, ``llm-*-gptq``, ``bitwave-w5-gptq``, ...)
 is ``<preset>`` with ``solver="gptq"``: the error-feedback solver of :mod:`bitvert.pruning.gptq` on
 calibration Hessians instead of the greedy per-group rounding (same grid, metadata and bits);
@@ -275,10 +279,15 @@ PRESETS: dict[str, PipelinePreset] = {
 GPTQ_SUFFIX = "-gptq"
 """Name suffix of a preset run with ``solver="gptq"``."""
 
+# The calibration-aware presets also choose each layer's activation range by its effect on the model
+# output (``act_observer="output"``: the min/max or the MSE-optimal range, docs/pipeline.md "Decisions");
+# the paper's presets keep min/max.
 PRESETS.update({
     f"{name}{GPTQ_SUFFIX}": p.model_copy(update={
         "name": f"{name}{GPTQ_SUFFIX}", "solver": "gptq",
-        "description": f"{p.description}; error-feedback (GPTQ) solver on calibration Hessians"})
+        "quant": p.quant if p.quant.act_bits is None else p.quant.model_copy(update={"act_observer": "output"}),
+        "description": f"{p.description}; error-feedback (GPTQ) solver on calibration Hessians"
+                       + ("" if p.quant.act_bits is None else "; activation ranges chosen by output error")})
     for name, p in list(PRESETS.items()) if p.method != "none"
 })
 

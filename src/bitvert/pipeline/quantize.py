@@ -53,6 +53,12 @@ __all__ = [
     "ActivationRange",
     "run_batches",
     "quantize_model_",
+    "padding_mask",
+    "drop_padded_tokens",
+    "mse_range",
+    "call_model",
+    "model_output",
+    "hidden_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,8 +74,11 @@ class QuantConfig(BaseModel):
         act_bits: activation bit width, or ``None`` to leave activations in floating point.
         act_symmetric: symmetric signed activation range (``[-m, m]``) instead of an affine
             unsigned one (``[min, max]`` with a zero point).
-        act_observer: ``minmax`` (running min/max over the calibration batches) or
-            ``percentile`` (mean over batches of the ``act_percentile``-th percentiles).
+        act_observer: ``minmax`` (running min/max over the calibration batches),
+            ``percentile`` (mean over batches of the ``act_percentile``-th percentiles) or ``mse``
+            (the clipping range that minimises the quantization MSE of a bounded sample of the observed
+            values) or ``output`` (whichever of the ``minmax`` and ``mse`` ranges moves the model's output
+            less on the calibration batches; :class:`ActivationQuantizer`).
         act_percentile: percentile for the ``percentile`` observer, in ``(50, 100]``.
     """
 
@@ -79,7 +88,7 @@ class QuantConfig(BaseModel):
     weight_granularity: Literal["per_channel", "per_tensor"] = "per_channel"
     act_bits: int | None = Field(8, ge=2, le=16)
     act_symmetric: bool = False
-    act_observer: Literal["minmax", "percentile"] = "minmax"
+    act_observer: Literal["minmax", "percentile", "mse", "output"] = "minmax"
     act_percentile: float = Field(99.99, gt=50.0, le=100.0)
 
 
@@ -379,6 +388,41 @@ def select_layers(
             for (name, module, kind), (role, cfg, why) in zip(found, roles)]
 
 
+# --------------------------------------------------------------------------- padded text batches
+
+def padding_mask(batch: Any) -> torch.Tensor | None:
+    """The ``attention_mask`` of a mapping batch (e.g. a tokenizer's ``BatchEncoding``) as bool ``[batch,
+    tokens]``; ``None`` when the batch has none, when it is not 2-d or when it masks nothing (every token real).
+
+    Padded positions (mask 0) carry activations of no real token; every calibration statistic (activation
+    ranges, input Hessians, output gains) leaves them out with :func:`drop_padded_tokens`.
+
+    >>> padding_mask({"attention_mask": torch.tensor([[1, 1, 0]])}).tolist()
+    [[True, True, False]]
+    >>> padding_mask(torch.zeros(2, 3)) is None
+    True
+    """
+    if not isinstance(batch, Mapping):
+        return None
+    mask = batch.get("attention_mask")
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 2:
+        return None
+    mask = mask != 0
+    return None if bool(mask.all()) else mask
+
+
+def drop_padded_tokens(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The real-token rows ``[n_real, features]`` of a linear layer's input or output ``x`` of shape
+    ``[batch, tokens, features]`` under ``mask`` (:func:`padding_mask`); ``x`` unchanged when there is no
+    mask, when ``x`` has another shape (a pooler's ``[batch, in]``) or ``module`` is a convolution."""
+    if mask is None or x.ndim != 3 or tuple(x.shape[:2]) != tuple(mask.shape):
+        return x
+    kind = layer_kind(module)
+    if kind is None or kind[0] not in ("linear", "linear_in_out"):
+        return x
+    return x[mask.to(x.device)]
+
+
 # --------------------------------------------------------------------------- activations
 
 @dataclass
@@ -394,17 +438,29 @@ class ActivationRange:
         return {"scale": self.scale, "zero_point": self.zero_point, "qmin": self.qmin, "qmax": self.qmax}
 
 
-def _range_from(lo: float, hi: float, bits: int, symmetric: bool) -> ActivationRange:
+def _range_params(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """``(scale, zero_point, qmin, qmax)`` of the ranges ``[lo, hi]`` (float64 tensors of candidates).
+
+    Symmetric: ``[-m, m]`` with ``m = max(|lo|, |hi|)`` on ``[-(2**(b-1)-1), 2**(b-1)-1]``. Affine: ``[min(lo, 0),
+    max(hi, 0)]`` on ``[0, 2**b - 1]`` (zero exactly representable), zero point rounded half to even.
+    A range of width 0 gets scale 1."""
     if symmetric:
         qmax = (1 << (bits - 1)) - 1
-        m = max(abs(lo), abs(hi))
-        scale = m / qmax if m > 0 else 1.0
-        return ActivationRange(scale=float(scale), zero_point=0, qmin=-qmax, qmax=qmax)
-    lo, hi = min(lo, 0.0), max(hi, 0.0)  # zero must be exactly representable
+        m = torch.maximum(lo.abs(), hi.abs())
+        scale = torch.where(m > 0, m / qmax, torch.ones_like(m))
+        return scale, torch.zeros_like(scale), -qmax, qmax
+    lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)
     qmax = (1 << bits) - 1
-    scale = (hi - lo) / qmax if hi > lo else 1.0
-    zp = int(np.clip(round(-lo / scale), 0, qmax))
-    return ActivationRange(scale=float(scale), zero_point=zp, qmin=0, qmax=qmax)
+    scale = torch.where(hi > lo, (hi - lo) / qmax, torch.ones_like(hi))
+    zp = torch.round(-lo / scale).clamp(0, qmax)
+    return scale, zp, 0, qmax
+
+
+def _range_from(lo: float, hi: float, bits: int, symmetric: bool) -> ActivationRange:
+    scale, zp, qmin, qmax = _range_params(torch.tensor([float(lo)], dtype=torch.float64),
+                                          torch.tensor([float(hi)], dtype=torch.float64), bits, symmetric)
+    return ActivationRange(scale=float(scale[0]), zero_point=int(zp[0]), qmin=qmin, qmax=qmax)
 
 
 def fake_quantize(x: torch.Tensor, r: ActivationRange) -> torch.Tensor:
@@ -414,6 +470,103 @@ def fake_quantize(x: torch.Tensor, r: ActivationRange) -> torch.Tensor:
 
 
 _MAX_PERCENTILE_SAMPLES = 1 << 20
+_MSE_SAMPLE_CAP = 1 << 18  # values kept per layer by the ``mse`` observer
+_MSE_SEARCH_SAMPLES = 1 << 14  # evenly spaced quantiles of the kept values the range search evaluates
+_MSE_COARSE = torch.pow(2.0, -torch.arange(64, dtype=torch.float64) / 8)  # 1 .. 2**-7.9, 9 % apart
+_MSE_FINE = torch.pow(2.0, torch.arange(-7, 8, dtype=torch.float64) / 64)  # around the coarse best, 1.1 % apart
+_MSE_CHUNK = 1 << 22  # candidate x sample elements per step of the search
+
+
+class _BoundedSample:
+    """A deterministic sample of at most ``cap`` of the values observed: each batch's sorted values at the
+    current stride; when more than ``cap`` are kept, every other value of the sorted sample is dropped and
+    the stride doubles, so every kept value stands for the same number of observed ones. Below the cap the
+    sample is exactly the observed values (in sorted order, so the batching does not matter)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.stride = 1
+        self.parts: list[torch.Tensor] = []
+        self.n = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        part = x.reshape(-1).float().sort().values[self.stride // 2::self.stride]
+        self.parts.append(part)
+        self.n += part.numel()
+        while self.n > self.cap:
+            kept = self.values()[1::2]
+            self.parts, self.n = [kept], kept.numel()
+            self.stride *= 2
+
+    def values(self) -> torch.Tensor:
+        return torch.cat(self.parts).sort().values
+
+
+def _quant_sse(x: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    """Sum of squared fake-quantization errors of the float32 values ``x`` for each candidate range
+    (``scale``/``zp`` float64 ``[c]``), computed in float32 as :func:`fake_quantize` does; float64 ``[c]``."""
+    out = torch.empty(scale.shape[0], dtype=torch.float64)
+    step = max(1, _MSE_CHUNK // max(x.numel(), 1))
+    for i in range(0, scale.shape[0], step):
+        s = scale[i:i + step].float().unsqueeze(1)
+        z = zp[i:i + step].float().unsqueeze(1)
+        q = torch.round(x.unsqueeze(0) / s).add_(z).clamp_(qmin, qmax).sub_(z).mul_(s).sub_(x)
+        out[i:i + step] = q.square_().sum(dim=1, dtype=torch.float64)
+    return out
+
+
+def mse_range(values: torch.Tensor, bits: int, symmetric: bool) -> tuple[float, float]:
+    """The clipping range ``(lo, hi)`` of ``values`` whose fake quantization (:func:`fake_quantize` with the
+    range :func:`_range_from` makes of it) has the smallest mean squared error.
+
+    Candidates are fractions of the observed extremes: ``2**(-k/8)``, ``k = 0..63`` (1 down to 0.004, 9 %
+    apart), then ``2**(j/64)``, ``j = -7..7``, times the best of those (1.1 % apart). Symmetric: these
+    two scans of ``m``. Affine: the two scans shrinking both ends together, then the two of ``hi`` at the
+    best ``lo`` and the two of ``lo`` at that ``hi`` (234 candidates). Each scan starts with the best range
+    so far (the first one with the observed extremes, i.e. ``minmax``), and ties keep the earlier candidate,
+    so the result's error is never above ``minmax``'s on the values searched. The error is evaluated exactly
+    (zero point rounding and float32 arithmetic included) on all values, or on 16,384 of them when there
+    are more: the middle value of each of 16,384 equal strata of the sorted values, so each stands for as
+    many values as the others (a single far outlier among many values is then not seen). Vectorised over
+    candidates and values.
+
+    >>> x = torch.randn(100_000, generator=torch.Generator().manual_seed(0))
+    >>> lo, hi = mse_range(x, 8, symmetric=True)      # a Gaussian is clipped at about 4 sigma
+    >>> round(hi, 1), hi < float(x.max())
+    (4.0, True)
+    """
+    x = values.reshape(-1).float()
+    if x.numel() == 0:
+        raise InputError("mse_range needs at least one value")
+    if not bool(torch.isfinite(x).all()):
+        raise InputError("activations contain NaN or inf; fix the model or the calibration inputs")
+    x = x.sort().values
+    lo0, hi0 = min(float(x[0]), 0.0), max(float(x[-1]), 0.0)
+    if x.numel() > _MSE_SEARCH_SAMPLES:  # the middle value of each of equal strata of the sorted values
+        strata = torch.arange(_MSE_SEARCH_SAMPLES, dtype=torch.float64) + 0.5
+        x = x[(strata * (x.numel() / _MSE_SEARCH_SAMPLES)).long()]
+
+    def scan(lo: torch.Tensor, hi: torch.Tensor) -> int:
+        scale, zp, qmin, qmax = _range_params(lo, hi, bits, symmetric)
+        return int(torch.argmin(_quant_sse(x, scale, zp, qmin, qmax)))
+
+    def fraction(make: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], incumbent: float) -> float:
+        """The best fraction of a coarse scan, refined by a fine one around it (at most 1); the incumbent
+        is the first candidate of both scans, so the error never increases from scan to scan."""
+        coarse = torch.cat([torch.tensor([incumbent], dtype=torch.float64), _MSE_COARSE])
+        best = float(coarse[scan(*make(coarse))])
+        fine = torch.cat([torch.tensor([best], dtype=torch.float64), (best * _MSE_FINE).clamp(max=1.0)])
+        return float(fine[scan(*make(fine))])
+
+    if symmetric:
+        m = max(-lo0, hi0)
+        f = fraction(lambda fr: (-fr * m, fr * m), 1.0)
+        return -f * m, f * m
+    f = fraction(lambda fr: (fr * lo0, fr * hi0), 1.0)
+    f_lo = f_hi = f
+    f_hi = fraction(lambda fr: (torch.full_like(fr, f_lo * lo0), fr * hi0), f_hi)
+    f_lo = fraction(lambda fr: (fr * lo0, torch.full_like(fr, f_hi * hi0)), f_lo)
+    return f_lo * lo0, f_hi * hi0
 
 
 class ActivationQuantizer:
@@ -423,12 +576,26 @@ class ActivationQuantizer:
     quantize every forward pass until :meth:`remove`. Layers whose config has ``act_bits=None``
     or whose role is ``fp32`` are not touched. The model structure and ``state_dict`` keys are
     left unchanged.
+
+    Observers (``QuantConfig.act_observer``): ``minmax`` keeps the extremes over all batches;
+    ``percentile`` averages each batch's ``act_percentile``-th percentiles; ``mse`` keeps a bounded
+    sample of the values (:class:`_BoundedSample`, 2**18 values per layer) and picks the range with
+    :func:`mse_range`; ``output`` computes both of those ranges and keeps, per layer, the one whose
+    quantization (that layer's input alone, every other layer in float) gives the smallest squared error
+    of the model's output against the float model on the calibration batches (ties: ``minmax``); it costs
+    two forward passes over the batches per layer whose two ranges differ, plus one for the reference.
+    Padded tokens of text batches (``attention_mask == 0`` of a mapping batch) are not observed
+    (:func:`drop_padded_tokens`), so a padded batch gives the ranges of its samples run one by one
+    (``minmax``, and ``mse`` below the sample cap), and padded positions of the model output do not
+    count in the ``output`` observer's error.
     """
 
     def __init__(self, layers: Iterable[QuantLayer]) -> None:
         self.layers = [l for l in layers if l.role is not LayerRole.FP32 and l.config.act_bits is not None]
         self.ranges: dict[str, ActivationRange] = {}
         self._stats: dict[str, list[float]] = {}
+        self._samples: dict[str, _BoundedSample] = {}
+        self._mask: torch.Tensor | None = None  # the current calibration batch's padding mask
         self._mode: Literal["observe", "quantize", "off"] = "off"
         self._handles = [l.module.register_forward_pre_hook(self._make_hook(l)) for l in self.layers]
 
@@ -451,11 +618,15 @@ class ActivationQuantizer:
 
     def _observe(self, layer: QuantLayer, x: torch.Tensor) -> None:
         cfg = layer.config
-        xf = x.float().reshape(-1)
-        if cfg.act_observer == "minmax":
+        xf = drop_padded_tokens(layer.module, x, self._mask).float().reshape(-1)
+        if xf.numel() == 0:
+            return
+        if cfg.act_observer in ("minmax", "mse", "output"):
             lo, hi = float(xf.min()), float(xf.max())
             st = self._stats.setdefault(layer.name, [lo, hi, 1.0])
             st[0], st[1] = min(st[0], lo), max(st[1], hi)
+            if cfg.act_observer != "minmax":
+                self._samples.setdefault(layer.name, _BoundedSample(_MSE_SAMPLE_CAP)).add(xf)
             return
         if xf.numel() > _MAX_PERCENTILE_SAMPLES:
             idx = torch.linspace(0, xf.numel() - 1, _MAX_PERCENTILE_SAMPLES).long()
@@ -474,25 +645,90 @@ class ActivationQuantizer:
             InputError: no batch was given, or a quantized layer saw no floating-point input.
         """
         self._stats.clear()
+        self._samples.clear()
         self._mode = "observe"
+        batches = list(batches)  # the ``output`` observer runs them again
+        n = 0
         try:
-            n = run_batches(model, batches)
+            for batch in batches:
+                self._mask = padding_mask(batch)
+                n += run_batches(model, [batch])
         finally:
             self._mode = "off"
+            self._mask = None
         if n == 0:
             raise InputError("calibration got no batches; pass at least one batch of model inputs")
         missing = [l.name for l in self.layers if l.name not in self._stats]
         if missing:
             logger.info("layers never executed during calibration keep float inputs: %s", missing[:10])
+        candidates: dict[str, list[ActivationRange]] = {}
         for layer in self.layers:
             st = self._stats.get(layer.name)
             if st is None:
                 continue
-            lo, hi = (st[0], st[1]) if layer.config.act_observer == "minmax" else (st[0] / st[2], st[1] / st[2])
-            bits = int(layer.config.act_bits)  # type: ignore[arg-type]
-            self.ranges[layer.name] = _range_from(lo, hi, bits, layer.config.act_symmetric)
+            bits, symmetric = int(layer.config.act_bits), layer.config.act_symmetric  # type: ignore[arg-type]
+            observer = layer.config.act_observer
+            lo, hi = (st[0], st[1]) if observer != "percentile" else (st[0] / st[2], st[1] / st[2])
+            ranges = [_range_from(lo, hi, bits, symmetric)]
+            if observer in ("mse", "output"):
+                ranges.append(_range_from(*mse_range(self._samples[layer.name].values(), bits, symmetric),
+                                          bits, symmetric))
+            candidates[layer.name] = ranges
+        self._samples.clear()
+        self.ranges = {name: c[-1] for name, c in candidates.items()}
+        by_output = [l for l in self.layers if l.config.act_observer == "output" and l.name in candidates]
+        if by_output:
+            self._choose_by_output(model, batches, by_output, candidates)
         self._mode = "quantize"
         return dict(self.ranges)
+
+    def _output_errors(self, model: nn.Module, batches: Sequence[Any],
+                       reference: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:
+        """The model outputs on ``batches`` (real tokens only) with the hooks in their current mode, or,
+        with ``reference``, one squared error sum (float64 scalar) against it."""
+        out: list[torch.Tensor] = []
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for i, batch in enumerate(batches):
+                    f = model_output(call_model(model, batch)).detach()
+                    mask = padding_mask(batch)
+                    if mask is not None and f.ndim >= 3 and tuple(f.shape[:2]) == tuple(mask.shape):
+                        f = f[mask.to(f.device)]
+                    out.append(f if reference is None else ((f - reference[i]).double() ** 2).sum())
+        finally:
+            model.train(was_training)
+        return out
+
+    def _choose_by_output(self, model: nn.Module, batches: Sequence[Any], layers: Sequence[QuantLayer],
+                          candidates: Mapping[str, list[ActivationRange]]) -> None:
+        """Per layer, the candidate range (``minmax`` first) with the smallest squared output error when it
+        alone quantizes its layer's input; the other layers stay in float meanwhile."""
+        final = dict(self.ranges)
+        self._mode = "off"
+        reference = self._output_errors(model, batches, None)
+        chose_mse = 0
+        try:
+            self._mode = "quantize"
+            for layer in layers:
+                cands = candidates[layer.name]
+                if all(c == cands[0] for c in cands[1:]):
+                    final[layer.name] = cands[0]
+                    continue
+                errors = []
+                for cand in cands:
+                    self.ranges = {layer.name: cand}
+                    errors.append(float(sum(self._output_errors(model, batches, reference))))
+                best = int(np.argmin(errors))
+                chose_mse += best > 0
+                final[layer.name] = cands[best]
+                logger.debug("%s: output errors %s, keeps candidate %d", layer.name, errors, best)
+        finally:
+            self.ranges = final
+            self._mode = "off"
+        logger.info("output observer: %d of %d layers keep the mse range, the others the min/max range",
+                    chose_mse, len(layers))
 
     def load_ranges(self, ranges: Mapping[str, ActivationRange]) -> None:
         """Use previously calibrated ranges (e.g. from a checkpoint) and start quantizing."""
@@ -511,6 +747,37 @@ class ActivationQuantizer:
         self._mode = "off"
 
 
+def call_model(model: nn.Module, batch: Any) -> Any:
+    """``model(batch)`` for a tensor, ``model(*batch)`` for a tuple/list, ``model(**batch)`` for a mapping."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch)
+    return model(batch)
+
+
+def hidden_of(output: Any) -> torch.Tensor | None:
+    """The hidden-state tensor of a module's output (the tensor, the first of a tuple, ``last_hidden_state``)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    hs = getattr(output, "last_hidden_state", None)
+    return hs if isinstance(hs, torch.Tensor) else None
+
+
+def model_output(out: Any) -> torch.Tensor:
+    """The tensor a model returns (a tensor, the first of a tuple, ``logits`` or ``last_hidden_state``)."""
+    for key in ("logits", "last_hidden_state"):
+        t = getattr(out, key, None)
+        if isinstance(t, torch.Tensor):
+            return t
+    hidden = hidden_of(out)
+    if hidden is None:
+        raise UnsupportedLayerError(f"cannot find the output tensor of a model returning {type(out).__name__}")
+    return hidden
+
+
 def run_batches(model: nn.Module, batches: Iterable[Any]) -> int:
     """Feed ``batches`` to ``model`` in eval mode without gradients; returns the number of batches.
 
@@ -523,12 +790,7 @@ def run_batches(model: nn.Module, batches: Iterable[Any]) -> int:
     try:
         with torch.no_grad():
             for batch in batches:
-                if isinstance(batch, Mapping):
-                    model(**batch)
-                elif isinstance(batch, (tuple, list)):
-                    model(*batch)
-                else:
-                    model(batch)
+                call_model(model, batch)
                 n += 1
     finally:
         model.train(was_training)

@@ -120,6 +120,13 @@ class PipelinePreset(BaseModel):
         gptq_quantized_inputs: the ``gptq`` solver's Hessians are collected on the layers' inputs
             fake-quantized to ``quant.act_bits`` (as the evaluated model sees them) instead of float inputs;
             no effect for weight-only presets.
+        scale_search: per-channel scales of the normal (pruned) channels: ``none`` (absmax / 127, the
+            paper's) or ``mse`` (per channel, the shrink factor of the absmax scale in
+            :data:`~bitvert.pipeline.quantize.SCALE_SEARCH_FACTORS` whose quantize -> prune (this preset's
+            method and N; ``rtn``: round at ``8 - N`` bits) -> dequantize error is least, weighed by
+            ``diag H`` when the layer has a Hessian; :func:`~bitvert.pipeline.quantize.search_channel_scales`).
+            Sensitive channels keep their absmax scale and the sensitivity scores use the absmax scales;
+            one scale per channel is stored either way, so the bits do not change. Needs per-channel weights.
         quant: weight/activation quantization.
         rules: regex over module names -> ``prune`` / ``int8`` / ``fp32`` (or ``None`` = fp32);
             the first full match wins and overrides ``first_layer`` / ``last_layer``.
@@ -148,6 +155,7 @@ class PipelinePreset(BaseModel):
     gptq_block: int = Field(128, ge=1, le=4096)
     gptq_act_order: bool = False
     gptq_quantized_inputs: bool = False
+    scale_search: Literal["none", "mse"] = "none"
     quant: QuantConfig = QuantConfig()
     rules: dict[str, LayerRole | None] = Field(default_factory=dict)
 
@@ -187,6 +195,13 @@ class PipelinePreset(BaseModel):
                     f"target_bits={self.target_bits} is outside [{lo:g}, {self.quant.weight_bits}], the effective "
                     f"bits N in {list(BUDGET_COLUMNS)} can reach at g={self.group_size} (the reachable range of a "
                     "model is narrower: its INT8 layers and sensitive channels stay at 8 bits)")
+        if self.scale_search != "none":
+            if self.method == "none":
+                raise ValueError(f"scale_search {self.scale_search!r} searches the scales of pruned channels; "
+                                 "method 'none' (INT8) prunes nothing, set scale_search='none'")
+            if self.quant.weight_granularity != "per_channel":
+                raise ValueError(f"scale_search {self.scale_search!r} picks one scale per output channel; set "
+                                 "quant.weight_granularity='per_channel' or scale_search='none'")
         if self.solver == "gptq":
             if self.method == "none":
                 raise ValueError("solver 'gptq' needs a pruning method; method 'none' (INT8) only rounds")

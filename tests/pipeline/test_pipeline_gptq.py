@@ -18,14 +18,16 @@ def test_gptq_presets_mirror_their_parents() -> None:
     for parent in ("conservative", "moderate", "llm-conservative", "llm-moderate", "bitwave-w5", "bitwave-w6"):
         p, q = get_preset(parent), get_preset(parent + GPTQ_SUFFIX)
         assert q.solver == "gptq" and p.solver == "greedy"
-        assert q.model_dump(exclude={"name", "description", "solver"}) == p.model_dump(
-            exclude={"name", "description", "solver"})
+        assert q.scale_search == "mse" and p.scale_search == "none"  # greedy presets stay paper-exact
+        assert q.model_dump(exclude={"name", "description", "solver", "scale_search"}) == p.model_dump(
+            exclude={"name", "description", "solver", "scale_search"})
         assert q.needs_calibration
     names = list_presets()
     for b in ("bitwave", "rtn"):
         for p in ("moderate-gptq", "llm-moderate-gptq", "conservative-gptq"):
             assert f"{b}-{p}" in names
             assert get_preset(f"{b}-{p}").solver == "gptq"
+            assert get_preset(f"{b}-{p}").scale_search == "mse"  # the baselines search their scales too
     assert get_preset("rtn-moderate-gptq").method == "rtn"
     assert "GPTQ at 4 bits" in get_preset("rtn-moderate-gptq").description
     assert "int8-gptq" not in PRESETS

@@ -164,9 +164,10 @@ def test_sensitive_channels_and_scores_keep_the_absmax_scale(cnn) -> None:
 def test_gptq_with_search_encodes_bit_exactly_and_runs_on_the_pe_model(block, block_batches, name) -> None:
     from bitvert.codec import decode, encode_report, pe_matmul, reference_matmul
 
-    base = prune_model_(copy.deepcopy(block), name, calibration=block_batches)
+    assert get_preset(name).scale_search == "mse"  # the gptq presets search by default
+    base = prune_model_(copy.deepcopy(block), get_preset(name, scale_search="none"), calibration=block_batches)
     model = copy.deepcopy(block)
-    rep = prune_model_(model, get_preset(name, scale_search="mse"), calibration=block_batches)
+    rep = prune_model_(model, name, calibration=block_batches)
     assert rep.effective_bits == base.effective_bits
     assert any((r.scale < b.scale).any() for r, b in zip(rep.layers, base.layers) if r.role == "prune")
     modules = dict(model.named_modules())

@@ -11,12 +11,14 @@ preset                    β     normal channels     N    first/last layer   eff
 ``bitwave-<preset>``      same  BitWave bit flip    same same               same as ``<preset>``
 ``rtn-<preset>``          same  (8-N)-bit RTN       same same               ``<preset>`` - 8/g on normal channels
 ``bitwave-w5`` / ``-w6``  0     BitWave bit flip    3/2  int8 (not pruned)  per model (paper's BitWave setting)
-``<preset>-gptq``         same  same, gptq solver   same same               same as ``<preset>``
+``<preset>-gptq``         same  same, gptq + mse    same same               same as ``<preset>``
 ========================  ====  ==================  ===  =================  =====================
 
 ``<preset>-gptq`` (``conservative-gptq``, ``moderate-gptq``, ``llm-*-gptq``, ``bitwave-w5-gptq``, ...)
 is ``<preset>`` with ``solver="gptq"``: the error-feedback solver of :mod:`bitvert.pruning.gptq` on
-calibration Hessians instead of the greedy per-group rounding (same grid, metadata and bits);
+calibration Hessians instead of the greedy per-group rounding (same grid, metadata and bits), and with
+``scale_search="mse"`` (clipped per-channel scales of the normal channels, searched with ``diag H``
+weights; ``--set scale_search=none`` gives the absmax scales; docs/pipeline.md);
 ``bitwave-<p>-gptq`` and ``rtn-<p>-gptq`` are its baselines with the same solver.
 
 ``bitwave-*`` applies the BitWave bit-flip baseline (BBS.md §6.5) with the same
@@ -127,6 +129,7 @@ class PipelinePreset(BaseModel):
             ``diag H`` when the layer has a Hessian; :func:`~bitvert.pipeline.quantize.search_channel_scales`).
             Sensitive channels keep their absmax scale and the sensitivity scores use the absmax scales;
             one scale per channel is stored either way, so the bits do not change. Needs per-channel weights.
+            Default ``none``; the ``-gptq`` presets (and their baselines) use ``mse``.
         quant: weight/activation quantization.
         rules: regex over module names -> ``prune`` / ``int8`` / ``fp32`` (or ``None`` = fp32);
             the first full match wins and overrides ``first_layer`` / ``last_layer``.
@@ -292,8 +295,9 @@ GPTQ_SUFFIX = "-gptq"
 
 PRESETS.update({
     f"{name}{GPTQ_SUFFIX}": p.model_copy(update={
-        "name": f"{name}{GPTQ_SUFFIX}", "solver": "gptq",
-        "description": f"{p.description}; error-feedback (GPTQ) solver on calibration Hessians"})
+        "name": f"{name}{GPTQ_SUFFIX}", "solver": "gptq", "scale_search": "mse",
+        "description": f"{p.description}; error-feedback (GPTQ) solver on calibration Hessians, "
+                       "clipped scales (mse search)"})
     for name, p in list(PRESETS.items()) if p.method != "none"
 })
 

@@ -18,9 +18,11 @@ def test_gptq_presets_mirror_their_parents() -> None:
     for parent in ("conservative", "moderate", "llm-conservative", "llm-moderate", "bitwave-w5", "bitwave-w6"):
         p, q = get_preset(parent), get_preset(parent + GPTQ_SUFFIX)
         assert q.solver == "gptq" and p.solver == "greedy"
-        # the same fields apart from the activation observer (output-error ranges when activations are
-        # quantized; docs/pipeline.md "Decisions")
-        skip = {"name": True, "description": True, "solver": True, "quant": {"act_observer"}}
+        assert q.scale_search == "mse" and p.scale_search == "none"  # greedy presets stay paper-exact
+        # the same fields apart from the scale search and the activation observer (output-error ranges when
+        # activations are quantized; docs/pipeline.md "Decisions")
+        skip = {"name": True, "description": True, "solver": True, "scale_search": True,
+                "quant": {"act_observer"}}
         assert q.model_dump(exclude=skip) == p.model_dump(exclude=skip)
         assert q.quant.act_observer == ("minmax" if p.quant.act_bits is None else "output")
         assert q.needs_calibration
@@ -29,6 +31,7 @@ def test_gptq_presets_mirror_their_parents() -> None:
         for p in ("moderate-gptq", "llm-moderate-gptq", "conservative-gptq"):
             assert f"{b}-{p}" in names
             assert get_preset(f"{b}-{p}").solver == "gptq"
+            assert get_preset(f"{b}-{p}").scale_search == "mse"  # the baselines search their scales too
     assert get_preset("rtn-moderate-gptq").method == "rtn"
     assert "GPTQ at 4 bits" in get_preset("rtn-moderate-gptq").description
     assert "int8-gptq" not in PRESETS

@@ -66,12 +66,13 @@ from bitvert.pipeline.quantize import (
     from_rows,
     get_weight,
     quantize_weight,
+    search_channel_scales,
     select_layers,
     set_weight_,
     to_rows,
     weight_int_range,
 )
-from bitvert.pipeline._kernels import dequantize_rows
+from bitvert.pipeline._kernels import dequantize_rows, quantize_rows
 from bitvert.pruning import prune
 from bitvert.pruning.gptq import gptq_prune, gptq_round
 from bitvert.timing import collect_stage_seconds, timed
@@ -771,6 +772,45 @@ def _global_counts(scores: Sequence[np.ndarray], fraction: float) -> list[int]:
     return [int(m.sum()) for m in masks]
 
 
+def _search_scales(
+    layer: _LayerJob, preset: PipelinePreset, w_fp: torch.Tensor, scale: torch.Tensor, bits: int,
+    channels: np.ndarray, hessian: torch.Tensor | None,
+    snap: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``preset.scale_search`` on the ``channels`` of one layer: the integers and scales it chooses.
+
+    The search (:func:`bitvert.pipeline.quantize.search_channel_scales`) runs on each channel's weights in
+    the grouping's column order, so that ``diag H`` (``hessian``, same order; one per convolution group)
+    weighs each weight's squared error; ``snap`` maps integers in the module layout to the stored values
+    (BBS: the preset's greedy pruning; ``None``: plain rounding at ``bits``). The other channels keep
+    ``scale`` and their integers exactly.
+
+    Returns:
+        ``(q, scale)`` as :func:`bitvert.pipeline.quantize.quantize_weight` gives them, at the chosen scales.
+    """
+    lay = _layout_of(layer, preset)
+    k = lay.n_channels
+    w_np = w_fp.numpy()
+    rows = np.ascontiguousarray(lay.to_rows(w_np).reshape(k, -1), dtype=np.float32)
+    diag = None
+    if hessian is not None:
+        d = torch.diagonal(hessian.detach(), dim1=-2, dim2=-1).to(torch.float32).numpy()
+        diag = np.maximum(d if d.ndim == 1 else d[np.arange(k) // (k // d.shape[0])], 0.0)
+
+    def snap_rows(q_rows: np.ndarray) -> np.ndarray:
+        q_mod = lay.from_rows(np.ascontiguousarray(q_rows).reshape(lay.n_rows, lay.row_length))
+        return lay.to_rows(np.asarray(snap(q_mod))).reshape(k, -1)  # type: ignore[misc]
+
+    _, qmax = weight_int_range(bits)
+    chosen = search_channel_scales(rows, scale.numpy(), qmax, None if snap is None else snap_rows, diag, channels)
+    shrunk = chosen < scale.numpy()
+    logger.debug("%s: scale search clipped %d of %d channels (mean factor %.3f)", layer.name, int(shrunk.sum()),
+                 int(np.asarray(channels).sum()), float((chosen / scale.numpy())[channels].mean()) if channels.any()
+                 else 1.0)
+    q_rows = quantize_rows(to_rows(w_fp, layer.out_axis), chosen, qmax)
+    return from_rows(q_rows, tuple(w_fp.shape), layer.out_axis), torch.from_numpy(chosen)
+
+
 @timed("layers")
 def _process_layer(
     layer: _LayerJob,
@@ -815,11 +855,14 @@ def _process_layer(
         rec.columns = {int(v): int(c) for v, c in zip(values, counts)}
         shape = [1] * w.ndim
         shape[layer.out_axis] = -1
+        search = preset.scale_search != "none" and layer.config.weight_granularity == "per_channel"
         if preset.method == "rtn":
             for n_cols in np.unique(cols[normal]):
                 at = normal & (cols == n_cols)
                 stored = bits - int(n_cols)
                 q_low, s_low = quantize_weight(w_fp, stored, layer.out_axis, layer.config.weight_granularity)
+                if search:
+                    q_low, s_low = _search_scales(layer, preset, w_fp, s_low, stored, at, hessian)
                 if hessian is not None:
                     q_low = torch.from_numpy(gptq_round(
                         (w_fp / s_low.view(shape)).numpy(), stored, hessian, kind=layer.kind, dense_channels=~at,
@@ -828,6 +871,13 @@ def _process_layer(
                 scale_out = torch.where(torch.from_numpy(at), s_low, scale_out)
             rec.weight_bits_total = int(per_channel * channel_bits.astype(np.int64).sum())
         else:
+            if search:
+
+                def snap(q_mod: np.ndarray) -> np.ndarray:
+                    return prune_by_columns(q_mod, layer.kind, preset, bits, sensitive, cols, layer.out_axis)[0]
+
+                q, scale = _search_scales(layer, preset, w_fp, scale, bits, normal, hessian, snap)
+                q_np, q_int8, scale_out = q.numpy(), q, scale.clone()
             solve_fn = None
             if hessian is not None:
                 w_int = (w_fp / scale.view(shape)).numpy()

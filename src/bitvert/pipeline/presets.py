@@ -11,7 +11,7 @@ preset                    β     normal channels     N    first/last layer   eff
 ``bitwave-<preset>``      same  BitWave bit flip    same same               same as ``<preset>``
 ``rtn-<preset>``          same  (8-N)-bit RTN       same same               ``<preset>`` - 8/g on normal channels
 ``bitwave-w5`` / ``-w6``  0     BitWave bit flip    3/2  int8 (not pruned)  per model (paper's BitWave setting)
-``<preset>-gptq``         same  same, gptq solver   same same               same as ``<preset>``
+``<preset>-gptq``         same  same, gptq + mse    same same               same as ``<preset>``
 ========================  ====  ==================  ===  =================  =====================
 
 Activation ranges (``quant.act_observer``): ``minmax`` for the paper's presets; ``output`` for the
@@ -20,7 +20,9 @@ whichever moves the model output less on the calibration batches; docs/pipeline.
 
 ``<preset>-gptq`` (``conservative-gptq``, ``moderate-gptq``, ``llm-*-gptq``, ``bitwave-w5-gptq``, ...)
 is ``<preset>`` with ``solver="gptq"``: the error-feedback solver of :mod:`bitvert.pruning.gptq` on
-calibration Hessians instead of the greedy per-group rounding (same grid, metadata and bits);
+calibration Hessians instead of the greedy per-group rounding (same grid, metadata and bits), and with
+``scale_search="mse"`` (clipped per-channel scales of the normal channels, searched with ``diag H``
+weights; ``--set scale_search=none`` gives the absmax scales; docs/pipeline.md);
 ``bitwave-<p>-gptq`` and ``rtn-<p>-gptq`` are its baselines with the same solver.
 
 ``bitwave-*`` applies the BitWave bit-flip baseline (BBS.md §6.5) with the same
@@ -124,6 +126,14 @@ class PipelinePreset(BaseModel):
         gptq_quantized_inputs: the ``gptq`` solver's Hessians are collected on the layers' inputs
             fake-quantized to ``quant.act_bits`` (as the evaluated model sees them) instead of float inputs;
             no effect for weight-only presets.
+        scale_search: per-channel scales of the normal (pruned) channels: ``none`` (absmax / 127, the
+            paper's) or ``mse`` (per channel, the shrink factor of the absmax scale in
+            :data:`~bitvert.pipeline.quantize.SCALE_SEARCH_FACTORS` whose quantize -> prune (this preset's
+            method and N; ``rtn``: round at ``8 - N`` bits) -> dequantize error is least, weighed by
+            ``diag H`` when the layer has a Hessian; :func:`~bitvert.pipeline.quantize.search_channel_scales`).
+            Sensitive channels keep their absmax scale and the sensitivity scores use the absmax scales;
+            one scale per channel is stored either way, so the bits do not change. Needs per-channel weights.
+            Default ``none``; the ``-gptq`` presets (and their baselines) use ``mse``.
         quant: weight/activation quantization.
         rules: regex over module names -> ``prune`` / ``int8`` / ``fp32`` (or ``None`` = fp32);
             the first full match wins and overrides ``first_layer`` / ``last_layer``.
@@ -152,6 +162,7 @@ class PipelinePreset(BaseModel):
     gptq_block: int = Field(128, ge=1, le=4096)
     gptq_act_order: bool = False
     gptq_quantized_inputs: bool = False
+    scale_search: Literal["none", "mse"] = "none"
     quant: QuantConfig = QuantConfig()
     rules: dict[str, LayerRole | None] = Field(default_factory=dict)
 
@@ -191,6 +202,13 @@ class PipelinePreset(BaseModel):
                     f"target_bits={self.target_bits} is outside [{lo:g}, {self.quant.weight_bits}], the effective "
                     f"bits N in {list(BUDGET_COLUMNS)} can reach at g={self.group_size} (the reachable range of a "
                     "model is narrower: its INT8 layers and sensitive channels stay at 8 bits)")
+        if self.scale_search != "none":
+            if self.method == "none":
+                raise ValueError(f"scale_search {self.scale_search!r} searches the scales of pruned channels; "
+                                 "method 'none' (INT8) prunes nothing, set scale_search='none'")
+            if self.quant.weight_granularity != "per_channel":
+                raise ValueError(f"scale_search {self.scale_search!r} picks one scale per output channel; set "
+                                 "quant.weight_granularity='per_channel' or scale_search='none'")
         if self.solver == "gptq":
             if self.method == "none":
                 raise ValueError("solver 'gptq' needs a pruning method; method 'none' (INT8) only rounds")
@@ -284,9 +302,10 @@ GPTQ_SUFFIX = "-gptq"
 # the paper's presets keep min/max.
 PRESETS.update({
     f"{name}{GPTQ_SUFFIX}": p.model_copy(update={
-        "name": f"{name}{GPTQ_SUFFIX}", "solver": "gptq",
+        "name": f"{name}{GPTQ_SUFFIX}", "solver": "gptq", "scale_search": "mse",
         "quant": p.quant if p.quant.act_bits is None else p.quant.model_copy(update={"act_observer": "output"}),
-        "description": f"{p.description}; error-feedback (GPTQ) solver on calibration Hessians"
+        "description": f"{p.description}; error-feedback (GPTQ) solver on calibration Hessians, "
+                       "clipped scales (mse search)"
                        + ("" if p.quant.act_bits is None else "; activation ranges chosen by output error")})
     for name, p in list(PRESETS.items()) if p.method != "none"
 })

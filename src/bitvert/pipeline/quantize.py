@@ -44,6 +44,8 @@ __all__ = [
     "QuantLayer",
     "quantize_weight",
     "dequantize_weight",
+    "SCALE_SEARCH_FACTORS",
+    "search_channel_scales",
     "weight_int_range",
     "assign_roles",
     "select_layers",
@@ -194,6 +196,82 @@ def quantize_weight(
     scale = np.where(amax > 0, amax / np.float32(qmax), np.float32(1.0)).astype(np.float32)
     q_rows = quantize_rows(rows, scale, qmax)
     return from_rows(q_rows, tuple(w.shape), axis), torch.from_numpy(scale)
+
+
+SCALE_SEARCH_FACTORS: tuple[float, ...] = tuple(round(1.0 - 0.05 * i, 2) for i in range(11))
+"""Shrink factors of the ``mse`` scale search: ``1.0, 0.95, ..., 0.5`` times the absmax scale."""
+
+
+def search_channel_scales(
+    rows: np.ndarray,
+    scale: np.ndarray,
+    qmax: int,
+    snap: Callable[[np.ndarray], np.ndarray] | None = None,
+    weights: np.ndarray | None = None,
+    channels: np.ndarray | None = None,
+    factors: Sequence[float] = SCALE_SEARCH_FACTORS,
+) -> np.ndarray:
+    """Clipped per-channel scales: per channel, the shrunk scale with the least snapped-weight error.
+
+    For every factor ``f`` (one pass over all channels at once, no loop over channels) the rows are
+    quantized at ``scale · f`` (round to nearest, clamped to ``[-qmax, qmax]``: a shrunk scale *clips* the
+    channel's largest weights), snapped to the target grid by ``snap`` (e.g. BBS binary pruning of the
+    integers) and dequantized; each channel keeps the factor whose error
+    ``Σ_j weights[k, j] · (snap(q)[k, j] · scale[k] · f - rows[k, j])²`` is least. ``1.0`` is always a
+    candidate and wins ties, so no channel ends with a larger error than at ``scale``.
+
+    Args:
+        rows: ``float32[K, n]`` float weights, one output channel per row (any fixed column order).
+        scale: ``float32[K]`` the channels' absmax scales (``max |row| / qmax``).
+        qmax: largest integer of the grid before snapping (127 at 8 bits).
+        snap: ``int16[K, n] -> int[K, n]`` integers -> the stored values (same shape); ``None`` = plain rounding.
+        weights: ``float[n]`` or ``float[K, n]`` non-negative column weights of the error (the diagonal of
+            the layer's input Hessian); ``None`` = plain squared error.
+        channels: ``bool[K]``: the channels to search; the others keep ``scale`` exactly.
+        factors: the shrink factors tried, each in ``(0, 1]``.
+
+    Returns:
+        ``float32[K]`` the chosen scales (``scale · f`` per channel).
+
+    Example (one outlier: a shrunk scale clips it and rounds the other weights finer)::
+
+        >>> s = search_channel_scales(np.array([[1.0, 0.3, 0.33, 0.36]], np.float32), np.array([0.5], np.float32), 2)
+        >>> [round(float(x), 3) for x in s]
+        [0.425]
+    """
+    rows = np.asarray(rows, dtype=np.float32)
+    scale = np.asarray(scale, dtype=np.float32).reshape(-1)
+    if rows.ndim != 2 or scale.shape[0] != rows.shape[0]:
+        raise InputError(f"rows must be [K, n] with one scale per row, got rows {rows.shape} and scale {scale.shape}")
+    fs = [float(f) for f in factors]
+    if not fs or not all(0.0 < f <= 1.0 for f in fs):
+        raise ConfigError(f"scale search factors must be in (0, 1], got {list(factors)!r}")
+    fs = [1.0] + [f for f in fs if f != 1.0]
+    k = rows.shape[0]
+    search = np.ones(k, dtype=bool) if channels is None else np.asarray(channels, dtype=bool).reshape(-1)
+    if search.shape != (k,):
+        raise InputError(f"channels must be a bool array of shape ({k},), got {search.shape}")
+    wts = None
+    if weights is not None:
+        wts = np.asarray(weights, dtype=np.float32)
+        if wts.shape not in ((rows.shape[1],), rows.shape) or not (np.isfinite(wts) & (wts >= 0)).all():
+            raise InputError(f"weights must be finite and non-negative, shape ({rows.shape[1]},) or {rows.shape}, "
+                             f"got {wts.shape}")
+    best_err = np.full(k, np.inf)
+    best = scale.copy()
+    for f in fs:  # a handful of factors; every channel in one vectorised pass each
+        s_f = np.where(search, scale * np.float32(f), scale).astype(np.float32)
+        q = quantize_rows(rows, s_f, qmax)
+        v = q if snap is None else snap(q)
+        d = np.asarray(v, dtype=np.float32) * s_f[:, None] - rows
+        d *= d
+        if wts is not None:
+            d *= wts
+        err = d.sum(axis=1, dtype=np.float64)
+        better = err < best_err
+        best_err = np.where(better, err, best_err)
+        best = np.where(better, s_f, best)
+    return best.astype(np.float32)
 
 
 def to_rows(t: torch.Tensor, axis: int) -> np.ndarray:

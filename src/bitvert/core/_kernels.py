@@ -112,3 +112,35 @@ def magnitude_or_kernel(vals: np.ndarray, lengths: np.ndarray) -> np.ndarray:
             acc |= v if v >= 0 else -v
         out[i] = acc
     return out
+
+
+@njit(cache=True, parallel=True)
+def int16_copy_min_max(src: np.ndarray, out: np.ndarray, chunk: int) -> tuple[int, int]:
+    """``(least, greatest)`` of the flat integer array ``src``, and ``out[:] = src`` as ``int16`` when
+    ``out`` has ``src``'s size (an empty ``out`` skips the copy). One parallel, vectorised pass in
+    chunks of ``chunk`` elements: input validation and the ``int16`` conversion of large tensors
+    read the weights once, on every core (``bitvert.core.validation.as_int_array``)."""
+    n = src.shape[0]
+    copy = out.shape[0] == n
+    n_chunks = (n + chunk - 1) // chunk
+    mins = np.empty(n_chunks, dtype=np.int64)
+    maxs = np.empty(n_chunks, dtype=np.int64)
+    for ch in prange(n_chunks):
+        part = src[ch * chunk: min(n, ch * chunk + chunk)]
+        mn = part[0]
+        mx = mn
+        if copy:
+            dst = out[ch * chunk: min(n, ch * chunk + chunk)]
+            for j in range(part.shape[0]):
+                v = part[j]
+                mn = min(mn, v)
+                mx = max(mx, v)
+                dst[j] = v
+        else:
+            for j in range(part.shape[0]):
+                v = part[j]
+                mn = min(mn, v)
+                mx = max(mx, v)
+        mins[ch] = mn
+        maxs[ch] = mx
+    return mins.min(), maxs.max()

@@ -168,22 +168,3 @@ def test_free_columns_with_offsets_equal_free_columns_of_shifted_values(seed, n,
 def test_free_columns_offsets_shape_is_checked():
     with pytest.raises(InputError, match="offsets must have shape"):
         free_columns(np.zeros((3, 4), np.int16), offsets=[1, 2])
-
-
-def test_zero_point_chunks_are_scheduled_dynamically_and_the_setting_is_restored(monkeypatch):
-    """The zero-point wrapper runs the kernel with numba's chunk size 1 (one chunk of 256 groups at
-    a time per thread) and leaves the caller's setting as it was."""
-    import numba
-
-    seen = []
-    kernel = _kernels.zero_point
-
-    def spy(*args):
-        seen.append(numba.get_parallel_chunksize())
-        return kernel(*args)
-
-    monkeypatch.setattr(_kernels, "zero_point", spy)
-    before = numba.get_parallel_chunksize()
-    res = prune(np.arange(-64, 64, dtype=np.int8).reshape(2, 64), PruneConfig("zero_point", group_size=32))
-    assert seen == [1] and numba.get_parallel_chunksize() == before
-    assert res.weights.shape == (2, 64)

@@ -45,7 +45,6 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any, Literal
 
-import numba
 import numpy as np
 
 from bitvert.core import analysis
@@ -289,12 +288,8 @@ def _zero_point_kernel(values: np.ndarray, lengths: np.ndarray, active: np.ndarr
     sign_magnitude = config.semantics == "code"
     n_levels = b if sign_magnitude else cap + 1
     tables = _zero_point_tables(b, n_cols, n_levels, cmin, cmax, sign_magnitude)
-    # the kernel's parallel loop runs over chunks of 256 groups; hand them out one at a time (numba's
-    # default gives each thread an equal share up front, so one core slowed by anything else held
-    # back the whole call)
-    with numba.parallel_chunksize(1):
-        return _kernels.zero_point(values, lengths, active, *tables, b, n_cols, cap, cmin, cmax, sign_magnitude,
-                                   np.empty(values.shape, np.int16))
+    return _kernels.zero_point(values, lengths, active, *tables, b, n_cols, cap, cmin, cmax, sign_magnitude,
+                               np.empty(values.shape, np.int16))
 
 
 def _zero_point_reference(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, int]:

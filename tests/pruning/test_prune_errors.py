@@ -71,3 +71,15 @@ def test_config_round_trip():
     assert PruneConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="unknown PruneConfig key"):
         PruneConfig.from_dict({**cfg.to_dict(), "colums": 3})
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64])
+def test_out_of_range_weight_in_a_large_tensor_raises_before_pruning(dtype):
+    """Large tensors are range-checked in the parallel int16 pass (core.validation): one bad weight
+    still stops prune() with the clear error of the small-tensor path."""
+    from bitvert.core.validation import PARALLEL_MIN_WEIGHTS
+
+    w = np.zeros((PARALLEL_MIN_WEIGHTS // 512, 512), dtype=dtype)
+    w[-1, -1] = -300
+    with pytest.raises(InputError, match=r"values in \[-300, 0\], outside the signed 8-bit range \[-128, 127\]"):
+        prune(w, PruneConfig("zero_point", group_size=32, columns=4))

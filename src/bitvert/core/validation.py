@@ -67,15 +67,35 @@ def as_int_array(x: Any, name: str = "weights", bits: int | None = None, allow_e
         raise InputError(f"{name} is empty (shape {tuple(arr.shape)}); pass at least one weight")
     info = np.iinfo(arr.dtype)
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if bits is not None else (-32768, 32767)
-    if arr.size and (info.min < lo or info.max > hi):  # the dtype alone does not guarantee the range
-        amin, amax = int(arr.min()), int(arr.max())
-        if amin < lo or amax > hi:
+    check = bool(arr.size) and (info.min < lo or info.max > hi)  # the dtype alone does not guarantee the range
+    convert = arr.dtype != np.int16
+    if check or convert:
+        amin, amax, arr = _min_max_int16(arr, check, convert)
+        if check and (amin < lo or amax > hi):
             if bits is None:
                 raise InputError(f"{name} holds values outside int16; bitvert handles at most 8-bit weights")
             raise InputError(
                 f"{name} holds values in [{amin}, {amax}], outside the signed {bits}-bit range [{lo}, {hi}]; "
                 "quantize to that range or raise weight_bits"
             )
-    if arr.dtype != np.int16:
-        arr = arr.astype(np.int16)
     return arr
+
+
+PARALLEL_MIN_WEIGHTS = 1 << 20
+"""Tensors of at least this many weights are range-checked and converted to ``int16`` in one parallel
+pass (:func:`bitvert.core._kernels.int16_copy_min_max`); smaller ones by numpy (no thread start-up)."""
+
+_PARALLEL_CHUNK = 1 << 16
+
+
+def _min_max_int16(arr: np.ndarray, check: bool, convert: bool) -> tuple[int, int, np.ndarray]:
+    """``(least, greatest, arr as int16)`` of a non-empty integer array; the extremes only when
+    ``check`` (else 0, 0), the conversion only when ``convert`` (else ``arr`` itself)."""
+    if (arr.size >= PARALLEL_MIN_WEIGHTS and arr.flags.c_contiguous and arr.dtype != np.uint64):
+        from bitvert.core._kernels import int16_copy_min_max  # numba: loaded on first large tensor
+
+        out = np.empty(arr.shape if convert else 0, dtype=np.int16)
+        amin, amax = int16_copy_min_max(arr.reshape(-1), out.reshape(-1), _PARALLEL_CHUNK)
+        return int(amin), int(amax), out if convert else arr
+    amin, amax = (int(arr.min()), int(arr.max())) if check else (0, 0)
+    return amin, amax, arr.astype(np.int16) if convert else arr

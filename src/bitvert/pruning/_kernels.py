@@ -9,6 +9,10 @@ numpy backs large arrays with huge pages, which halves the cost of first touchin
 compared with an allocation inside the kernel) and returns ``out``, a per-group count
 (redundant columns / leading zero planes), a per-group constant and the output's free columns
 (counted in the same pass, so the output is not read again).
+
+numba's on-disk cache of a kernel is keyed on this file alone: a change to a helper it inlines
+from :mod:`bitvert.core._kernels` (e.g. ``group_min_max``) takes effect only once this file
+changes too (or its ``__pycache__`` is cleared), so such changes touch both files.
 """
 
 from __future__ import annotations

@@ -71,6 +71,7 @@ from bitvert.pipeline.quantize import (
     drop_padded_tokens,
     get_weight,
     layer_kind,
+    output_padding_mask,
     padding_mask,
     run_batches,
 )
@@ -873,8 +874,9 @@ def output_gains(model: nn.Module, layers: Sequence[QuantLayer], batches: Iterab
                 with torch.enable_grad():
                     f = _model_output(call_model(model, batch))
                     v = torch.randn(f.shape, generator=gen, dtype=f.dtype)
-                    if mask is not None and f.ndim >= 3 and tuple(f.shape[:2]) == tuple(mask.shape):
-                        v = v * mask.reshape(tuple(mask.shape) + (1,) * (f.ndim - 2)).to(v)  # padded outputs
+                    out_mask = output_padding_mask(f, mask)
+                    if out_mask is not None:  # padded outputs
+                        v = v * out_mask.reshape(tuple(out_mask.shape) + (1,) * (f.ndim - 2)).to(v)
                     grads = torch.autograd.grad((f * v).sum(), [o for _, o in outs], allow_unused=True)
             finally:
                 for h in handles:

@@ -57,6 +57,7 @@ __all__ = [
     "quantize_model_",
     "padding_mask",
     "drop_padded_tokens",
+    "output_padding_mask",
     "mse_range",
     "call_model",
     "model_output",
@@ -501,6 +502,14 @@ def drop_padded_tokens(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | 
     return x[mask.to(x.device)]
 
 
+def output_padding_mask(output: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``mask`` (:func:`padding_mask`) when it marks the padded positions of a model output ``[batch, tokens,
+    ...]`` (3 or more dims whose first two are the mask's); ``None`` otherwise (no mask, pooled outputs)."""
+    if mask is None or output.ndim < 3 or tuple(output.shape[:2]) != tuple(mask.shape):
+        return None
+    return mask.to(output.device)
+
+
 # --------------------------------------------------------------------------- activations
 
 @dataclass
@@ -771,9 +780,9 @@ class ActivationQuantizer:
             with torch.no_grad():
                 for i, batch in enumerate(batches):
                     f = model_output(call_model(model, batch)).detach()
-                    mask = padding_mask(batch)
-                    if mask is not None and f.ndim >= 3 and tuple(f.shape[:2]) == tuple(mask.shape):
-                        f = f[mask.to(f.device)]
+                    mask = output_padding_mask(f, padding_mask(batch))
+                    if mask is not None:
+                        f = f[mask]
                     out.append(f if reference is None else ((f - reference[i]).double() ** 2).sum())
         finally:
             model.train(was_training)

@@ -69,7 +69,42 @@ def _checkpoint_setup(path: Path, model: str | None, accelerators: str, batch: i
     return geometry, targets, refs, FileVariants({preset: path})
 
 
+def _list_accelerators(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--list-accelerators``: print what ``all`` simulates and how to name other variants, then exit."""
+    if not value or ctx.resilient_parsing:
+        return
+    from bitvert.hardware.targets import accelerator_catalog
+
+    rows = accelerator_catalog()
+    keys = ["label", "hardware", "variant", "pes", "lanes_per_pe", "freq_mhz", "runs"]
+    cells = [[str(r[k]) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    for line in [keys, *cells]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+    click.echo("")
+    click.echo("--accelerators takes 'all', labels above, HARDWARE:PRESET pairs (e.g. bitvert:llm-moderate) and "
+               "YAML files (template: --dump-config HARDWARE).")
+    ctx.exit(0)
+
+
+def _dump_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """``--dump-config NAME``: print an accelerator's complete, commented YAML config, then exit."""
+    if value is None or ctx.resilient_parsing:
+        return
+    from bitvert.hardware.config import config_yaml, load_accelerator
+    from bitvert.hardware.targets import NAMED_TARGETS
+
+    name = NAMED_TARGETS[value][0] if value in NAMED_TARGETS else value
+    click.echo(config_yaml(load_accelerator(name)), nl=False)
+    ctx.exit(0)
+
+
 @click.command("simulate")
+@click.option("--list-accelerators", is_flag=True, expose_value=False, is_eager=True, callback=_list_accelerators,
+              help="List the accelerators that --accelerators all simulates (hardware, variant, array) and exit.")
+@click.option("--dump-config", metavar="HARDWARE", expose_value=False, is_eager=True, callback=_dump_config,
+              help="Print the complete YAML config of a shipped accelerator (e.g. bitvert) or a YAML file, with "
+                   "every field's description, and exit: the template for a custom accelerator.")
 @click.option("--workload", "workloads", multiple=True,
               help="Workload by name (repeatable): vgg16, resnet34, resnet50, vit-small, vit-base, bert-mrpc, "
                    "bert-sst2, llama3-8b; 'paper' = the seven of Figs. 12-13.")

@@ -33,6 +33,7 @@ __all__ = [
     "SparTenConfig",
     "StripesConfig",
     "available_presets",
+    "config_yaml",
     "load_accelerator",
     "parse_accelerator",
 ]
@@ -244,3 +245,26 @@ def load_accelerator(name_or_path: str | Path, overrides: dict[str, Any] | None 
     if overrides:
         data = {**data, **overrides}
     return parse_accelerator(data, source)
+
+
+def config_yaml(config: Any) -> str:
+    """A complete, commented YAML file of an accelerator config: every field with its value (defaults
+    included) and its description as a comment above it.
+
+    :func:`load_accelerator` reads the text back into an equal config, so it is the template to copy
+    and edit for a custom accelerator (``bitvert simulate --dump-config bitvert > my_bitvert.yaml``).
+    """
+    fields = type(config).model_fields
+    doc = (type(config).__doc__ or "").strip().splitlines()
+    example = {"bitvert": "moderate", "bitwave": "bitwave-w5"}.get(str(config.design))
+    lines = [f"# {doc[0]}" if doc else f"# {config.design} accelerator",
+             f"# Hardware only: name the pruned variant it runs with the file, e.g. '{config.name}.yaml:{example}'."
+             if example else "# Hardware only: a dense design, it runs the model's INT8 variant."]
+    dump = config.model_dump()
+    order = ["version", "design", "name"] + [k for k in dump if k not in ("version", "design", "name")]
+    for key in order:
+        description = fields[key].description if key in fields else None
+        if description:
+            lines.append(f"# {description}")
+        lines.append(yaml.safe_dump({key: dump[key]}, default_flow_style=True, sort_keys=False).strip()[1:-1])
+    return "\n".join(lines) + "\n"

@@ -42,6 +42,7 @@ __all__ = [
     "native",
     "native_method",
     "resolve_hardware",
+    "accelerator_catalog",
 ]
 
 DENSE_PRESET = "int8"
@@ -258,3 +259,24 @@ def resolve_targets(spec: str | list[Any] | tuple[Any, ...]) -> list[SimTarget]:
             raise ConfigError(f"accelerator name {t.label!r} appears twice")
         seen.add(t.label)
     return targets
+
+
+def accelerator_catalog() -> list[dict[str, Any]]:
+    """What ``--accelerators all`` simulates, one row per target in report order.
+
+    Each row: ``label``, ``hardware`` (the shipped YAML preset), ``design``, ``variant`` (the pipeline preset
+    it runs; per-workload exceptions after it), ``pes`` (``rows x cols``), ``lanes_per_pe``, ``freq_mhz``
+    and ``runs`` (which presets the hardware accepts with ``HARDWARE:PRESET``).
+    """
+    rows = []
+    for t in resolve_targets("all"):
+        variant = t.preset
+        if t.preset_by_workload:
+            variant += " (" + ", ".join(f"{w}: {p}" for w, p in sorted(t.preset_by_workload.items())) + ")"
+        design = t.design
+        runs = ("presets of method " + ", ".join(methods_for_hardware(design))) if design in HARDWARE_DESIGNS \
+            else DENSE_PRESET
+        rows.append({"label": t.label, "hardware": str(t.config.name), "design": design, "variant": variant,
+                     "pes": f"{t.config.array_rows} x {t.config.array_cols}", "lanes_per_pe": t.config.lanes_per_pe,
+                     "freq_mhz": t.config.freq_mhz, "runs": runs})
+    return rows

@@ -80,3 +80,25 @@ def test_stale_partial_folders_of_dead_processes_are_removed(tmp_path: Path, cap
     assert not stale.exists() and not stale_old.exists()
     assert alive.exists() and other.exists()
     assert f"removed the stale partial folder {stale}" in caplog.text
+
+
+def test_sigterm_during_a_sweep_says_how_to_resume(tmp_path: Path) -> None:
+    """A sweep keeps its finished points: SIGTERM says so (not "no output was completed") and leaves the sweep
+    folder for the rerun, exit 143."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: tiny\nmodels: [{name: mnist-cnn, limit: 100}]\npresets: [moderate]\n"
+                    "grid: [{columns: [2, 3, 4, 5]}]\naccelerators: [bitvert]\ncalibration_samples: 8\n",
+                    encoding="utf-8")
+    out_dir = tmp_path / "sweep"
+    proc = subprocess.Popen(bitvert_argv("sweep", str(spec), "--out", str(out_dir), "--workers", "1"), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=bitvert_env())
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not (out_dir / "sweep.json").is_file():
+        time.sleep(0.1)
+    assert (out_dir / "sweep.json").is_file(), "the sweep never started"
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert f"terminated by SIGTERM: finished points are in {out_dir}; rerun the same command to resume" in err
+    assert "no output was completed" not in err and "Traceback" not in err
+    assert (out_dir / "sweep.json").is_file()

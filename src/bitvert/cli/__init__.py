@@ -40,6 +40,15 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     root.propagate = False
 
 
+_SIGTERM_NOTE: list[str] = []
+
+
+def say_on_sigterm(message: str) -> None:
+    """What SIGTERM reports for this command instead of "no output was completed": for a command that keeps
+    its finished work (``bitvert sweep``) and resumes from it."""
+    _SIGTERM_NOTE[:] = [message]
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM (``timeout``, job schedulers): remove the partial output folder and exit 143 at once.
 
@@ -50,8 +59,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
     removed = remove_active_partials()
     what = f"; removed the partial output {', '.join(str(p) for p in removed)}" if removed else ""
+    note = _SIGTERM_NOTE[0] if _SIGTERM_NOTE else f"no output was completed{what}"
     try:
-        sys.stderr.write(f"terminated by SIGTERM: no output was completed{what}\n")
+        sys.stderr.write(f"terminated by SIGTERM: {note}\n")
         sys.stderr.flush()
     finally:
         os._exit(143)
@@ -121,4 +131,4 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["main", "os_error_message"]
+__all__ = ["main", "os_error_message", "say_on_sigterm"]

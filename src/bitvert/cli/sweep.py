@@ -44,6 +44,9 @@ def sweep_cmd(spec: Path | None, out_dir: Path | None, engine: str, address: str
     from bitvert.report.sweep import load_spec, run_sweep
 
     parsed = load_spec(spec)
+    from bitvert.cli import say_on_sigterm
+
+    say_on_sigterm(f"finished points are in {out_dir}; rerun the same command to resume")
     try:
         outcome = run_sweep(parsed, out_dir, engine=engine, workers=workers, address=address,  # type: ignore[arg-type]
                             progress=show_progress(quiet))

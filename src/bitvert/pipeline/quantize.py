@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
@@ -769,51 +770,45 @@ class ActivationQuantizer:
         self._mode = "quantize"
         return dict(self.ranges)
 
-    def _output_errors(self, model: nn.Module, batches: Sequence[Any],
-                       reference: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:
-        """The model outputs on ``batches`` (real tokens only) with the hooks in their current mode, or,
-        with ``reference``, one squared error sum (float64 scalar) against it."""
-        out: list[torch.Tensor] = []
+    def _choose_by_output(self, model: nn.Module, batches: Sequence[Any], layers: Sequence[QuantLayer],
+                          candidates: Mapping[str, list[ActivationRange]]) -> None:
+        """Per layer, the candidate range (``minmax`` first) with the smallest squared output error when it
+        alone quantizes its layer's input; the other layers stay in float meanwhile (:class:`_OutputScorer`
+        runs only the part of the model the layer can change). A later candidate is scored only until its
+        error reaches the best so far: it could no longer win (ties keep the earlier one)."""
+        final = dict(self.ranges)
+        scored = []
+        for layer in layers:
+            cands = candidates[layer.name]
+            if all(c == cands[0] for c in cands[1:]):
+                final[layer.name] = cands[0]
+            else:
+                scored.append(layer)
+        if not scored:
+            self.ranges = final
+            return
+        chose_mse = 0
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                for i, batch in enumerate(batches):
-                    f = model_output(call_model(model, batch)).detach()
-                    mask = output_padding_mask(f, padding_mask(batch))
-                    if mask is not None:
-                        f = f[mask]
-                    out.append(f if reference is None else ((f - reference[i]).double() ** 2).sum())
-        finally:
-            model.train(was_training)
-        return out
-
-    def _choose_by_output(self, model: nn.Module, batches: Sequence[Any], layers: Sequence[QuantLayer],
-                          candidates: Mapping[str, list[ActivationRange]]) -> None:
-        """Per layer, the candidate range (``minmax`` first) with the smallest squared output error when it
-        alone quantizes its layer's input; the other layers stay in float meanwhile."""
-        final = dict(self.ranges)
-        self._mode = "off"
-        reference = self._output_errors(model, batches, None)
-        chose_mse = 0
-        try:
-            self._mode = "quantize"
-            for layer in layers:
-                cands = candidates[layer.name]
-                if all(c == cands[0] for c in cands[1:]):
-                    final[layer.name] = cands[0]
-                    continue
-                errors = []
-                for cand in cands:
-                    self.ranges = {layer.name: cand}
-                    errors.append(float(sum(self._output_errors(model, batches, reference))))
-                best = int(np.argmin(errors))
-                chose_mse += best > 0
-                final[layer.name] = cands[best]
-                logger.debug("%s: output errors %s, keeps candidate %d", layer.name, errors, best)
+                self._mode = "off"
+                scorer = _OutputScorer(model, batches, scored)
+                self._mode = "quantize"
+                for layer in scored:
+                    cands = candidates[layer.name]
+                    errors: list[float] = []
+                    for cand in cands:
+                        self.ranges = {layer.name: cand}
+                        errors.append(scorer.error(layer.name, min(errors, default=float("inf"))))
+                    best = int(np.argmin(errors))
+                    chose_mse += best > 0
+                    final[layer.name] = cands[best]
+                    logger.debug("%s: output errors %s, keeps candidate %d", layer.name, errors, best)
         finally:
             self.ranges = final
             self._mode = "off"
+            model.train(was_training)
         logger.info("output observer: %d of %d layers keep the mse range, the others the min/max range",
                     chose_mse, len(layers))
 
@@ -882,6 +877,170 @@ def run_batches(model: nn.Module, batches: Iterable[Any]) -> int:
     finally:
         model.train(was_training)
     return n
+
+
+# --------------------------------------------------------------------------- block stacks
+
+def block_stack(model: nn.Module, layers: Sequence[QuantLayer]) -> tuple[list[nn.Module], dict[str, int]]:
+    """The block stack of a model: the ``nn.ModuleList`` of same-class modules (>= 2, each holding at least one
+    of ``layers``) holding the most layers, and the block index of each layer in it; ``([], {})`` when there is
+    none. The decoder layers of an LLM, the encoder layers of BERT."""
+    best: tuple[int, str, list[nn.Module]] | None = None
+    names = [l.name for l in layers]
+    for prefix, mod in model.named_modules():
+        if not isinstance(mod, nn.ModuleList) or len(mod) < 2:
+            continue
+        if len({type(m) for m in mod}) != 1:
+            continue
+        base = f"{prefix}." if prefix else ""
+        count = sum(1 for n in names if n.startswith(base))
+        per_block = [sum(1 for n in names if n.startswith(f"{base}{i}.")) for i in range(len(mod))]
+        if min(per_block) == 0:
+            continue
+        if best is None or count > best[0]:
+            best = (count, base, list(mod))
+    if best is None:
+        return [], {}
+    _, base, blocks = best
+    block_of = {}
+    for n in names:
+        if n.startswith(base):
+            rest = n[len(base):]
+            block_of[n] = int(rest.split(".", 1)[0])
+    return blocks, block_of
+
+
+@contextmanager
+def replay_outputs(modules: Sequence[nn.Module], output: Callable[[int], Any]) -> Iterator[None]:
+    """Within the context a call of ``modules[i]`` computes nothing and returns ``output(i)`` (its hooks still
+    run); afterwards every module computes again. How the pipeline skips the blocks of a stack whose outputs it
+    already knows (the sequential calibration's head layers, the ``output`` observer)."""
+    saved = [m.__dict__.get("forward") for m in modules]
+
+    def replay(i: int) -> Callable[..., Any]:
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            return output(i)
+
+        return forward
+
+    for i, m in enumerate(modules):
+        m.forward = replay(i)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for m, fwd in zip(modules, saved):
+            if fwd is None:
+                del m.forward
+            else:
+                m.forward = fwd  # type: ignore[method-assign]
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    """The tensors of a module output: itself, or the tensors of a tuple/list/mapping (one level)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    values = output.values() if isinstance(output, Mapping) else output if isinstance(output, (tuple, list)) else ()
+    return [v for v in values if isinstance(v, torch.Tensor)]
+
+
+class _OutputScorer:
+    """Squared errors of the model output against the float model when one layer's input is quantized, computing
+    only the part of the model that layer can change (the ``output`` observer).
+
+    The reference pass (float model, hooks off) records every batch's output of each block of the stack
+    (:func:`block_stack`) and where each layer runs. A layer that runs only inside block ``b`` of a stack whose
+    blocks run once each per pass, in order, cannot change what blocks ``0..b-1`` return: they replay their
+    recorded outputs (:func:`replay_outputs`), and only the embeddings, block ``b``, the later blocks and
+    whatever follows the stack (pooling, final norm, head) run. A layer that runs after the stack replays every
+    block. Every other layer, and every layer of a model without such a stack, runs the whole model. The outputs
+    are those of full passes, bit for bit (the same operations on the same tensors); replaying stops, with a
+    warning, if a recorded output is ever changed in place.
+    """
+
+    def __init__(self, model: nn.Module, batches: Sequence[Any], layers: Sequence[QuantLayer]) -> None:
+        self.model, self.batches = model, batches
+        blocks, _ = block_stack(model, layers)
+        self.blocks = blocks if len({id(b) for b in blocks}) == len(blocks) else []
+        self.outputs: list[list[Any]] = [[] for _ in self.blocks]  # [block][batch]
+        self.start: dict[str, int] = {}  # layer -> number of leading blocks it replays
+        where: dict[str, set[int | str]] = {l.name: set() for l in layers}
+        calls: list[int] = []  # blocks called so far in the current batch
+        current: list[int | None] = [None]
+        chained = [True]
+        n = len(self.blocks)
+
+        def pre(i: int) -> Callable[..., None]:
+            def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+                chained[0] &= current[0] is None and len(calls) == i
+                current[0] = i
+                calls.append(i)
+            return hook
+
+        def post(i: int) -> Callable[..., None]:
+            def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+                current[0] = None
+                self.outputs[i].append(output)
+            return hook
+
+        def seen(name: str) -> Callable[..., None]:
+            def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+                at = current[0]
+                where[name].add(at if at is not None else "before" if not calls else "after" if len(calls) == n
+                                else "between")
+            return hook
+
+        handles = [b.register_forward_pre_hook(pre(i)) for i, b in enumerate(self.blocks)]
+        handles += [b.register_forward_hook(post(i)) for i, b in enumerate(self.blocks)]
+        handles += [l.module.register_forward_pre_hook(seen(l.name)) for l in layers]
+        self.reference: list[torch.Tensor] = []
+        try:
+            for batch in batches:
+                calls.clear()
+                self.reference.append(self._output(batch))
+                chained[0] &= len(calls) == n and all(len(o) == len(self.reference) for o in self.outputs)
+        finally:
+            for h in handles:
+                h.remove()
+        self._versions = [(t, t._version) for outs in self.outputs for o in outs for t in _tensors(o)]
+        if not (chained[0] and self._intact()):
+            self._stop_replaying("its blocks do not run once each, in order, per forward pass")
+        for l in layers:
+            at = where[l.name]
+            if self.blocks and len(at) == 1:
+                (only,) = at
+                self.start[l.name] = only if isinstance(only, int) else n if only == "after" else 0
+        logger.debug("output observer: %d layers replay the blocks before theirs",
+                     sum(1 for s in self.start.values() if s > 0))
+
+    def _output(self, batch: Any) -> torch.Tensor:
+        f = model_output(call_model(self.model, batch)).detach()
+        mask = output_padding_mask(f, padding_mask(batch))
+        return f if mask is None else f[mask]
+
+    def _intact(self) -> bool:
+        return all(t._version == v for t, v in self._versions)
+
+    def _stop_replaying(self, why: str) -> None:
+        if self.blocks:
+            logger.warning("output observer: running the whole model for every layer (%s)", why)
+        self.blocks, self.outputs, self._versions = [], [], []
+        self.start.clear()
+
+    def error(self, name: str, stop_at: float = float("inf")) -> float:
+        """The squared output error summed over the batches with the hooks in their current mode; the sum
+        stops growing (a partial sum is returned) as soon as it reaches ``stop_at``."""
+        start = self.start.get(name, 0)
+        total = 0.0
+        for i, batch in enumerate(self.batches):
+            with replay_outputs(self.blocks[:start], lambda j: self.outputs[j][i]):
+                f = self._output(batch)
+            if start and not self._intact():
+                self._stop_replaying(f"a block's output was changed in place while scoring {name}")
+                return self.error(name, stop_at)
+            total += float(((f - self.reference[i]).double() ** 2).sum())
+            if total >= stop_at:  # errors are sums of squares: this candidate cannot win any more
+                break
+        return total
 
 
 # --------------------------------------------------------------------------- INT8 baseline

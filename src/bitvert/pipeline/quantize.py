@@ -63,6 +63,8 @@ __all__ = [
     "call_model",
     "model_output",
     "hidden_of",
+    "block_stack",
+    "replay_outputs",
 ]
 
 logger = logging.getLogger(__name__)

@@ -528,21 +528,25 @@ class ActivationRange:
         return {"scale": self.scale, "zero_point": self.zero_point, "qmin": self.qmin, "qmax": self.qmax}
 
 
+_TINY_SCALE = float(torch.finfo(torch.float32).tiny)
+
+
 def _range_params(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: bool
                   ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """``(scale, zero_point, qmin, qmax)`` of the ranges ``[lo, hi]`` (float64 tensors of candidates).
 
     Symmetric: ``[-m, m]`` with ``m = max(|lo|, |hi|)`` on ``[-(2**(b-1)-1), 2**(b-1)-1]``. Affine: ``[min(lo, 0),
     max(hi, 0)]`` on ``[0, 2**b - 1]`` (zero exactly representable), zero point rounded half to even.
-    A range of width 0 gets scale 1."""
+    A range of width 0 gets scale 1, and so does one whose scale would be below float32's smallest normal number
+    (the float32 fake quantizer would divide by 0)."""
     if symmetric:
         qmax = (1 << (bits - 1)) - 1
         m = torch.maximum(lo.abs(), hi.abs())
-        scale = torch.where(m > 0, m / qmax, torch.ones_like(m))
+        scale = torch.where(m / qmax >= _TINY_SCALE, m / qmax, torch.ones_like(m))
         return scale, torch.zeros_like(scale), -qmax, qmax
     lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)
     qmax = (1 << bits) - 1
-    scale = torch.where(hi > lo, (hi - lo) / qmax, torch.ones_like(hi))
+    scale = torch.where((hi - lo) / qmax >= _TINY_SCALE, (hi - lo) / qmax, torch.ones_like(hi))
     zp = torch.round(-lo / scale).clamp(0, qmax)
     return scale, zp, 0, qmax
 

@@ -288,6 +288,17 @@ def test_mse_range_never_worse_than_minmax(values, bits, symmetric):
     assert _sse(x, lo, hi, bits, symmetric) <= _sse(x, lo0, hi0, bits, symmetric) * (1 + 1e-9) + 1e-12
 
 
+def test_denormal_range_gets_scale_one():
+    from bitvert.pipeline.quantize import _range_from, fake_quantize, mse_range
+
+    x = torch.tensor([1e-45, 0.0])  # a scale of 1e-45 / 3 is 0 in float32
+    for symmetric in (False, True):
+        lo, hi = mse_range(x, 2, symmetric)
+        r = _range_from(lo, hi, 2, symmetric)
+        assert r.scale == 1.0 and torch.isfinite(fake_quantize(x, r)).all()
+        assert _sse(x, lo, hi, 2, symmetric) < 1e-80
+
+
 def test_mse_range_bad_input():
     from bitvert.pipeline.quantize import mse_range
 

@@ -67,12 +67,14 @@ from torch.nn import functional as F
 from bitvert.errors import InputError, UnsupportedLayerError
 from bitvert.pipeline.quantize import (
     QuantLayer,
+    block_stack,
     call_model,
     drop_padded_tokens,
     get_weight,
     layer_kind,
     output_padding_mask,
     padding_mask,
+    replay_outputs,
     run_batches,
 )
 from bitvert.pipeline.quantize import hidden_of as _hidden_of
@@ -453,40 +455,13 @@ class _Plan:
     calls: dict[str, int] = field(default_factory=dict)  # layer name -> calls on the first batch
 
 
-def _block_candidates(model: nn.Module, layers: Sequence[QuantLayer]) -> tuple[list[nn.Module], dict[str, int]]:
-    """The ``nn.ModuleList`` of same-class modules holding the most layers (>= 2 blocks), or nothing."""
-    best: tuple[int, str, list[nn.Module]] | None = None
-    names = [l.name for l in layers]
-    for prefix, mod in model.named_modules():
-        if not isinstance(mod, nn.ModuleList) or len(mod) < 2:
-            continue
-        if len({type(m) for m in mod}) != 1:
-            continue
-        base = f"{prefix}." if prefix else ""
-        count = sum(1 for n in names if n.startswith(base))
-        per_block = [sum(1 for n in names if n.startswith(f"{base}{i}.")) for i in range(len(mod))]
-        if min(per_block) == 0:
-            continue
-        if best is None or count > best[0]:
-            best = (count, base, list(mod))
-    if best is None:
-        return [], {}
-    _, base, blocks = best
-    block_of = {}
-    for n in names:
-        if n.startswith(base):
-            rest = n[len(base):]
-            block_of[n] = int(rest.split(".", 1)[0])
-    return blocks, block_of
-
-
 def _plan(model: nn.Module, layers: list[QuantLayer], first_batch: Any, use_blocks: bool) -> _Plan:
     """Run one batch, recording when each layer first runs and which input tensor it got."""
     events: list[tuple[str, Any]] = []  # ("layer", name, x) / ("block_in", i, x) / ("block_out", i, out)
     seen: set[str] = set()
     inputs: dict[str, torch.Tensor] = {}
     handles = []
-    blocks, block_of = _block_candidates(model, layers) if use_blocks else ([], {})
+    blocks, block_of = block_stack(model, layers) if use_blocks else ([], {})
     block_kwargs: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     block_outputs: list[Any] = []
 
@@ -813,25 +788,13 @@ def _replayed_blocks(blocks: Sequence[nn.Module], outputs: Sequence[Any] | None)
         return
     index = [-1]
 
-    def first(*args: Any, **kwargs: Any) -> Any:
-        index[0] = (index[0] + 1) % len(outputs)  # every pass over the batches starts again at 0
+    def output(i: int) -> Any:
+        if i == 0:
+            index[0] = (index[0] + 1) % len(outputs)  # every pass over the batches starts again at 0
         return outputs[index[0]]
 
-    def rest(*args: Any, **kwargs: Any) -> Any:
-        return outputs[index[0]]
-
-    saved = [block.__dict__.get("forward") for block in blocks]
-    for i, block in enumerate(blocks):
-        block.forward = first if i == 0 else rest  # type: ignore[method-assign]
-    try:
+    with replay_outputs(blocks, output):
         yield
-    finally:
-        for block, fwd in zip(blocks, saved):
-            if fwd is None:
-                del block.forward
-            else:
-                block.forward = fwd  # type: ignore[method-assign]
-
 
 
 # --------------------------------------------------------------------------------------------- output gains

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
@@ -62,6 +63,8 @@ __all__ = [
     "call_model",
     "model_output",
     "hidden_of",
+    "block_stack",
+    "replay_outputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -525,21 +528,25 @@ class ActivationRange:
         return {"scale": self.scale, "zero_point": self.zero_point, "qmin": self.qmin, "qmax": self.qmax}
 
 
+_TINY_SCALE = float(torch.finfo(torch.float32).tiny)
+
+
 def _range_params(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: bool
                   ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """``(scale, zero_point, qmin, qmax)`` of the ranges ``[lo, hi]`` (float64 tensors of candidates).
 
     Symmetric: ``[-m, m]`` with ``m = max(|lo|, |hi|)`` on ``[-(2**(b-1)-1), 2**(b-1)-1]``. Affine: ``[min(lo, 0),
     max(hi, 0)]`` on ``[0, 2**b - 1]`` (zero exactly representable), zero point rounded half to even.
-    A range of width 0 gets scale 1."""
+    A range of width 0 gets scale 1, and so does one whose scale would be below float32's smallest normal number
+    (the float32 fake quantizer would divide by 0)."""
     if symmetric:
         qmax = (1 << (bits - 1)) - 1
         m = torch.maximum(lo.abs(), hi.abs())
-        scale = torch.where(m > 0, m / qmax, torch.ones_like(m))
+        scale = torch.where(m / qmax >= _TINY_SCALE, m / qmax, torch.ones_like(m))
         return scale, torch.zeros_like(scale), -qmax, qmax
     lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)
     qmax = (1 << bits) - 1
-    scale = torch.where(hi > lo, (hi - lo) / qmax, torch.ones_like(hi))
+    scale = torch.where((hi - lo) / qmax >= _TINY_SCALE, (hi - lo) / qmax, torch.ones_like(hi))
     zp = torch.round(-lo / scale).clamp(0, qmax)
     return scale, zp, 0, qmax
 
@@ -564,6 +571,12 @@ _MSE_FINE = torch.pow(2.0, torch.arange(-7, 8, dtype=torch.float64) / 64)  # aro
 _MSE_CHUNK = 1 << 22  # candidate x sample elements per step of the search
 
 
+def _sorted(x: torch.Tensor) -> torch.Tensor:
+    """The values of ``x`` as a sorted float32 vector (numpy's sort: the same values as ``torch.sort``, several
+    times faster on CPU)."""
+    return torch.from_numpy(np.sort(x.detach().reshape(-1).float().cpu().numpy()))
+
+
 class _BoundedSample:
     """A deterministic sample of at most ``cap`` of the values observed: each batch's sorted values at the
     current stride; when more than ``cap`` are kept, every other value of the sorted sample is dropped and
@@ -577,7 +590,7 @@ class _BoundedSample:
         self.n = 0
 
     def add(self, x: torch.Tensor) -> None:
-        part = x.reshape(-1).float().sort().values[self.stride // 2::self.stride]
+        part = _sorted(x)[self.stride // 2::self.stride]
         self.parts.append(part)
         self.n += part.numel()
         while self.n > self.cap:
@@ -586,7 +599,7 @@ class _BoundedSample:
             self.stride *= 2
 
     def values(self) -> torch.Tensor:
-        return torch.cat(self.parts).sort().values
+        return self.parts[0] if len(self.parts) == 1 else _sorted(torch.cat(self.parts))  # parts are sorted
 
 
 def _quant_sse(x: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
@@ -627,7 +640,7 @@ def mse_range(values: torch.Tensor, bits: int, symmetric: bool) -> tuple[float, 
         raise InputError("mse_range needs at least one value")
     if not bool(torch.isfinite(x).all()):
         raise InputError("activations contain NaN or inf; fix the model or the calibration inputs")
-    x = x.sort().values
+    x = _sorted(x)
     lo0, hi0 = min(float(x[0]), 0.0), max(float(x[-1]), 0.0)
     if x.numel() > _MSE_SEARCH_SAMPLES:  # the middle value of each of equal strata of the sorted values
         strata = torch.arange(_MSE_SEARCH_SAMPLES, dtype=torch.float64) + 0.5
@@ -670,7 +683,8 @@ class ActivationQuantizer:
     :func:`mse_range`; ``output`` computes both of those ranges and keeps, per layer, the one whose
     quantization (that layer's input alone, every other layer in float) gives the smallest squared error
     of the model's output against the float model on the calibration batches (ties: ``minmax``); it costs
-    two forward passes over the batches per layer whose two ranges differ, plus one for the reference.
+    two partial forward passes over the batches per layer whose two ranges differ (only the layer's own block,
+    the later ones and what follows the stack run: :class:`_OutputScorer`), plus one for the reference.
     Padded tokens of text batches (``attention_mask == 0`` of a mapping batch) are not observed
     (:func:`drop_padded_tokens`), so a padded batch gives the ranges of its samples run one by one
     (``minmax``, and ``mse`` below the sample cap), and padded positions of the model output do not
@@ -769,51 +783,45 @@ class ActivationQuantizer:
         self._mode = "quantize"
         return dict(self.ranges)
 
-    def _output_errors(self, model: nn.Module, batches: Sequence[Any],
-                       reference: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:
-        """The model outputs on ``batches`` (real tokens only) with the hooks in their current mode, or,
-        with ``reference``, one squared error sum (float64 scalar) against it."""
-        out: list[torch.Tensor] = []
+    def _choose_by_output(self, model: nn.Module, batches: Sequence[Any], layers: Sequence[QuantLayer],
+                          candidates: Mapping[str, list[ActivationRange]]) -> None:
+        """Per layer, the candidate range (``minmax`` first) with the smallest squared output error when it
+        alone quantizes its layer's input; the other layers stay in float meanwhile (:class:`_OutputScorer`
+        runs only the part of the model the layer can change). A later candidate is scored only until its
+        error reaches the best so far: it could no longer win (ties keep the earlier one)."""
+        final = dict(self.ranges)
+        scored = []
+        for layer in layers:
+            cands = candidates[layer.name]
+            if all(c == cands[0] for c in cands[1:]):
+                final[layer.name] = cands[0]
+            else:
+                scored.append(layer)
+        if not scored:
+            self.ranges = final
+            return
+        chose_mse = 0
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                for i, batch in enumerate(batches):
-                    f = model_output(call_model(model, batch)).detach()
-                    mask = output_padding_mask(f, padding_mask(batch))
-                    if mask is not None:
-                        f = f[mask]
-                    out.append(f if reference is None else ((f - reference[i]).double() ** 2).sum())
-        finally:
-            model.train(was_training)
-        return out
-
-    def _choose_by_output(self, model: nn.Module, batches: Sequence[Any], layers: Sequence[QuantLayer],
-                          candidates: Mapping[str, list[ActivationRange]]) -> None:
-        """Per layer, the candidate range (``minmax`` first) with the smallest squared output error when it
-        alone quantizes its layer's input; the other layers stay in float meanwhile."""
-        final = dict(self.ranges)
-        self._mode = "off"
-        reference = self._output_errors(model, batches, None)
-        chose_mse = 0
-        try:
-            self._mode = "quantize"
-            for layer in layers:
-                cands = candidates[layer.name]
-                if all(c == cands[0] for c in cands[1:]):
-                    final[layer.name] = cands[0]
-                    continue
-                errors = []
-                for cand in cands:
-                    self.ranges = {layer.name: cand}
-                    errors.append(float(sum(self._output_errors(model, batches, reference))))
-                best = int(np.argmin(errors))
-                chose_mse += best > 0
-                final[layer.name] = cands[best]
-                logger.debug("%s: output errors %s, keeps candidate %d", layer.name, errors, best)
+                self._mode = "off"
+                scorer = _OutputScorer(model, batches, scored)
+                self._mode = "quantize"
+                for layer in scored:
+                    cands = candidates[layer.name]
+                    errors: list[float] = []
+                    for cand in cands:
+                        self.ranges = {layer.name: cand}
+                        errors.append(scorer.error(layer.name, min(errors, default=float("inf"))))
+                    best = int(np.argmin(errors))
+                    chose_mse += best > 0
+                    final[layer.name] = cands[best]
+                    logger.debug("%s: output errors %s, keeps candidate %d", layer.name, errors, best)
         finally:
             self.ranges = final
             self._mode = "off"
+            model.train(was_training)
         logger.info("output observer: %d of %d layers keep the mse range, the others the min/max range",
                     chose_mse, len(layers))
 
@@ -882,6 +890,201 @@ def run_batches(model: nn.Module, batches: Iterable[Any]) -> int:
     finally:
         model.train(was_training)
     return n
+
+
+# --------------------------------------------------------------------------- block stacks
+
+def block_stack(model: nn.Module, layers: Sequence[QuantLayer]) -> tuple[list[nn.Module], dict[str, int]]:
+    """The block stack of a model: the ``nn.ModuleList`` of same-class modules (>= 2, each holding at least one
+    of ``layers``) holding the most layers, and the block index of each layer in it; ``([], {})`` when there is
+    none. The decoder layers of an LLM, the encoder layers of BERT."""
+    best: tuple[int, str, list[nn.Module]] | None = None
+    names = [l.name for l in layers]
+    for prefix, mod in model.named_modules():
+        if not isinstance(mod, nn.ModuleList) or len(mod) < 2:
+            continue
+        if len({type(m) for m in mod}) != 1:
+            continue
+        base = f"{prefix}." if prefix else ""
+        count = sum(1 for n in names if n.startswith(base))
+        per_block = [sum(1 for n in names if n.startswith(f"{base}{i}.")) for i in range(len(mod))]
+        if min(per_block) == 0:
+            continue
+        if best is None or count > best[0]:
+            best = (count, base, list(mod))
+    if best is None:
+        return [], {}
+    _, base, blocks = best
+    block_of = {}
+    for n in names:
+        if n.startswith(base):
+            rest = n[len(base):]
+            block_of[n] = int(rest.split(".", 1)[0])
+    return blocks, block_of
+
+
+@contextmanager
+def replay_outputs(modules: Sequence[nn.Module], output: Callable[[int], Any]) -> Iterator[None]:
+    """Within the context a call of ``modules[i]`` computes nothing and returns ``output(i)`` (its hooks still
+    run); afterwards every module computes again. How the pipeline skips the blocks of a stack whose outputs it
+    already knows (the sequential calibration's head layers, the ``output`` observer)."""
+    saved = [m.__dict__.get("forward") for m in modules]
+
+    def replay(i: int) -> Callable[..., Any]:
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            return output(i)
+
+        return forward
+
+    for i, m in enumerate(modules):
+        m.forward = replay(i)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for m, fwd in zip(modules, saved):
+            if fwd is None:
+                del m.forward
+            else:
+                m.forward = fwd  # type: ignore[method-assign]
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    """The tensors of a module output: itself, or the tensors of a tuple/list/mapping (one level)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    values = output.values() if isinstance(output, Mapping) else output if isinstance(output, (tuple, list)) else ()
+    return [v for v in values if isinstance(v, torch.Tensor)]
+
+
+_SCORING_SAMPLES = 8  # samples per sub-batch of a padded text batch the ``output`` observer scores
+
+
+def _trimmed_batches(batches: Sequence[Any]) -> list[Any]:
+    """The batches with each padded text batch re-cut for scoring: its samples sorted by length (longest first)
+    in sub-batches of :data:`_SCORING_SAMPLES`, each cut to its longest sample, so that padded positions, which
+    no real token's output depends on, are hardly computed. Only a mapping batch whose ``attention_mask``
+    (:func:`padding_mask`) pads on the right and whose tensors all have the mask's shape is re-cut; every other
+    batch is kept as it is."""
+    out: list[Any] = []
+    for batch in batches:
+        mask = padding_mask(batch)
+        if mask is None or not all(v.shape == mask.shape for v in batch.values() if isinstance(v, torch.Tensor)):
+            out.append(batch)
+            continue
+        lengths = mask.sum(dim=1)
+        if not torch.equal(mask, torch.arange(mask.shape[1]) < lengths[:, None]):  # not right-padded
+            out.append(batch)
+            continue
+        order = torch.sort(lengths, descending=True, stable=True).indices
+        for i in range(0, len(order), _SCORING_SAMPLES):
+            rows = order[i:i + _SCORING_SAMPLES]
+            width = int(lengths[rows].max())
+            out.append({k: v[rows, :width] if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+    return out
+
+
+class _OutputScorer:
+    """Squared errors of the model output against the float model when one layer's input is quantized, computing
+    only the part of the model that layer can change (the ``output`` observer).
+
+    The reference pass (float model, hooks off) records every batch's output of each block of the stack
+    (:func:`block_stack`) and where each layer runs. A layer that runs only inside block ``b`` of a stack whose
+    blocks run once each per pass, in order, cannot change what blocks ``0..b-1`` return: they replay their
+    recorded outputs (:func:`replay_outputs`), and only the embeddings, block ``b``, the later blocks and
+    whatever follows the stack (pooling, final norm, head) run. A layer that runs after the stack replays every
+    block. Every other layer, and every layer of a model without such a stack, runs the whole model. The outputs
+    are those of full passes, bit for bit (the same operations on the same tensors); replaying stops, with a
+    warning, if a recorded output is ever changed in place. Padded text batches are scored in sub-batches of
+    samples of similar length without most of their padding (:func:`_trimmed_batches`): the same real-token
+    outputs, up to float rounding (matrix products of another shape).
+    """
+
+    def __init__(self, model: nn.Module, batches: Sequence[Any], layers: Sequence[QuantLayer]) -> None:
+        self.model, self.batches = model, _trimmed_batches(batches)
+        blocks, _ = block_stack(model, layers)
+        self.blocks = blocks if len({id(b) for b in blocks}) == len(blocks) else []
+        self.outputs: list[list[Any]] = [[] for _ in self.blocks]  # [block][batch]
+        self.start: dict[str, int] = {}  # layer -> number of leading blocks it replays
+        where: dict[str, set[int | str]] = {l.name: set() for l in layers}
+        calls: list[int] = []  # blocks called so far in the current batch
+        current: list[int | None] = [None]
+        chained = [True]
+        n = len(self.blocks)
+
+        def pre(i: int) -> Callable[..., None]:
+            def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+                chained[0] &= current[0] is None and len(calls) == i
+                current[0] = i
+                calls.append(i)
+            return hook
+
+        def post(i: int) -> Callable[..., None]:
+            def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+                current[0] = None
+                self.outputs[i].append(output)
+            return hook
+
+        def seen(name: str) -> Callable[..., None]:
+            def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+                at = current[0]
+                where[name].add(at if at is not None else "before" if not calls else "after" if len(calls) == n
+                                else "between")
+            return hook
+
+        handles = [b.register_forward_pre_hook(pre(i)) for i, b in enumerate(self.blocks)]
+        handles += [b.register_forward_hook(post(i)) for i, b in enumerate(self.blocks)]
+        handles += [l.module.register_forward_pre_hook(seen(l.name)) for l in layers]
+        self.reference: list[torch.Tensor] = []
+        try:
+            for batch in self.batches:
+                calls.clear()
+                self.reference.append(self._output(batch))
+                chained[0] &= len(calls) == n and all(len(o) == len(self.reference) for o in self.outputs)
+        finally:
+            for h in handles:
+                h.remove()
+        self._versions = [(t, t._version) for outs in self.outputs for o in outs for t in _tensors(o)]
+        if not chained[0]:
+            self._stop_replaying("its blocks do not run once each, in order, per forward pass", logging.INFO)
+        elif not self._intact():
+            self._stop_replaying("a block's output was changed in place by the code after it", logging.WARNING)
+        for l in layers:
+            at = where[l.name]
+            if self.blocks and len(at) == 1:
+                (only,) = at
+                self.start[l.name] = only if isinstance(only, int) else n if only == "after" else 0
+        logger.debug("output observer: %d layers replay the blocks before theirs",
+                     sum(1 for s in self.start.values() if s > 0))
+
+    def _output(self, batch: Any) -> torch.Tensor:
+        f = model_output(call_model(self.model, batch)).detach()
+        mask = output_padding_mask(f, padding_mask(batch))
+        return f if mask is None else f[mask]
+
+    def _intact(self) -> bool:
+        return all(t._version == v for t, v in self._versions)
+
+    def _stop_replaying(self, why: str, level: int) -> None:
+        if self.blocks:
+            logger.log(level, "output observer: running the whole model for every layer (%s)", why)
+        self.blocks, self.outputs, self._versions = [], [], []
+        self.start.clear()
+
+    def error(self, name: str, stop_at: float = float("inf")) -> float:
+        """The squared output error summed over the batches with the hooks in their current mode; the sum
+        stops growing (a partial sum is returned) as soon as it reaches ``stop_at``."""
+        start = self.start.get(name, 0)
+        total = 0.0
+        for i, batch in enumerate(self.batches):
+            with replay_outputs(self.blocks[:start], lambda j: self.outputs[j][i]):
+                f = self._output(batch)
+            if start and not self._intact():
+                self._stop_replaying(f"a block's output was changed in place while scoring {name}", logging.WARNING)
+                return self.error(name, stop_at)
+            total += float(((f - self.reference[i]).double() ** 2).sum())
+            if total >= stop_at:  # errors are sums of squares: this candidate cannot win any more
+                break
+        return total
 
 
 # --------------------------------------------------------------------------- INT8 baseline

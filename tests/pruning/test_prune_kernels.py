@@ -63,6 +63,16 @@ def test_kernel_equals_reference_on_edge_short_and_inactive_groups(batch):
         assert (int(red[i]), int(const[i])) == (ref_count, ref_const)
 
 
+def _assert_prune_equals_reference(w, cfg):
+    """``prune(w, cfg)`` equals the reference group by group (weights, count, constant)."""
+    res = prune(w, cfg)
+    groups = res.layout.group(w)
+    for i in range(groups.shape[0]):
+        ref_w, ref_count, ref_const = reference_group(groups[i], cfg)
+        assert res.groups()[i].tolist() == ref_w.tolist()
+        assert (int(res.metadata.redundant[i]), int(res.metadata.constant[i])) == (ref_count, ref_const)
+
+
 @pytest.mark.parametrize("semantics", ["paper", "code"])
 def test_zero_point_wide_groups_of_32_equal_reference(semantics):
     """The speed-critical configuration (N = 4, g = 32) on wide groups, where clipping and
@@ -73,12 +83,7 @@ def test_zero_point_wide_groups_of_32_equal_reference(semantics):
     if semantics == "paper":
         w[1, :3] = -128
     cfg = PruneConfig("zero_point", semantics, group_size=32, columns=4)
-    res = prune(w, cfg)
-    groups = res.layout.group(w)
-    for i in range(groups.shape[0]):
-        ref_w, ref_count, ref_const = reference_group(groups[i], cfg)
-        assert res.groups()[i].tolist() == ref_w.tolist()
-        assert (int(res.metadata.redundant[i]), int(res.metadata.constant[i])) == (ref_count, ref_const)
+    _assert_prune_equals_reference(w, cfg)
 
 
 @pytest.mark.parametrize(("method", "semantics"), METHODS)
@@ -240,9 +245,4 @@ def test_zero_point_groups_too_wide_for_uint16_lanes_equal_reference(semantics):
     w = np.clip(np.round(rng.laplace(0, 20, size=(2, 1040))), -127, 127).astype(np.int8)
     w[0, ::2], w[0, 1::2] = 8, -120  # residue 8 mod 16 everywhere: 1,040 * 8**2 > 2**16 at level 0
     cfg = PruneConfig("zero_point", semantics, group_size=1040, columns=4)
-    res = prune(w, cfg)
-    groups = res.layout.group(w)
-    for i in range(groups.shape[0]):
-        ref_w, ref_count, ref_const = reference_group(groups[i], cfg)
-        assert res.groups()[i].tolist() == ref_w.tolist()
-        assert (int(res.metadata.redundant[i]), int(res.metadata.constant[i])) == (ref_count, ref_const)
+    _assert_prune_equals_reference(w, cfg)

@@ -12,6 +12,7 @@ preset                    β     normal channels     N    first/last layer   eff
 ``rtn-<preset>``          same  (8-N)-bit RTN       same same               ``<preset>`` - 8/g on normal channels
 ``bitwave-w5`` / ``-w6``  0     BitWave bit flip    3/2  int8 (not pruned)  per model (paper's BitWave setting)
 ``<preset>-gptq``         same  same, gptq + mse    same same               same as ``<preset>``
+                                + act order
 ========================  ====  ==================  ===  =================  =====================
 
 Activation ranges (``quant.act_observer``): ``minmax`` for the paper's presets; ``output`` for the
@@ -22,7 +23,9 @@ whichever moves the model output less on the calibration batches; docs/pipeline.
 is ``<preset>`` with ``solver="gptq"``: the error-feedback solver of :mod:`bitvert.pruning.gptq` on
 calibration Hessians instead of the greedy per-group rounding (same grid, metadata and bits), and with
 ``scale_search="mse"`` (clipped per-channel scales of the normal channels, searched with ``diag H``
-weights; ``--set scale_search=none`` gives the absmax scales; docs/pipeline.md);
+weights; ``--set scale_search=none`` gives the absmax scales; docs/pipeline.md) and ``gptq_act_order=True``
+(the solver walks whole groups by decreasing input energy; ``--set gptq_act_order=false`` walks them in
+column order);
 ``bitwave-<p>-gptq`` and ``rtn-<p>-gptq`` are its baselines with the same solver.
 
 ``bitwave-*`` applies the BitWave bit-flip baseline (BBS.md §6.5) with the same
@@ -302,10 +305,10 @@ GPTQ_SUFFIX = "-gptq"
 # the paper's presets keep min/max.
 PRESETS.update({
     f"{name}{GPTQ_SUFFIX}": p.model_copy(update={
-        "name": f"{name}{GPTQ_SUFFIX}", "solver": "gptq", "scale_search": "mse",
+        "name": f"{name}{GPTQ_SUFFIX}", "solver": "gptq", "scale_search": "mse", "gptq_act_order": True,
         "quant": p.quant if p.quant.act_bits is None else p.quant.model_copy(update={"act_observer": "output"}),
         "description": f"{p.description}; error-feedback (GPTQ) solver on calibration Hessians, "
-                       "clipped scales (mse search)"
+                       "clipped scales (mse search), groups by decreasing input energy (act order)"
                        + ("" if p.quant.act_bits is None else "; activation ranges chosen by output error")})
     for name, p in list(PRESETS.items()) if p.method != "none"
 })

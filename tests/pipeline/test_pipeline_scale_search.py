@@ -104,6 +104,48 @@ def test_search_is_never_worse_than_absmax(seed, k, n, outliers, weighted, prune
     assert (_error(rows, chosen, snap, weights) <= _error(rows, scale, snap, weights) * (1 + 1e-5) + 1e-12).all()
 
 
+def _numpy_sse(v: np.ndarray, scale: np.ndarray, rows: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """The search's error as numpy computes it (float32 products, float64 sum): the fused kernel's reference."""
+    d = np.asarray(v, dtype=np.float32) * scale[:, None] - rows
+    d *= d
+    if weights is not None:
+        d *= weights
+    return d.sum(axis=1, dtype=np.float64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), k=st.integers(1, 9), n=st.sampled_from([1, 7, 8, 33, 129, 576, 1536, 9000]),
+       weighted=st.sampled_from(["none", "shared", "per_channel", "zeros"]))
+def test_fused_error_equals_numpy_bit_for_bit(seed, k, n, weighted) -> None:
+    """``snapped_sse`` makes numpy's float32 roundings and its pairwise float64 summation order (chunks of
+    8192), so the search's argmin -- near-ties included -- is what the numpy formulation chose."""
+    from bitvert.pipeline._kernels import snapped_sse
+
+    rng = np.random.default_rng(seed)
+    rows = rng.laplace(0, 0.05, (k, n)).astype(np.float32)
+    rows[0, 0] = 0.0
+    if k > 1:
+        rows[1] = 0.0  # an all-zero channel
+    scale = (_absmax(rows) * rng.uniform(0.5, 1.0, k)).astype(np.float32)
+    v = np.clip(np.rint(rows / scale[:, None]) + rng.integers(-8, 9, (k, n)), -127, 127).astype(np.int16)
+    w = {"none": None, "shared": rng.random(n).astype(np.float32), "zeros": np.zeros(n, np.float32),
+         "per_channel": rng.random((k, n)).astype(np.float32)}[weighted]
+    ref = _numpy_sse(v, scale, rows, w)
+    got = snapped_sse(v, scale, rows, np.zeros((0, n), np.float32) if w is None else w.reshape(-1, n))
+    assert got.dtype == np.float64 and got.shape == (k,)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_search_keeps_factor_one_on_exact_ties() -> None:
+    """Exact ties keep factor 1.0: a channel of zeros (error 0 at every factor), and one whose largest weight is
+    exact at its absmax scale while its small weights round to 0 at every factor (f < 1 only clips)."""
+    rows = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 0.001, -0.001, 0.0]], np.float32)
+    scale = np.array([1.0, 1.0], np.float32)  # channel 1: 1.0 / 1.0 -> 1 at f = 1; clipped to 1 for f < 1
+    got = search_channel_scales(rows, scale, 1)
+    assert got[0] == 1.0  # all factors tie at 0: factor 1.0 wins
+    assert got[1] == 1.0  # f < 1 clips 1.0 to f: a larger error
+
+
 def test_bad_search_inputs_give_clear_errors() -> None:
     rows = np.ones((2, 4), np.float32)
     with pytest.raises(InputError, match="one scale per row"):
@@ -114,6 +156,8 @@ def test_bad_search_inputs_give_clear_errors() -> None:
         search_channel_scales(rows, np.ones(2, np.float32), 127, weights=-np.ones(4))
     with pytest.raises(InputError, match="channels"):
         search_channel_scales(rows, np.ones(2, np.float32), 127, channels=np.ones(3, bool))
+    with pytest.raises(InputError, match="snap must return"):
+        search_channel_scales(rows, np.ones(2, np.float32), 127, snap=lambda q: q[:, :2])
 
 
 def test_preset_field_validates() -> None:

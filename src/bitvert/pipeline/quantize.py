@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from bitvert.errors import ConfigError, InputError, UnsupportedLayerError
-from bitvert.pipeline._kernels import channel_absmax, quantize_rows
+from bitvert.pipeline._kernels import channel_absmax, quantize_rows, snapped_sse
 
 __all__ = [
     "QuantConfig",
@@ -252,23 +252,23 @@ def search_channel_scales(
     search = np.ones(k, dtype=bool) if channels is None else np.asarray(channels, dtype=bool).reshape(-1)
     if search.shape != (k,):
         raise InputError(f"channels must be a bool array of shape ({k},), got {search.shape}")
-    wts = None
+    wts = np.zeros((0, rows.shape[1]), dtype=np.float32)  # no weights: the plain squared error
     if weights is not None:
         wts = np.asarray(weights, dtype=np.float32)
         if wts.shape not in ((rows.shape[1],), rows.shape) or not (np.isfinite(wts) & (wts >= 0)).all():
             raise InputError(f"weights must be finite and non-negative, shape ({rows.shape[1]},) or {rows.shape}, "
                              f"got {wts.shape}")
+        wts = np.ascontiguousarray(wts.reshape(-1, rows.shape[1]))
+    rows = np.ascontiguousarray(rows)
     best_err = np.full(k, np.inf)
     best = scale.copy()
-    for f in fs:  # a handful of factors; every channel in one vectorised pass each
+    for f in fs:  # a handful of factors; every channel in one compiled pass each
         s_f = np.where(search, scale * np.float32(f), scale).astype(np.float32)
         q = quantize_rows(rows, s_f, qmax)
-        v = q if snap is None else snap(q)
-        d = np.asarray(v, dtype=np.float32) * s_f[:, None] - rows
-        d *= d
-        if wts is not None:
-            d *= wts
-        err = d.sum(axis=1, dtype=np.float64)
+        v = q if snap is None else np.ascontiguousarray(snap(q))
+        if v.shape != rows.shape:
+            raise InputError(f"snap must return integers of the shape it was given {rows.shape}, got {v.shape}")
+        err = snapped_sse(v, s_f, rows, wts)
         better = err < best_err
         best_err = np.where(better, err, best_err)
         best = np.where(better, s_f, best)

@@ -60,6 +60,8 @@ _Choose = Callable[[int, np.ndarray], "np.ndarray | None"]
 
 _PARALLEL_ROWS = 256
 """Rows from which the snapping kernel runs in parallel."""
+_GRID_ROWS = 2048
+"""Rows per call of a method's grid function (cache-sized temporaries)."""
 
 
 class _NotPositiveDefinite(Exception):
@@ -144,13 +146,16 @@ def _blocks(starts: np.ndarray, stops: np.ndarray, block_size: int) -> list[tupl
     return out
 
 
-def _snap_tables(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``mask[R, V]``: the largest grid index ``<= j`` (-1: none) and the smallest ``>= j`` (V: none)."""
-    nv = mask.shape[1]
-    idx = np.arange(nv, dtype=np.int16)
-    below = np.maximum.accumulate(np.where(mask, idx, np.int16(-1)), axis=1)
-    above = np.minimum.accumulate(np.where(mask, idx, np.int16(nv))[:, ::-1], axis=1)[:, ::-1]
-    return np.ascontiguousarray(below), np.ascontiguousarray(above)
+def _grid_by_chunks(grid: Any, vals: np.ndarray, out: np.ndarray, lengths: np.ndarray, redundant: np.ndarray,
+                    constant: np.ndarray, config: PruneConfig) -> np.ndarray:
+    """``grid(...)`` (a :attr:`MethodSpec.grid`, one group per row) for ``_GRID_ROWS`` rows at a time, so that
+    its ``[rows, 2**b]`` int64 temporaries stay in the cache on layers with many rows (an LLM's head)."""
+    n = vals.shape[0]
+    mask = np.empty((n, 1 << int(config.weight_bits)), dtype=np.bool_)
+    for a in range(0, n, _GRID_ROWS):
+        z = slice(a, min(n, a + _GRID_ROWS))
+        mask[z] = grid(vals[z], out[z], lengths[z], redundant[z], constant[z], config)
+    return mask
 
 
 def _error_feedback(w: np.ndarray, up: np.ndarray, starts: np.ndarray, stops: np.ndarray, choose: _Choose,
@@ -166,15 +171,14 @@ def _error_feedback(w: np.ndarray, up: np.ndarray, starts: np.ndarray, stops: np
     shared = up.shape[0] == 1
     wk = np.ascontiguousarray(w, dtype=np.float32)
     q = np.empty((rows, n), dtype=np.int16)
-    no_table = np.zeros((1, 1), dtype=np.int16)
+    no_grid = np.zeros((1, 1), dtype=np.bool_)
     for c0, c1, groups in _blocks(starts, stops, block_size):
         err = np.empty((rows, c1 - c0), dtype=np.float32)
         for j in groups:
             mask = choose(j, wk[:, starts[j]:stops[j]])
-            below, above = (no_table, no_table) if mask is None else _snap_tables(mask)
             kernel = _kernels.snap_columns if rows >= _PARALLEL_ROWS else _kernels.snap_columns_serial
-            kernel(wk, up, int(starts[j]), int(stops[j]), c0, c1, below, above, mask is None,
-                                  uniform[0], uniform[1], 1 << (bits - 1), q, err)
+            kernel(wk, up, int(starts[j]), int(stops[j]), c0, c1, no_grid if mask is None else mask, mask is None,
+                   uniform[0], uniform[1], 1 << (bits - 1), q, err)
         if c1 < n:
             if shared:
                 wk[:, c1:] -= err @ up[0, c0:c1, c1:]
@@ -322,7 +326,7 @@ def gptq_prune(
         active = np.ones(cols.shape[0], dtype=bool)
         out, r, c = spec.kernel(vals, lengths, active, config)[:3]
         red[:, j], const[:, j] = r, c
-        return spec.grid(vals, out, lengths, r, c, config)
+        return _grid_by_chunks(spec.grid, vals, out, lengths, r, c, config)
 
     try:
         snapped = _solve_rows(w_rows, h, rows, layout, float(damp), block_size, choose, bits, (-qmax, qmax),

@@ -146,6 +146,42 @@ def test_search_keeps_factor_one_on_exact_ties() -> None:
     assert got[1] == 1.0  # f < 1 clips 1.0 to f: a larger error
 
 
+@pytest.mark.parametrize("kind,shape,axis", [("linear", (40, 96), 0), ("linear_in_out", (96, 40), 1),
+                                             ("conv", (40, 6, 3, 3), 0)])
+@pytest.mark.parametrize("with_h", [False, True])
+def test_search_returns_the_pruning_at_the_chosen_scales(kind, shape, axis, with_h) -> None:
+    """The search's pruning, merged per channel from its own calls, is exactly a fresh pruning of the chosen
+    integers (weights and every metadata field), with sensitive channels and two N in one layer (a budget)."""
+    from bitvert.pipeline.budget import prune_by_columns
+    from bitvert.pipeline.global_prune import _LayerJob, _search_scales
+    from bitvert.pipeline.quantize import LayerRole, QuantConfig
+
+    rng = np.random.default_rng(3)
+    w = torch.from_numpy(rng.laplace(0, 0.05, shape).astype(np.float32))
+    w.view(-1)[rng.integers(0, w.numel(), 12)] *= 15  # outliers: some channels clip
+    preset = get_preset("moderate", scale_search="mse")
+    job = _LayerJob(name="l", kind=kind, out_axis=axis, role=LayerRole.PRUNE, reason="", config=QuantConfig(),
+                    weight=w)
+    k = shape[axis]
+    sensitive = np.zeros(k, bool)
+    sensitive[:3] = True
+    cols = np.where(np.arange(k) % 2 == 0, 4, 3)
+    n_in = w.numel() // k
+    h = torch.from_numpy(rng.random(n_in).astype(np.float32) + 0.1).diag() if with_h else None
+    q8, s8 = quantize_weight(w, 8, axis)
+
+    def prune_fn(q_mod):
+        return prune_by_columns(q_mod, kind, preset, 8, sensitive, cols, axis)
+
+    q, scale, pruned = _search_scales(job, preset, w, s8, 8, ~sensitive, h, prune_fn)
+    assert (scale.numpy() < s8.numpy()).any()
+    fresh_w, fresh_md, fresh_lay = prune_fn(q.numpy())
+    np.testing.assert_array_equal(pruned[0], fresh_w)
+    for name in ("redundant", "constant", "free_columns", "pruned"):
+        np.testing.assert_array_equal(getattr(pruned[1], name), getattr(fresh_md, name), err_msg=name)
+    assert pruned[2].to_dict() == fresh_lay.to_dict()
+
+
 def test_bad_search_inputs_give_clear_errors() -> None:
     rows = np.ones((2, 4), np.float32)
     with pytest.raises(InputError, match="one scale per row"):

@@ -192,6 +192,22 @@ def test_compiled_snap_is_the_nearest_grid_value_ties_to_the_smaller(seed, rows,
         np.testing.assert_array_equal(err, w.astype(np.float32) - q.astype(np.float32))
 
 
+def test_a_given_greedy_result_is_used_as_computed() -> None:
+    w, h = _layer(5)
+    cfg = PruneConfig("zero_point", columns=4)
+    dense = np.zeros(16, bool)
+    dense[:2] = True
+    rounded = np.clip(np.rint(w), -127, 127).astype(np.int16)
+    own = gptq_prune(w, cfg, h, dense_channels=dense)
+    given = gptq_prune(w, cfg, h, dense_channels=dense, rounded=rounded,
+                       greedy=prune(rounded, cfg, dense_channels=dense))
+    np.testing.assert_array_equal(own.weights, given.weights)
+    for name in ("redundant", "constant", "free_columns", "pruned"):
+        np.testing.assert_array_equal(getattr(own.metadata, name), getattr(given.metadata, name))
+    with pytest.raises(InputError, match="greedy"):
+        gptq_prune(w, cfg, h, greedy=prune(rounded[:, :64], cfg))
+
+
 def test_grid_by_row_chunks_equals_one_call(monkeypatch) -> None:
     from bitvert.pruning import gptq
 

@@ -211,6 +211,7 @@ def search_channel_scales(
     weights: np.ndarray | None = None,
     channels: np.ndarray | None = None,
     factors: Sequence[float] = SCALE_SEARCH_FACTORS,
+    on_choice: Callable[[np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Clipped per-channel scales: per channel, the shrunk scale with the least snapped-weight error.
 
@@ -230,6 +231,10 @@ def search_channel_scales(
             the layer's input Hessian); ``None`` = plain squared error.
         channels: ``bool[K]``: the channels to search; the others keep ``scale`` exactly.
         factors: the shrink factors tried, each in ``(0, 1]``.
+        on_choice: called after each factor's error with ``bool[K]``, the channels whose best factor is now
+            this one (all at the first factor, ``1.0``): a caller whose ``snap`` keeps more than the integers
+            (the pruning's metadata) merges what its last call made for those channels, and so ends with the
+            snap at the chosen scales without snapping once more.
 
     Returns:
         ``float32[K]`` the chosen scales (``scale · f`` per channel).
@@ -270,6 +275,8 @@ def search_channel_scales(
             raise InputError(f"snap must return integers of the shape it was given {rows.shape}, got {v.shape}")
         err = snapped_sse(v, s_f, rows, wts)
         better = err < best_err
+        if on_choice is not None:
+            on_choice(better if f != 1.0 else np.ones(k, dtype=bool))
         best_err = np.where(better, err, best_err)
         best = np.where(better, s_f, best)
     return best.astype(np.float32)

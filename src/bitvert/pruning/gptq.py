@@ -265,6 +265,7 @@ def gptq_prune(
     block_size: int = DEFAULT_BLOCK,
     rounded: Any = None,
     act_order: bool = False,
+    greedy: PruneResult | None = None,
 ) -> PruneResult:
     """Binary-prune one layer with error feedback through its input Hessian.
 
@@ -283,6 +284,9 @@ def gptq_prune(
         act_order: walk the groups by decreasing input energy (sum of ``diag H`` over the group's
             columns) instead of in column order, as GPTQ's act-order with static groups: a group's
             columns stay together, so its metadata is chosen as before.
+        greedy: the greedy result ``prune(rounded, config, kind, dense_channels)`` when the caller already has
+            it (the pipeline's scale search pruned every channel at its chosen scale); it is used as given, so
+            it must be exactly that. Default: computed here.
 
     Returns:
         A :class:`~bitvert.pruning.PruneResult` whose ``original`` is ``rounded``. When ``H`` is not
@@ -304,7 +308,12 @@ def gptq_prune(
     qmax = (1 << (bits - 1)) - 1
     if rounded is None:
         rounded = np.clip(np.rint(w), -qmax, qmax).astype(np.int16)
-    greedy = prune(rounded, config, kind=layout.kind, dense_channels=dense_channels)
+    if greedy is None:
+        greedy = prune(rounded, config, kind=layout.kind, dense_channels=dense_channels)
+    elif not isinstance(greedy, PruneResult) or greedy.weights.shape != w.shape or len(greedy.metadata) != \
+            layout.n_groups:
+        raise InputError(f"greedy must be the PruneResult of pruning the rounded weights of shape {w.shape} "
+                         f"({layout.n_groups} groups), got {type(greedy).__name__}; pass greedy=None to compute it")
     md = greedy.metadata
     gpc = layout.groups_per_channel
     normal = md.pruned.reshape(layout.n_channels, gpc).any(axis=1)

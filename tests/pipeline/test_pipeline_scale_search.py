@@ -119,7 +119,7 @@ def _numpy_sse(v: np.ndarray, scale: np.ndarray, rows: np.ndarray, weights: np.n
 def test_fused_error_equals_numpy_bit_for_bit(seed, k, n, weighted) -> None:
     """``snapped_sse`` makes numpy's float32 roundings and its pairwise float64 summation order (chunks of
     8192), so the search's argmin -- near-ties included -- is what the numpy formulation chose."""
-    from bitvert.pipeline._kernels import snapped_sse
+    from bitvert.pipeline._kernels import _snapped_sse_parallel, _snapped_sse_serial, snapped_sse
 
     rng = np.random.default_rng(seed)
     rows = rng.laplace(0, 0.05, (k, n)).astype(np.float32)
@@ -131,9 +131,12 @@ def test_fused_error_equals_numpy_bit_for_bit(seed, k, n, weighted) -> None:
     w = {"none": None, "shared": rng.random(n).astype(np.float32), "zeros": np.zeros(n, np.float32),
          "per_channel": rng.random((k, n)).astype(np.float32)}[weighted]
     ref = _numpy_sse(v, scale, rows, w)
-    got = snapped_sse(v, scale, rows, np.zeros((0, n), np.float32) if w is None else w.reshape(-1, n))
+    ww = np.zeros((0, n), np.float32) if w is None else w.reshape(-1, n)
+    got = snapped_sse(v, scale, rows, ww)
     assert got.dtype == np.float64 and got.shape == (k,)
     np.testing.assert_array_equal(got, ref)
+    for kernel in (_snapped_sse_parallel, _snapped_sse_serial):  # large and small layers
+        np.testing.assert_array_equal(kernel(v, scale, rows, ww), ref)
 
 
 def test_search_keeps_factor_one_on_exact_ties() -> None:

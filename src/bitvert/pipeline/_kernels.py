@@ -116,15 +116,8 @@ def _pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
     return _pairwise_sum(a, lo, n2) + _pairwise_sum(a, lo + n2, n - n2)
 
 
-@njit(cache=True, parallel=True)
-def snapped_sse(v: np.ndarray, scale: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Per channel ``Σ_j weights[j] · (v[k, j] · scale[k] - rows[k, j])²`` (float64[K]) in one pass.
-
-    The products are float32 and the sum float64, bit-identical to numpy's
-    ``((v.astype(float32) * scale[:, None] - rows) ** 2 * weights).sum(axis=1, dtype=float64)`` (same
-    roundings, numpy's chunked pairwise summation order). ``weights`` is float32 ``[1, n]`` (shared),
-    ``[K, n]`` (per channel) or ``[0, n]`` (no weights: the plain squared error).
-    """
+def _snapped_sse(v: np.ndarray, scale: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The compiled body of :func:`snapped_sse` (compiled twice: parallel over channel chunks, and serial)."""
     k_n, n = rows.shape
     n_w = weights.shape[0]
     out = np.empty(k_n, dtype=np.float64)
@@ -145,3 +138,23 @@ def snapped_sse(v: np.ndarray, scale: np.ndarray, rows: np.ndarray, weights: np.
                 acc += _pairwise_sum(buf, lo, min(_SUM_BUFFER, n - lo))
             out[k] = acc
     return out
+
+
+_snapped_sse_parallel = njit(cache=True, parallel=True)(_snapped_sse)
+_snapped_sse_serial = njit(cache=True)(_snapped_sse)
+_PARALLEL_ELEMENTS = 1 << 21
+"""Weights from which :func:`snapped_sse` runs in parallel: below, starting the threads costs more than the
+work (and, on a busy machine, waiting for them far more)."""
+
+
+def snapped_sse(v: np.ndarray, scale: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per channel ``Σ_j weights[j] · (v[k, j] · scale[k] - rows[k, j])²`` (float64[K]) in one compiled pass.
+
+    The products are float32 and the sum float64, bit-identical to numpy's
+    ``((v.astype(float32) * scale[:, None] - rows) ** 2 * weights).sum(axis=1, dtype=float64)`` (same
+    roundings, numpy's chunked pairwise summation order). ``weights`` is float32 ``[1, n]`` (shared),
+    ``[K, n]`` (per channel) or ``[0, n]`` (no weights: the plain squared error). Parallel over channels
+    on large arrays.
+    """
+    kernel = _snapped_sse_parallel if rows.size >= _PARALLEL_ELEMENTS else _snapped_sse_serial
+    return kernel(v, scale, rows, weights)

@@ -194,7 +194,11 @@ def output_error(weights: Any, snapped: Any, hessian: Any) -> np.ndarray:
     ``[n, n]`` or ``[G, n, n]`` (row ``k`` uses ``H[k // (R // G)]``). The layer's output error is the sum.
     """
     d = _as_float_rows(snapped, "snapped") - _as_float_rows(weights, "weights")
-    h = _check_hessian(hessian, d.shape[0], d.shape[1])
+    return _quadratic(d, _check_hessian(hessian, d.shape[0], d.shape[1]))
+
+
+def _quadratic(d: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """``d_k H d_kᵀ`` per row of ``d`` (float64 ``[R, n]``) for a checked float64 ``h`` (``[G, n, n]``)."""
     if h.shape[0] == 1:
         return np.einsum("rn,rn->r", d @ h[0], d)
     per = d.shape[0] // h.shape[0]
@@ -346,8 +350,9 @@ def gptq_prune(
         return greedy
     greedy_rows = _group_rows(greedy.weights, layout)[rows]
     h_rows = h if h.shape[0] == 1 else h[rows // (layout.n_channels // h.shape[0])]
-    e_new = output_error(w_rows[rows], snapped, h_rows)
-    e_old = output_error(w_rows[rows], greedy_rows, h_rows)
+    w_sel = w_rows[rows]  # float64, checked by _prepare: compare both without converting them again
+    e_new = _quadratic(snapped.astype(np.float64) - w_sel, h_rows)
+    e_old = _quadratic(greedy_rows.astype(np.float64) - w_sel, h_rows)
     better = e_new <= e_old
     log.debug("gptq %s %s: solver kept on %d of %d channels, output error %.4g -> %.4g", spec.name, layout.shape,
               int(better.sum()), rows.size, float(e_old.sum()), float(np.where(better, e_new, e_old).sum()))
@@ -407,6 +412,8 @@ def gptq_round(
         return plain
     plain_rows = _group_rows(plain, layout)
     h_rows = h if h.shape[0] == 1 else h[rows // (layout.n_channels // h.shape[0])]
-    better = output_error(w_rows[rows], snapped, h_rows) <= output_error(w_rows[rows], plain_rows[rows], h_rows)
+    w_sel = w_rows[rows]
+    better = _quadratic(snapped.astype(np.float64) - w_sel, h_rows) <= _quadratic(
+        plain_rows[rows].astype(np.float64) - w_sel, h_rows)
     plain_rows[rows[better]] = snapped[better]
     return _from_group_rows(plain_rows, layout).astype(np.int16)

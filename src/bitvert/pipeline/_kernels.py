@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+_PARALLEL_ELEMENTS = 1 << 21
+"""Weights from which :func:`quantize_rows` and :func:`snapped_sse` run in parallel: below, starting the threads
+costs more than the work (and, on a busy machine, waiting for them far more)."""
+
 
 @njit(cache=True, parallel=True)
 def channel_absmax(rows: np.ndarray) -> np.ndarray:
@@ -29,9 +33,8 @@ def channel_absmax(rows: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True, parallel=True)
-def quantize_rows(rows: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
-    """``clamp(rint(row / scale), -qmax, qmax)`` as int16 (float32 division, ties to even)."""
+def _quantize_rows(rows: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
+    """The compiled body of :func:`quantize_rows` (compiled twice: parallel over channels, and serial)."""
     k_n, n = rows.shape
     q = np.empty((k_n, n), dtype=np.int16)
     lim = np.float32(qmax)
@@ -45,6 +48,17 @@ def quantize_rows(rows: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
                 v = -lim
             q[k, j] = np.int16(v)
     return q
+
+
+_quantize_rows_parallel = njit(cache=True, parallel=True)(_quantize_rows)
+_quantize_rows_serial = njit(cache=True)(_quantize_rows)
+
+
+def quantize_rows(rows: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
+    """``clamp(rint(row / scale), -qmax, qmax)`` as int16 (float32 division, ties to even); parallel over
+    channels on large arrays (:data:`_PARALLEL_ELEMENTS`: the scale search calls it 11 times per layer)."""
+    kernel = _quantize_rows_parallel if rows.size >= _PARALLEL_ELEMENTS else _quantize_rows_serial
+    return kernel(rows, scale, qmax)
 
 
 @njit(cache=True, parallel=True)
@@ -142,9 +156,6 @@ def _snapped_sse(v: np.ndarray, scale: np.ndarray, rows: np.ndarray, weights: np
 
 _snapped_sse_parallel = njit(cache=True, parallel=True)(_snapped_sse)
 _snapped_sse_serial = njit(cache=True)(_snapped_sse)
-_PARALLEL_ELEMENTS = 1 << 21
-"""Weights from which :func:`snapped_sse` runs in parallel: below, starting the threads costs more than the
-work (and, on a busy machine, waiting for them far more)."""
 
 
 def snapped_sse(v: np.ndarray, scale: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -104,6 +104,87 @@ def test_search_is_never_worse_than_absmax(seed, k, n, outliers, weighted, prune
     assert (_error(rows, chosen, snap, weights) <= _error(rows, scale, snap, weights) * (1 + 1e-5) + 1e-12).all()
 
 
+def _numpy_sse(v: np.ndarray, scale: np.ndarray, rows: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """The search's error as numpy computes it (float32 products, float64 sum): the fused kernel's reference."""
+    d = np.asarray(v, dtype=np.float32) * scale[:, None] - rows
+    d *= d
+    if weights is not None:
+        d *= weights
+    return d.sum(axis=1, dtype=np.float64)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), k=st.integers(1, 9), n=st.sampled_from([1, 7, 8, 33, 129, 576, 1536, 9000]),
+       weighted=st.sampled_from(["none", "shared", "per_channel", "zeros"]))
+def test_fused_error_equals_numpy_bit_for_bit(seed, k, n, weighted) -> None:
+    """``snapped_sse`` makes numpy's float32 roundings and its pairwise float64 summation order (chunks of
+    8192), so the search's argmin -- near-ties included -- is what the numpy formulation chose."""
+    from bitvert.pipeline._kernels import _snapped_sse_parallel, _snapped_sse_serial, snapped_sse
+
+    rng = np.random.default_rng(seed)
+    rows = rng.laplace(0, 0.05, (k, n)).astype(np.float32)
+    rows[0, 0] = 0.0
+    if k > 1:
+        rows[1] = 0.0  # an all-zero channel
+    scale = (_absmax(rows) * rng.uniform(0.5, 1.0, k)).astype(np.float32)
+    v = np.clip(np.rint(rows / scale[:, None]) + rng.integers(-8, 9, (k, n)), -127, 127).astype(np.int16)
+    w = {"none": None, "shared": rng.random(n).astype(np.float32), "zeros": np.zeros(n, np.float32),
+         "per_channel": rng.random((k, n)).astype(np.float32)}[weighted]
+    ref = _numpy_sse(v, scale, rows, w)
+    ww = np.zeros((0, n), np.float32) if w is None else w.reshape(-1, n)
+    got = snapped_sse(v, scale, rows, ww)
+    assert got.dtype == np.float64 and got.shape == (k,)
+    np.testing.assert_array_equal(got, ref)
+    for kernel in (_snapped_sse_parallel, _snapped_sse_serial):  # large and small layers
+        np.testing.assert_array_equal(kernel(v, scale, rows, ww), ref)
+
+
+def test_search_keeps_factor_one_on_exact_ties() -> None:
+    """Exact ties keep factor 1.0: a channel of zeros (error 0 at every factor), and one whose largest weight is
+    exact at its absmax scale while its small weights round to 0 at every factor (f < 1 only clips)."""
+    rows = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 0.001, -0.001, 0.0]], np.float32)
+    scale = np.array([1.0, 1.0], np.float32)  # channel 1: 1.0 / 1.0 -> 1 at f = 1; clipped to 1 for f < 1
+    got = search_channel_scales(rows, scale, 1)
+    assert got[0] == 1.0  # all factors tie at 0: factor 1.0 wins
+    assert got[1] == 1.0  # f < 1 clips 1.0 to f: a larger error
+
+
+@pytest.mark.parametrize("kind,shape,axis", [("linear", (40, 96), 0), ("linear_in_out", (96, 40), 1),
+                                             ("conv", (40, 6, 3, 3), 0)])
+@pytest.mark.parametrize("with_h", [False, True])
+def test_search_returns_the_pruning_at_the_chosen_scales(kind, shape, axis, with_h) -> None:
+    """The search's pruning, merged per channel from its own calls, is exactly a fresh pruning of the chosen
+    integers (weights and every metadata field), with sensitive channels and two N in one layer (a budget)."""
+    from bitvert.pipeline.budget import prune_by_columns
+    from bitvert.pipeline.global_prune import _LayerJob, _search_scales
+    from bitvert.pipeline.quantize import LayerRole, QuantConfig
+
+    rng = np.random.default_rng(3)
+    w = torch.from_numpy(rng.laplace(0, 0.05, shape).astype(np.float32))
+    w.view(-1)[rng.integers(0, w.numel(), 12)] *= 15  # outliers: some channels clip
+    preset = get_preset("moderate", scale_search="mse")
+    job = _LayerJob(name="l", kind=kind, out_axis=axis, role=LayerRole.PRUNE, reason="", config=QuantConfig(),
+                    weight=w)
+    k = shape[axis]
+    sensitive = np.zeros(k, bool)
+    sensitive[:3] = True
+    cols = np.where(np.arange(k) % 2 == 0, 4, 3)
+    n_in = w.numel() // k
+    h = torch.from_numpy(rng.random(n_in).astype(np.float32) + 0.1).diag() if with_h else None
+    q8, s8 = quantize_weight(w, 8, axis)
+
+    def prune_fn(q_mod):
+        return prune_by_columns(q_mod, kind, preset, 8, sensitive, cols, axis)
+
+    q, scale, pruned = _search_scales(job, preset, w, s8, 8, ~sensitive, h, prune_fn)
+    assert (scale.numpy() < s8.numpy()).any()
+    fresh_w, fresh_md, fresh_lay = prune_fn(q.numpy())
+    np.testing.assert_array_equal(pruned[0], fresh_w)
+    for name in ("redundant", "constant", "free_columns", "pruned"):
+        np.testing.assert_array_equal(getattr(pruned[1], name), getattr(fresh_md, name), err_msg=name)
+    assert pruned[2].to_dict() == fresh_lay.to_dict()
+
+
 def test_bad_search_inputs_give_clear_errors() -> None:
     rows = np.ones((2, 4), np.float32)
     with pytest.raises(InputError, match="one scale per row"):
@@ -114,6 +195,8 @@ def test_bad_search_inputs_give_clear_errors() -> None:
         search_channel_scales(rows, np.ones(2, np.float32), 127, weights=-np.ones(4))
     with pytest.raises(InputError, match="channels"):
         search_channel_scales(rows, np.ones(2, np.float32), 127, channels=np.ones(3, bool))
+    with pytest.raises(InputError, match="snap must return"):
+        search_channel_scales(rows, np.ones(2, np.float32), 127, snap=lambda q: q[:, :2])
 
 
 def test_preset_field_validates() -> None:

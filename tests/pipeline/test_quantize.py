@@ -243,6 +243,16 @@ def test_fused_kernel_matches_plain_torch(w, axis, bits):
     assert torch.equal(dequantize_weight(q, s, axis), q_ref.float() * s_ref.view(shape))
 
 
+def test_quantize_rows_parallel_and_serial_agree() -> None:
+    """Large arrays take the parallel compiled loop, small ones the serial one: the same integers."""
+    from bitvert.pipeline._kernels import _quantize_rows_parallel, _quantize_rows_serial
+
+    rows = np.random.default_rng(0).laplace(0, 0.05, (300, 70)).astype(np.float32)
+    rows[3, :] = 0.0
+    scale = (np.abs(rows).max(axis=1) / 127 * 0.8 + 1e-3).astype(np.float32)  # some weights clip
+    np.testing.assert_array_equal(_quantize_rows_parallel(rows, scale, 127), _quantize_rows_serial(rows, scale, 127))
+
+
 # --------------------------------------------------------------------------- mse observer
 
 def _sse(x: torch.Tensor, lo: float, hi: float, bits: int, symmetric: bool) -> float:

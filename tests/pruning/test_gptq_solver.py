@@ -166,6 +166,62 @@ def test_kernel_outputs_lie_on_their_grid(data) -> None:
     assert grid[np.arange(64)[:, None], col][valid].all()
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), rows=st.sampled_from([1, 5, 300]), density=st.sampled_from([0.02, 0.1, 0.5]))
+def test_compiled_snap_is_the_nearest_grid_value_ties_to_the_smaller(seed, rows, density) -> None:
+    """With ``U = I`` no error moves, so the kernel snaps every weight to its row's nearest grid value (ties,
+    at half-way points, to the smaller; outside the range to the extreme grid value), serial and parallel."""
+    from bitvert.pruning import _gptq_kernels
+
+    rng = np.random.default_rng(seed)
+    bits, n = 6, 9
+    off, nv = 1 << (bits - 1), 1 << bits
+    grid = rng.random((rows, nv)) < density
+    grid[np.arange(rows), rng.integers(0, nv, rows)] = True  # at least one value per row
+    w = (rng.integers(-off - 3, off + 3, (rows, n)) + rng.choice([0.0, 0.5, 0.25, -0.25], (rows, n)))
+    values = np.arange(nv) - off
+    dist = np.abs(w[:, :, None] - values[None, None, :])
+    dist = np.where(grid[:, None, :], dist, np.inf)
+    expect = values[np.argmin(dist, axis=2)]  # argmin: the first (smaller) value on ties
+    for kernel in (_gptq_kernels.snap_columns, _gptq_kernels.snap_columns_serial):
+        wk = w.astype(np.float32)
+        q = np.empty((rows, n), np.int16)
+        err = np.empty((rows, n), np.float32)
+        kernel(wk, np.eye(n, dtype=np.float32)[None], 0, n, 0, n, grid, False, 0, 0, off, q, err)
+        np.testing.assert_array_equal(q, expect)
+        np.testing.assert_array_equal(err, w.astype(np.float32) - q.astype(np.float32))
+
+
+def test_a_given_greedy_result_is_used_as_computed() -> None:
+    w, h = _layer(5)
+    cfg = PruneConfig("zero_point", columns=4)
+    dense = np.zeros(16, bool)
+    dense[:2] = True
+    rounded = np.clip(np.rint(w), -127, 127).astype(np.int16)
+    own = gptq_prune(w, cfg, h, dense_channels=dense)
+    given = gptq_prune(w, cfg, h, dense_channels=dense, rounded=rounded,
+                       greedy=prune(rounded, cfg, dense_channels=dense))
+    np.testing.assert_array_equal(own.weights, given.weights)
+    for name in ("redundant", "constant", "free_columns", "pruned"):
+        np.testing.assert_array_equal(getattr(own.metadata, name), getattr(given.metadata, name))
+    with pytest.raises(InputError, match="greedy"):
+        gptq_prune(w, cfg, h, greedy=prune(rounded[:, :64], cfg))
+
+
+def test_grid_by_row_chunks_equals_one_call(monkeypatch) -> None:
+    from bitvert.pruning import gptq
+
+    cfg = PruneConfig("zero_point", columns=4)
+    rng = np.random.default_rng(0)
+    vals = np.clip(np.rint(rng.laplace(size=(50, 32)) * 30), -127, 127).astype(np.int16)
+    lengths = np.full(50, 32, np.int32)
+    out, md = prune_groups(vals, lengths, np.ones(50, bool), cfg)
+    whole = cfg.spec.grid(vals, out, lengths, md.redundant, md.constant, cfg)
+    monkeypatch.setattr(gptq, "_GRID_ROWS", 7)
+    np.testing.assert_array_equal(gptq._grid_by_chunks(cfg.spec.grid, vals, out, lengths, md.redundant,
+                                                       md.constant, cfg), whole)
+
+
 def _outlier_layer(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A layer whose last group of inputs carries most of the energy (as a transformer's outlier features)."""
     w, _ = _layer(seed, k=8, n=128)

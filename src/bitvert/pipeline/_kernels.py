@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+_PARALLEL_ELEMENTS = 1 << 21
+"""Weights from which :func:`quantize_rows` and :func:`snapped_sse` run in parallel: below, starting the threads
+costs more than the work (and, on a busy machine, waiting for them far more)."""
+
 
 @njit(cache=True, parallel=True)
 def channel_absmax(rows: np.ndarray) -> np.ndarray:
@@ -29,9 +33,8 @@ def channel_absmax(rows: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True, parallel=True)
-def quantize_rows(rows: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
-    """``clamp(rint(row / scale), -qmax, qmax)`` as int16 (float32 division, ties to even)."""
+def _quantize_rows(rows: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
+    """The compiled body of :func:`quantize_rows` (compiled twice: parallel over channels, and serial)."""
     k_n, n = rows.shape
     q = np.empty((k_n, n), dtype=np.int16)
     lim = np.float32(qmax)
@@ -45,6 +48,17 @@ def quantize_rows(rows: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
                 v = -lim
             q[k, j] = np.int16(v)
     return q
+
+
+_quantize_rows_parallel = njit(cache=True, parallel=True)(_quantize_rows)
+_quantize_rows_serial = njit(cache=True)(_quantize_rows)
+
+
+def quantize_rows(rows: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
+    """``clamp(rint(row / scale), -qmax, qmax)`` as int16 (float32 division, ties to even); parallel over
+    channels on large arrays (:data:`_PARALLEL_ELEMENTS`: the scale search calls it 11 times per layer)."""
+    kernel = _quantize_rows_parallel if rows.size >= _PARALLEL_ELEMENTS else _quantize_rows_serial
+    return kernel(rows, scale, qmax)
 
 
 @njit(cache=True, parallel=True)
@@ -75,3 +89,83 @@ def dequantize_rows(
         energy[k] = e
         int_sse[k] = c
     return sse, energy, int_sse
+
+
+_SUM_BUFFER = 8192
+"""numpy's default ufunc buffer (``np.getbufsize()``): a float32 row summed with ``dtype=float64`` is cast and
+reduced in chunks of this many elements, each chunk pairwise, the chunks one after another."""
+
+
+@njit(cache=True)
+def _pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """numpy's pairwise summation of ``a[lo:lo + n]`` (float64), the same additions in the same order
+    (``pairwise_sum`` of numpy's ``loops_utils.h``: 8 accumulators up to 128 elements, halves above)."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+        i = 8
+        stop = n - n % 8
+        while i < stop:
+            r0 += a[lo + i]
+            r1 += a[lo + i + 1]
+            r2 += a[lo + i + 2]
+            r3 += a[lo + i + 3]
+            r4 += a[lo + i + 4]
+            r5 += a[lo + i + 5]
+            r6 += a[lo + i + 6]
+            r7 += a[lo + i + 7]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += a[lo + i]
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise_sum(a, lo, n2) + _pairwise_sum(a, lo + n2, n - n2)
+
+
+def _snapped_sse(v: np.ndarray, scale: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The compiled body of :func:`snapped_sse` (compiled twice: parallel over channel chunks, and serial)."""
+    k_n, n = rows.shape
+    n_w = weights.shape[0]
+    out = np.empty(k_n, dtype=np.float64)
+    chunk = 64
+    for c in prange((k_n + chunk - 1) // chunk):
+        buf = np.empty(n, dtype=np.float64)
+        for k in range(c * chunk, min(k_n, (c + 1) * chunk)):
+            s = scale[k]
+            wk = 0 if n_w == 1 else k
+            for j in range(n):
+                d = np.float32(v[k, j]) * s - rows[k, j]
+                d = d * d
+                if n_w > 0:
+                    d = d * weights[wk, j]
+                buf[j] = np.float64(d)
+            acc = 0.0
+            for lo in range(0, n, _SUM_BUFFER):
+                acc += _pairwise_sum(buf, lo, min(_SUM_BUFFER, n - lo))
+            out[k] = acc
+    return out
+
+
+_snapped_sse_parallel = njit(cache=True, parallel=True)(_snapped_sse)
+_snapped_sse_serial = njit(cache=True)(_snapped_sse)
+
+
+def snapped_sse(v: np.ndarray, scale: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per channel ``Σ_j weights[j] · (v[k, j] · scale[k] - rows[k, j])²`` (float64[K]) in one compiled pass.
+
+    The products are float32 and the sum float64, bit-identical to numpy's
+    ``((v.astype(float32) * scale[:, None] - rows) ** 2 * weights).sum(axis=1, dtype=float64)`` (same
+    roundings, numpy's chunked pairwise summation order). ``weights`` is float32 ``[1, n]`` (shared),
+    ``[K, n]`` (per channel) or ``[0, n]`` (no weights: the plain squared error). Parallel over channels
+    on large arrays.
+    """
+    kernel = _snapped_sse_parallel if rows.size >= _PARALLEL_ELEMENTS else _snapped_sse_serial
+    return kernel(v, scale, rows, weights)

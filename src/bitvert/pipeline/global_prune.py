@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from bitvert.core.grouping import make_layout
+from bitvert.core.grouping import GroupLayout, make_layout
 from bitvert.errors import ConfigError, InputError
 from bitvert.pipeline.budget import (
     allocate_columns,
@@ -73,7 +73,7 @@ from bitvert.pipeline.quantize import (
     weight_int_range,
 )
 from bitvert.pipeline._kernels import dequantize_rows, quantize_rows
-from bitvert.pruning import prune
+from bitvert.pruning import GroupMetadata, PruneResult, prune
 from bitvert.pruning.gptq import gptq_prune, gptq_round
 from bitvert.timing import collect_stage_seconds, timed
 
@@ -772,21 +772,28 @@ def _global_counts(scores: Sequence[np.ndarray], fraction: float) -> list[int]:
     return [int(m.sum()) for m in masks]
 
 
+_Pruned = tuple[np.ndarray, GroupMetadata, GroupLayout]
+"""What :func:`bitvert.pipeline.budget.prune_by_columns` returns: weights (module layout), metadata, layout."""
+
+
 def _search_scales(
     layer: _LayerJob, preset: PipelinePreset, w_fp: torch.Tensor, scale: torch.Tensor, bits: int,
     channels: np.ndarray, hessian: torch.Tensor | None,
-    snap: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    prune_fn: Callable[[np.ndarray], _Pruned] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, _Pruned | None]:
     """``preset.scale_search`` on the ``channels`` of one layer: the integers and scales it chooses.
 
     The search (:func:`bitvert.pipeline.quantize.search_channel_scales`) runs on each channel's weights in
     the grouping's column order, so that ``diag H`` (``hessian``, same order; one per convolution group)
-    weighs each weight's squared error; ``snap`` maps integers in the module layout to the stored values
-    (BBS: the preset's greedy pruning; ``None``: plain rounding at ``bits``). The other channels keep
-    ``scale`` and their integers exactly.
+    weighs each weight's squared error; ``prune_fn`` prunes integers in the module layout (BBS: the preset's
+    greedy pruning, :func:`bitvert.pipeline.budget.prune_by_columns`; ``None``: plain rounding at ``bits``).
+    The other channels keep ``scale`` and their integers exactly.
 
     Returns:
-        ``(q, scale)`` as :func:`bitvert.pipeline.quantize.quantize_weight` gives them, at the chosen scales.
+        ``(q, scale, pruned)``: ``q`` and ``scale`` as :func:`bitvert.pipeline.quantize.quantize_weight` gives
+        them, at the chosen scales; ``pruned`` is ``prune_fn(q)`` (merged per channel from the search's own
+        calls: every channel's rows and group metadata from the call at its chosen factor; rows and groups are
+        pruned independently), ``None`` without ``prune_fn``.
     """
     lay = _layout_of(layer, preset)
     k = lay.n_channels
@@ -796,19 +803,35 @@ def _search_scales(
     if hessian is not None:
         d = torch.diagonal(hessian.detach(), dim1=-2, dim2=-1).to(torch.float32).numpy()
         diag = np.maximum(d if d.ndim == 1 else d[np.arange(k) // (k // d.shape[0])], 0.0)
+    last: list[_Pruned] = []
+    kept: list[_Pruned] = []
 
     def snap_rows(q_rows: np.ndarray) -> np.ndarray:
         q_mod = lay.from_rows(np.ascontiguousarray(q_rows).reshape(lay.n_rows, lay.row_length))
-        return lay.to_rows(np.asarray(snap(q_mod))).reshape(k, -1)  # type: ignore[misc]
+        last[:] = [prune_fn(q_mod)]  # type: ignore[misc]
+        return lay.to_rows(np.asarray(last[0][0])).reshape(k, -1)
+
+    def keep(better: np.ndarray) -> None:  # merge the last call's channels that now hold their best factor
+        if not kept:  # the first factor (1.0): every channel; prune_fn's arrays are its own, fresh per call
+            kept[:] = last
+            return
+        (w_k, md_k, p_lay), (w_l, md_l, _) = kept[0], last[0]
+        idx = np.flatnonzero(better)
+        np.moveaxis(w_k, layer.out_axis, 0)[idx] = np.moveaxis(w_l, layer.out_axis, 0)[idx]
+        g = better[p_lay.channel_of_group()]
+        for name in ("redundant", "constant", "free_columns", "pruned"):
+            getattr(md_k, name)[g] = getattr(md_l, name)[g]
 
     _, qmax = weight_int_range(bits)
-    chosen = search_channel_scales(rows, scale.numpy(), qmax, None if snap is None else snap_rows, diag, channels)
+    chosen = search_channel_scales(rows, scale.numpy(), qmax, None if prune_fn is None else snap_rows, diag,
+                                   channels, on_choice=None if prune_fn is None else keep)
     shrunk = chosen < scale.numpy()
     logger.debug("%s: scale search clipped %d of %d channels (mean factor %.3f)", layer.name, int(shrunk.sum()),
                  int(np.asarray(channels).sum()), float((chosen / scale.numpy())[channels].mean()) if channels.any()
                  else 1.0)
     q_rows = quantize_rows(to_rows(w_fp, layer.out_axis), chosen, qmax)
-    return from_rows(q_rows, tuple(w_fp.shape), layer.out_axis), torch.from_numpy(chosen)
+    q = from_rows(q_rows, tuple(w_fp.shape), layer.out_axis)
+    return q, torch.from_numpy(chosen), (kept[0] if kept else None)
 
 
 @timed("layers")
@@ -862,7 +885,7 @@ def _process_layer(
                 stored = bits - int(n_cols)
                 q_low, s_low = quantize_weight(w_fp, stored, layer.out_axis, layer.config.weight_granularity)
                 if search:
-                    q_low, s_low = _search_scales(layer, preset, w_fp, s_low, stored, at, hessian)
+                    q_low, s_low, _ = _search_scales(layer, preset, w_fp, s_low, stored, at, hessian)
                 if hessian is not None:
                     q_low = torch.from_numpy(gptq_round(
                         (w_fp / s_low.view(shape)).numpy(), stored, hessian, kind=layer.kind, dense_channels=~at,
@@ -871,24 +894,33 @@ def _process_layer(
                 scale_out = torch.where(torch.from_numpy(at), s_low, scale_out)
             rec.weight_bits_total = int(per_channel * channel_bits.astype(np.int64).sum())
         else:
+            greedy: _Pruned | None = None  # the greedy pruning of q_np, when the scale search made it
             if search:
 
-                def snap(q_mod: np.ndarray) -> np.ndarray:
-                    return prune_by_columns(q_mod, layer.kind, preset, bits, sensitive, cols, layer.out_axis)[0]
+                def greedy_prune(q_mod: np.ndarray) -> _Pruned:
+                    return prune_by_columns(q_mod, layer.kind, preset, bits, sensitive, cols, layer.out_axis)
 
-                q, scale = _search_scales(layer, preset, w_fp, scale, bits, normal, hessian, snap)
+                q, scale, greedy = _search_scales(layer, preset, w_fp, scale, bits, normal, hessian, greedy_prune)
                 q_np, q_int8, scale_out = q.numpy(), q, scale.clone()
-            solve_fn = None
             if hessian is not None:
                 w_int = (w_fp / scale.view(shape)).numpy()
+                # with one N the solver's own greedy comparison is the search's pruning (same integers, same
+                # dense channels); with several, prune_by_columns calls it per N with the others dense
+                one_n = greedy is not None and np.unique(cols[normal]).size <= 1
 
                 def solve_fn(config: Any, dense: np.ndarray) -> Any:
+                    known = None if not one_n or greedy is None else PruneResult(
+                        weights=greedy[0], original=q_np, metadata=greedy[1], layout=greedy[2], config=config)
                     return gptq_prune(w_int, config, hessian, kind=layer.kind, dense_channels=dense,
                                       damp=preset.gptq_damp, block_size=preset.gptq_block, rounded=q_np,
-                                      act_order=preset.gptq_act_order)
+                                      act_order=preset.gptq_act_order, greedy=known)
 
-            q_new, md, lay = prune_by_columns(q_np, layer.kind, preset, bits, sensitive, cols, layer.out_axis,
-                                              solve_fn)
+                q_new, md, lay = prune_by_columns(q_np, layer.kind, preset, bits, sensitive, cols, layer.out_axis,
+                                                  solve_fn)
+            elif greedy is not None:
+                q_new, md, lay = greedy
+            else:
+                q_new, md, lay = prune_by_columns(q_np, layer.kind, preset, bits, sensitive, cols, layer.out_axis)
             rec.metadata = {"redundant": md.redundant, "constant": md.constant,
                             "free_columns": md.free_columns, "pruned": md.pruned}
             rec.layout = lay.to_dict()

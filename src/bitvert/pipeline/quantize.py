@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from bitvert.errors import ConfigError, InputError, UnsupportedLayerError
-from bitvert.pipeline._kernels import channel_absmax, quantize_rows
+from bitvert.pipeline._kernels import channel_absmax, quantize_rows, snapped_sse
 
 __all__ = [
     "QuantConfig",
@@ -214,6 +214,7 @@ def search_channel_scales(
     weights: np.ndarray | None = None,
     channels: np.ndarray | None = None,
     factors: Sequence[float] = SCALE_SEARCH_FACTORS,
+    on_choice: Callable[[np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Clipped per-channel scales: per channel, the shrunk scale with the least snapped-weight error.
 
@@ -233,6 +234,10 @@ def search_channel_scales(
             the layer's input Hessian); ``None`` = plain squared error.
         channels: ``bool[K]``: the channels to search; the others keep ``scale`` exactly.
         factors: the shrink factors tried, each in ``(0, 1]``.
+        on_choice: called after each factor's error with ``bool[K]``, the channels whose best factor is now
+            this one (all at the first factor, ``1.0``): a caller whose ``snap`` keeps more than the integers
+            (the pruning's metadata) merges what its last call made for those channels, and so ends with the
+            snap at the chosen scales without snapping once more.
 
     Returns:
         ``float32[K]`` the chosen scales (``scale · f`` per channel).
@@ -255,24 +260,26 @@ def search_channel_scales(
     search = np.ones(k, dtype=bool) if channels is None else np.asarray(channels, dtype=bool).reshape(-1)
     if search.shape != (k,):
         raise InputError(f"channels must be a bool array of shape ({k},), got {search.shape}")
-    wts = None
+    wts = np.zeros((0, rows.shape[1]), dtype=np.float32)  # no weights: the plain squared error
     if weights is not None:
         wts = np.asarray(weights, dtype=np.float32)
         if wts.shape not in ((rows.shape[1],), rows.shape) or not (np.isfinite(wts) & (wts >= 0)).all():
             raise InputError(f"weights must be finite and non-negative, shape ({rows.shape[1]},) or {rows.shape}, "
                              f"got {wts.shape}")
+        wts = np.ascontiguousarray(wts.reshape(-1, rows.shape[1]))
+    rows = np.ascontiguousarray(rows)
     best_err = np.full(k, np.inf)
     best = scale.copy()
-    for f in fs:  # a handful of factors; every channel in one vectorised pass each
+    for f in fs:  # a handful of factors; every channel in one compiled pass each
         s_f = np.where(search, scale * np.float32(f), scale).astype(np.float32)
         q = quantize_rows(rows, s_f, qmax)
-        v = q if snap is None else snap(q)
-        d = np.asarray(v, dtype=np.float32) * s_f[:, None] - rows
-        d *= d
-        if wts is not None:
-            d *= wts
-        err = d.sum(axis=1, dtype=np.float64)
+        v = q if snap is None else np.ascontiguousarray(snap(q))
+        if v.shape != rows.shape:
+            raise InputError(f"snap must return integers of the shape it was given {rows.shape}, got {v.shape}")
+        err = snapped_sse(v, s_f, rows, wts)
         better = err < best_err
+        if on_choice is not None:
+            on_choice(better if f != 1.0 else np.ones(k, dtype=bool))
         best_err = np.where(better, err, best_err)
         best = np.where(better, s_f, best)
     return best.astype(np.float32)

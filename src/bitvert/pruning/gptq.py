@@ -60,6 +60,8 @@ _Choose = Callable[[int, np.ndarray], "np.ndarray | None"]
 
 _PARALLEL_ROWS = 256
 """Rows from which the snapping kernel runs in parallel."""
+_GRID_ROWS = 2048
+"""Rows per call of a method's grid function (cache-sized temporaries)."""
 
 
 class _NotPositiveDefinite(Exception):
@@ -144,13 +146,16 @@ def _blocks(starts: np.ndarray, stops: np.ndarray, block_size: int) -> list[tupl
     return out
 
 
-def _snap_tables(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``mask[R, V]``: the largest grid index ``<= j`` (-1: none) and the smallest ``>= j`` (V: none)."""
-    nv = mask.shape[1]
-    idx = np.arange(nv, dtype=np.int16)
-    below = np.maximum.accumulate(np.where(mask, idx, np.int16(-1)), axis=1)
-    above = np.minimum.accumulate(np.where(mask, idx, np.int16(nv))[:, ::-1], axis=1)[:, ::-1]
-    return np.ascontiguousarray(below), np.ascontiguousarray(above)
+def _grid_by_chunks(grid: Any, vals: np.ndarray, out: np.ndarray, lengths: np.ndarray, redundant: np.ndarray,
+                    constant: np.ndarray, config: PruneConfig) -> np.ndarray:
+    """``grid(...)`` (a :attr:`MethodSpec.grid`, one group per row) for ``_GRID_ROWS`` rows at a time, so that
+    its ``[rows, 2**b]`` int64 temporaries stay in the cache on layers with many rows (an LLM's head)."""
+    n = vals.shape[0]
+    mask = np.empty((n, 1 << int(config.weight_bits)), dtype=np.bool_)
+    for a in range(0, n, _GRID_ROWS):
+        z = slice(a, min(n, a + _GRID_ROWS))
+        mask[z] = grid(vals[z], out[z], lengths[z], redundant[z], constant[z], config)
+    return mask
 
 
 def _error_feedback(w: np.ndarray, up: np.ndarray, starts: np.ndarray, stops: np.ndarray, choose: _Choose,
@@ -166,15 +171,14 @@ def _error_feedback(w: np.ndarray, up: np.ndarray, starts: np.ndarray, stops: np
     shared = up.shape[0] == 1
     wk = np.ascontiguousarray(w, dtype=np.float32)
     q = np.empty((rows, n), dtype=np.int16)
-    no_table = np.zeros((1, 1), dtype=np.int16)
+    no_grid = np.zeros((1, 1), dtype=np.bool_)
     for c0, c1, groups in _blocks(starts, stops, block_size):
         err = np.empty((rows, c1 - c0), dtype=np.float32)
         for j in groups:
             mask = choose(j, wk[:, starts[j]:stops[j]])
-            below, above = (no_table, no_table) if mask is None else _snap_tables(mask)
             kernel = _kernels.snap_columns if rows >= _PARALLEL_ROWS else _kernels.snap_columns_serial
-            kernel(wk, up, int(starts[j]), int(stops[j]), c0, c1, below, above, mask is None,
-                                  uniform[0], uniform[1], 1 << (bits - 1), q, err)
+            kernel(wk, up, int(starts[j]), int(stops[j]), c0, c1, no_grid if mask is None else mask, mask is None,
+                   uniform[0], uniform[1], 1 << (bits - 1), q, err)
         if c1 < n:
             if shared:
                 wk[:, c1:] -= err @ up[0, c0:c1, c1:]
@@ -190,7 +194,11 @@ def output_error(weights: Any, snapped: Any, hessian: Any) -> np.ndarray:
     ``[n, n]`` or ``[G, n, n]`` (row ``k`` uses ``H[k // (R // G)]``). The layer's output error is the sum.
     """
     d = _as_float_rows(snapped, "snapped") - _as_float_rows(weights, "weights")
-    h = _check_hessian(hessian, d.shape[0], d.shape[1])
+    return _quadratic(d, _check_hessian(hessian, d.shape[0], d.shape[1]))
+
+
+def _quadratic(d: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """``d_k H d_kᵀ`` per row of ``d`` (float64 ``[R, n]``) for a checked float64 ``h`` (``[G, n, n]``)."""
     if h.shape[0] == 1:
         return np.einsum("rn,rn->r", d @ h[0], d)
     per = d.shape[0] // h.shape[0]
@@ -261,6 +269,7 @@ def gptq_prune(
     block_size: int = DEFAULT_BLOCK,
     rounded: Any = None,
     act_order: bool = False,
+    greedy: PruneResult | None = None,
 ) -> PruneResult:
     """Binary-prune one layer with error feedback through its input Hessian.
 
@@ -279,6 +288,9 @@ def gptq_prune(
         act_order: walk the groups by decreasing input energy (sum of ``diag H`` over the group's
             columns) instead of in column order, as GPTQ's act-order with static groups: a group's
             columns stay together, so its metadata is chosen as before.
+        greedy: the greedy result ``prune(rounded, config, kind, dense_channels)`` when the caller already has
+            it (the pipeline's scale search pruned every channel at its chosen scale); it is used as given, so
+            it must be exactly that. Default: computed here.
 
     Returns:
         A :class:`~bitvert.pruning.PruneResult` whose ``original`` is ``rounded``. When ``H`` is not
@@ -300,7 +312,12 @@ def gptq_prune(
     qmax = (1 << (bits - 1)) - 1
     if rounded is None:
         rounded = np.clip(np.rint(w), -qmax, qmax).astype(np.int16)
-    greedy = prune(rounded, config, kind=layout.kind, dense_channels=dense_channels)
+    if greedy is None:
+        greedy = prune(rounded, config, kind=layout.kind, dense_channels=dense_channels)
+    elif not isinstance(greedy, PruneResult) or greedy.weights.shape != w.shape or len(greedy.metadata) != \
+            layout.n_groups:
+        raise InputError(f"greedy must be the PruneResult of pruning the rounded weights of shape {w.shape} "
+                         f"({layout.n_groups} groups), got {type(greedy).__name__}; pass greedy=None to compute it")
     md = greedy.metadata
     gpc = layout.groups_per_channel
     normal = md.pruned.reshape(layout.n_channels, gpc).any(axis=1)
@@ -322,7 +339,7 @@ def gptq_prune(
         active = np.ones(cols.shape[0], dtype=bool)
         out, r, c = spec.kernel(vals, lengths, active, config)[:3]
         red[:, j], const[:, j] = r, c
-        return spec.grid(vals, out, lengths, r, c, config)
+        return _grid_by_chunks(spec.grid, vals, out, lengths, r, c, config)
 
     try:
         snapped = _solve_rows(w_rows, h, rows, layout, float(damp), block_size, choose, bits, (-qmax, qmax),
@@ -333,8 +350,9 @@ def gptq_prune(
         return greedy
     greedy_rows = _group_rows(greedy.weights, layout)[rows]
     h_rows = h if h.shape[0] == 1 else h[rows // (layout.n_channels // h.shape[0])]
-    e_new = output_error(w_rows[rows], snapped, h_rows)
-    e_old = output_error(w_rows[rows], greedy_rows, h_rows)
+    w_sel = w_rows[rows]  # float64, checked by _prepare: compare both without converting them again
+    e_new = _quadratic(snapped.astype(np.float64) - w_sel, h_rows)
+    e_old = _quadratic(greedy_rows.astype(np.float64) - w_sel, h_rows)
     better = e_new <= e_old
     log.debug("gptq %s %s: solver kept on %d of %d channels, output error %.4g -> %.4g", spec.name, layout.shape,
               int(better.sum()), rows.size, float(e_old.sum()), float(np.where(better, e_new, e_old).sum()))
@@ -394,6 +412,8 @@ def gptq_round(
         return plain
     plain_rows = _group_rows(plain, layout)
     h_rows = h if h.shape[0] == 1 else h[rows // (layout.n_channels // h.shape[0])]
-    better = output_error(w_rows[rows], snapped, h_rows) <= output_error(w_rows[rows], plain_rows[rows], h_rows)
+    w_sel = w_rows[rows]
+    better = _quadratic(snapped.astype(np.float64) - w_sel, h_rows) <= _quadratic(
+        plain_rows[rows].astype(np.float64) - w_sel, h_rows)
     plain_rows[rows[better]] = snapped[better]
     return _from_group_rows(plain_rows, layout).astype(np.int16)

@@ -234,7 +234,7 @@ def test_fused_kernel_matches_plain_torch(w, axis, bits):
     qmax = 2 ** (bits - 1) - 1
     dims = tuple(d for d in range(t.ndim) if d != axis)
     amax = t.abs().amax(dim=dims)
-    s_ref = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    s_ref = torch.where(amax / qmax > 0, amax / qmax, torch.ones_like(amax))
     shape = [1] * t.ndim
     shape[axis] = -1
     q_ref = torch.clamp(torch.round(t / s_ref.view(shape)), -qmax, qmax).to(torch.int16)
@@ -394,3 +394,12 @@ def test_output_observer_keeps_the_range_that_moves_the_output_less():
         assert chosen[name] == (minmax, mse)[int(np.argmin(errors))][name], (name, errors)
     with torch.no_grad():
         assert all(torch.equal(model(b), f) for b, f in zip(batches, ref))  # every hook removed: float again
+
+
+def test_subnormal_channel_gets_scale_one_and_zero_integers():
+    """A channel whose absmax / qmax underflows float32 (hypothesis found 1e-45) is quantized like a zero
+    channel (scale 1, integers 0) instead of dividing by a zero scale."""
+    w = torch.tensor([[1e-45, 0.0, -1e-45], [0.5, -1.0, 0.25]], dtype=torch.float32)
+    q, s = quantize_weight(w, bits=8, axis=0)
+    assert s[0].item() == 1.0 and torch.equal(q[0], torch.zeros(3, dtype=torch.int16))
+    assert torch.equal(q[1], torch.tensor([64, -127, 32], dtype=torch.int16))

@@ -197,7 +197,9 @@ def quantize_weight(
         raise InputError(f"weights of shape {tuple(w.shape)} contain NaN or inf; fix the model before quantizing")
     if granularity == "per_tensor":
         amax = np.full_like(amax, amax.max())
-    scale = np.where(amax > 0, amax / np.float32(qmax), np.float32(1.0)).astype(np.float32)
+    scale = (amax / np.float32(qmax)).astype(np.float32)
+    # A zero channel, or one so small that its scale underflows float32, gets scale 1 (its integers are 0).
+    scale = np.where(scale > 0, scale, np.float32(1.0)).astype(np.float32)
     q_rows = quantize_rows(rows, scale, qmax)
     return from_rows(q_rows, tuple(w.shape), axis), torch.from_numpy(scale)
 

@@ -19,9 +19,10 @@ def test_gptq_presets_mirror_their_parents() -> None:
         p, q = get_preset(parent), get_preset(parent + GPTQ_SUFFIX)
         assert q.solver == "gptq" and p.solver == "greedy"
         assert q.scale_search == "mse" and p.scale_search == "none"  # greedy presets stay paper-exact
-        # the same fields apart from the scale search and the activation observer (output-error ranges when
-        # activations are quantized; docs/pipeline.md "Decisions")
-        skip = {"name": True, "description": True, "solver": True, "scale_search": True,
+        assert q.gptq_act_order and not p.gptq_act_order
+        # the same fields apart from the scale search, act order and the activation observer (output-error
+        # ranges when activations are quantized; docs/pipeline.md "Decisions")
+        skip = {"name": True, "description": True, "solver": True, "scale_search": True, "gptq_act_order": True,
                 "quant": {"act_observer"}}
         assert q.model_dump(exclude=skip) == p.model_dump(exclude=skip)
         assert q.quant.act_observer == ("minmax" if p.quant.act_bits is None else "output")

@@ -63,16 +63,6 @@ def test_kernel_equals_reference_on_edge_short_and_inactive_groups(batch):
         assert (int(red[i]), int(const[i])) == (ref_count, ref_const)
 
 
-def _assert_prune_equals_reference(w, cfg):
-    """``prune(w, cfg)`` equals the reference group by group (weights, count, constant)."""
-    res = prune(w, cfg)
-    groups = res.layout.group(w)
-    for i in range(groups.shape[0]):
-        ref_w, ref_count, ref_const = reference_group(groups[i], cfg)
-        assert res.groups()[i].tolist() == ref_w.tolist()
-        assert (int(res.metadata.redundant[i]), int(res.metadata.constant[i])) == (ref_count, ref_const)
-
-
 @pytest.mark.parametrize("semantics", ["paper", "code"])
 def test_zero_point_wide_groups_of_32_equal_reference(semantics):
     """The speed-critical configuration (N = 4, g = 32) on wide groups, where clipping and
@@ -83,7 +73,12 @@ def test_zero_point_wide_groups_of_32_equal_reference(semantics):
     if semantics == "paper":
         w[1, :3] = -128
     cfg = PruneConfig("zero_point", semantics, group_size=32, columns=4)
-    _assert_prune_equals_reference(w, cfg)
+    res = prune(w, cfg)
+    groups = res.layout.group(w)
+    for i in range(groups.shape[0]):
+        ref_w, ref_count, ref_const = reference_group(groups[i], cfg)
+        assert res.groups()[i].tolist() == ref_w.tolist()
+        assert (int(res.metadata.redundant[i]), int(res.metadata.constant[i])) == (ref_count, ref_const)
 
 
 @pytest.mark.parametrize(("method", "semantics"), METHODS)
@@ -124,7 +119,7 @@ def test_residue_error_is_a_lower_bound_and_exact_inside_the_agreement_interval(
         cmin, cmax = cfg.constant_range
         sm = cfg.semantics.value == "code"
         n_levels = b if sm else cfg.redundant_cap + 1
-        table, agree_lo, agree_hi = _zero_point_tables(b, n_cols, n_levels, cmin, cmax, sm)[:3]
+        table, agree_lo, agree_hi = _zero_point_tables(b, n_cols, n_levels, cmin, cmax, sm)
         v = np.arange(-(1 << (b - 1)), 1 << (b - 1))[:, None]
         c = np.arange(cmin, cmax + 1)[None, :]
         for lev in range(n_levels):
@@ -143,7 +138,7 @@ def test_agreement_interval_covers_the_middle_of_the_range():
     for semantics, n_levels, sm in (("paper", 4, False), ("code", 8, True)):
         cfg = PruneConfig("zero_point", semantics, columns=4)
         cmin, cmax = cfg.constant_range
-        _, agree_lo, agree_hi = _zero_point_tables(8, 4, n_levels, cmin, cmax, sm)[:3]
+        _, agree_lo, agree_hi = _zero_point_tables(8, 4, n_levels, cmin, cmax, sm)
         assert (agree_lo[0] <= -80).all() and (agree_hi[0] >= 80).all()
 
 
@@ -173,76 +168,3 @@ def test_free_columns_with_offsets_equal_free_columns_of_shifted_values(seed, n,
 def test_free_columns_offsets_shape_is_checked():
     with pytest.raises(InputError, match="offsets must have shape"):
         free_columns(np.zeros((3, 4), np.int16), offsets=[1, 2])
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.integers(1, 7), st.integers(1, 8), st.integers(1, 40), st.integers(0, 2**20))
-def test_residue_lanes_sum_to_the_histogram_recurrence(ncols, n_levels, length, seed):
-    """A group's residue errors from its weights' lane rows (the fast path, ``ncols <= 4``) equal the
-    histogram recurrence's, lane for lane of every level; ``ncols > 4`` has no rows."""
-    offs, rows = _kernels.residue_lanes(ncols, n_levels)
-    smax = 1 << ncols
-    assert offs.shape == (n_levels,)
-    if ncols > 4:
-        assert rows.shape[0] == 0
-        return
-    assert rows.shape == (smax, 32) and rows.dtype == np.uint16
-    v = np.random.default_rng(seed).integers(-128, 128, size=length)
-    lanes = rows[v & (smax - 1)].astype(np.int64).sum(axis=0)
-    hist = np.bincount(v & (smax - 1), minlength=smax).astype(np.int64)
-    for lev in range(n_levels):
-        period = 1 << max(ncols - lev, 0)
-        q = np.empty(period, np.int64)
-        least = _kernels._residue_errors(q, hist, np.empty(smax, np.int64), lev, ncols, length)
-        assert lanes[offs[lev]: offs[lev] + period].tolist() == q.tolist(), (lev, offs)
-        assert least == q.min()
-
-
-@st.composite
-def zero_point_batch(draw):
-    """Groups for both residue paths of the zero-point kernel (``N <= 4``)."""
-    semantics = draw(st.sampled_from(["paper", "code"]))
-    bits = 8 if semantics == "code" else draw(st.integers(2, 8))
-    columns = draw(st.integers(1, min(4, bits - 1)))
-    cfg = PruneConfig("zero_point", semantics, weight_bits=bits, group_size=2, columns=columns,
-                      constant_bits=draw(st.integers(1, bits)))
-    lo, hi = -(1 << (bits - 1)) + (1 if semantics == "code" else 0), (1 << (bits - 1)) - 1
-    n, width = draw(st.integers(1, 8)), draw(st.integers(1, 40))
-    rng = np.random.default_rng(draw(st.integers(0, 2**20)))
-    vals = rng.integers(lo, hi + 1, size=(n, width)).astype(np.int16)
-    vals[:, : draw(st.integers(0, width))] //= draw(st.sampled_from([1, 4, 16]))  # narrow groups: high levels
-    lengths = rng.integers(1, width + 1, size=n).astype(np.int32)
-    for i in range(n):
-        vals[i, lengths[i]:] = 0
-    return cfg, vals, lengths, rng.random(n) < 0.9
-
-
-@settings(max_examples=120, deadline=None)
-@given(zero_point_batch())
-def test_zero_point_lane_rows_and_histogram_give_the_same_result(batch):
-    """The kernel with its lane rows (the fast path) and with the rows taken away (the histogram
-    recurrence, used for N > 4 and wide groups) returns the same weights and metadata."""
-    cfg, vals, lengths, active = batch
-    b, n_cols, cap = int(cfg.weight_bits), int(cfg.columns), cfg.redundant_cap
-    cmin, cmax = cfg.constant_range
-    sm = cfg.semantics.value == "code"
-    tables = _zero_point_tables(b, n_cols, b if sm else cap + 1, cmin, cmax, sm)
-    assert tables[4].shape[0] > 0
-    no_rows = (*tables[:4], tables[4][:0])
-    fast = _kernels.zero_point(vals, lengths, active, *tables, b, n_cols, cap, cmin, cmax, sm,
-                               np.empty(vals.shape, np.int16))
-    slow = _kernels.zero_point(vals, lengths, active, *no_rows, b, n_cols, cap, cmin, cmax, sm,
-                               np.empty(vals.shape, np.int16))
-    for x, y in zip(fast, slow):
-        assert x.tolist() == y.tolist()
-
-
-@pytest.mark.parametrize("semantics", ["paper", "code"])
-def test_zero_point_groups_too_wide_for_uint16_lanes_equal_reference(semantics):
-    """Groups of 1,040 weights could overflow a ``uint16`` lane (1,040 * 64 >= 2**16): the kernel
-    then counts a histogram, and still equals the reference."""
-    rng = np.random.default_rng(5)
-    w = np.clip(np.round(rng.laplace(0, 20, size=(2, 1040))), -127, 127).astype(np.int8)
-    w[0, ::2], w[0, 1::2] = 8, -120  # residue 8 mod 16 everywhere: 1,040 * 8**2 > 2**16 at level 0
-    cfg = PruneConfig("zero_point", semantics, group_size=1040, columns=4)
-    _assert_prune_equals_reference(w, cfg)

@@ -335,60 +335,15 @@ def _residue_errors(q, hist, scratch, lev, ncols, length):  # type: ignore[no-un
     return least
 
 
-_N_LANES = 32
-"""Lanes of :func:`residue_lanes`' rows: one ``uint16`` per candidate residue of every level
-(``2**N + ... + 2 <= 30`` for ``N <= 4``), two AVX2 registers."""
-
-
-@njit(cache=True)
-def residue_lanes(ncols, n_levels):  # type: ignore[no-untyped-def]
-    """The residue errors' lane layout, and the per-weight rows of the fast accumulation.
-
-    Level ``lev`` with ``k = ncols - lev > 0`` owns the lanes ``offs[lev] .. offs[lev] + 2**k - 1``
-    (levels in order from lane 0), lane ``offs[lev] + cm`` holding the residue error for residue
-    ``cm`` of the constant (:func:`_residue_errors`); a level with ``k <= 0`` (no rounding, error
-    0) points at the first lane past them, which stays 0. Returns ``(offs, rows)``: ``rows[r,
-    lane]`` is the residue error ``min(x, step - x)**2`` (``x = (r + cm) mod step``) of one weight
-    ``v`` with ``v mod 2**ncols = r``, so a group's residue errors of every level at once are the
-    lane-wise sums of its weights' rows (no ``uint16`` lane overflows while ``length *
-    4**(ncols - 1) < 2**16``). ``rows`` is empty when the lanes do not fit in ``_N_LANES``
-    (``ncols > 4``): :func:`zero_point` then counts a histogram instead.
-    """
-    offs = np.empty(n_levels, dtype=np.int64)
-    o = 0
-    for lev in range(n_levels):
-        if ncols - lev > 0:
-            offs[lev] = o
-            o += np.int64(1) << (ncols - lev)
-    for lev in range(n_levels):
-        if ncols - lev <= 0:
-            offs[lev] = o
-    smax = np.int64(1) << ncols
-    rows = np.zeros((smax if o < _N_LANES else 0, _N_LANES), dtype=np.uint16)
-    for r in range(rows.shape[0]):
-        for lev in range(n_levels):
-            k = ncols - lev
-            if k <= 0:
-                continue
-            step = np.int64(1) << k
-            for cm in range(step):
-                x = (r + cm) & (step - 1)
-                d = x if x < step >> 1 else x - step
-                rows[r, offs[lev] + cm] = d * d
-    return offs, rows
-
-
 @njit(cache=True, parallel=True)
-def zero_point(vals, lengths, active, table, agree_lo, agree_hi, offs, rows,  # type: ignore[no-untyped-def]
+def zero_point(vals, lengths, active, table, agree_lo, agree_hi,  # type: ignore[no-untyped-def]
                bits, ncols, cap, cmin, cmax, sign_magnitude, out):
     """Zero-point shifting: per group, the constant of least squared error, then the rounded weights.
 
     Residue search (see :func:`agreement_intervals`): the level of every candidate constant
-    follows from the group's min and max; every candidate's residue error of every level is the
-    lane-wise sum of the weights' rows ``rows[v mod 2**ncols]`` (:func:`residue_lanes`, lanes at
-    ``offs``), or, when ``rows`` is empty or a ``uint16`` lane could overflow, comes from one
-    histogram of the weights modulo ``2**ncols`` per level present (:func:`_residue_errors`).
-    That is the candidate's exact squared error when the group lies in the candidate's agreement interval,
+    follows from the group's min and max; one histogram of the weights modulo ``2**ncols`` gives,
+    per level present, every candidate's residue error (:func:`_residue_errors`). That is the
+    candidate's exact squared error when the group lies in the candidate's agreement interval,
     and a lower bound otherwise. The first candidate of least bound wins if its bound is exact;
     else its error is summed exactly from ``table[level, v - v_min, c - cmin]`` and the search
     repeats (rarely more than once). Ties go to the first (most negative) constant.
@@ -398,9 +353,6 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi, offs, rows,  # 
     ncand = cmax - cmin + 1
     n_levels = table.shape[0]
     smax = np.int64(1) << ncols
-    # packed lanes when no uint16 lane can overflow (residue errors <= 4**(ncols - 1) per weight)
-    lanes = rows.shape[0] > 0 and width * (np.int64(1) << (2 * ncols - 2)) < 65536
-    umask = np.uint64(smax - 1)
     red = np.empty(n, dtype=np.uint8)
     const = np.empty(n, dtype=np.int16)
     free = np.empty(n, dtype=np.uint8)
@@ -409,8 +361,7 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi, offs, rows,  # 
     chunk = 256
     n_chunks = (n + chunk - 1) // chunk
     for ch in prange(n_chunks):
-        q = np.empty(2 * smax + _N_LANES, dtype=np.int64)
-        acc = np.empty(_N_LANES, dtype=np.uint16)
+        q = np.empty((n_levels, smax), dtype=np.int64)
         least = np.empty(n_levels, dtype=np.int64)
         hist = np.empty(smax, dtype=np.int64)
         scratch = np.empty(smax, dtype=np.int64)
@@ -437,54 +388,25 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi, offs, rows,  # 
             lmax = lmin
             while lmax + 1 < n_levels and ilo[lmax + 1] <= ihi[lmax + 1]:
                 lmax += 1
-            if lanes:
-                # each weight adds its row of residue errors (every level's lanes at once, two
-                # AVX2 additions), four weights per store so that fewer sums wait on the last one
-                for t in range(_N_LANES):
-                    acc[t] = 0
-                j = 0
-                while j + 4 <= length:
-                    r0 = rows[np.uint64(vals[i, j]) & umask]
-                    r1 = rows[np.uint64(vals[i, j + 1]) & umask]
-                    r2 = rows[np.uint64(vals[i, j + 2]) & umask]
-                    r3 = rows[np.uint64(vals[i, j + 3]) & umask]
-                    for t in range(_N_LANES):
-                        acc[t] += (r0[t] + r1[t]) + (r2[t] + r3[t])
-                    j += 4
-                while j < length:
-                    r0 = rows[np.uint64(vals[i, j]) & umask]
-                    for t in range(_N_LANES):
-                        acc[t] += r0[t]
-                    j += 1
-                for t in range(_N_LANES):
-                    q[t] = acc[t]
-                for lv in range(lmin, lmax):  # the finest level is scanned first: no bound needed
-                    o = offs[lv]
-                    m = q[o]
-                    for t in range(1, np.int64(1) << max(ncols - lv, 0)):
-                        m = min(m, q[o + t])
-                    least[lv] = m
-            else:
-                for m in range(smax):
-                    hist[m] = 0
-                for j in range(length):
-                    hist[np.int64(vals[i, j]) & (smax - 1)] += 1
-                for lv in range(lmin, lmax + 1):
-                    least[lv] = _residue_errors(q[offs[lv]:], hist, scratch, lv, ncols, length)
+            for m in range(smax):
+                hist[m] = 0
+            for j in range(length):
+                hist[np.int64(vals[i, j]) & (smax - 1)] += 1
+            for lv in range(lmin, lmax + 1):
+                least[lv] = _residue_errors(q[lv], hist, scratch, lv, ncols, length)
             # the candidate of least residue error (first on ties); level lv holds [ilo[lv], ihi[lv]]
             # minus the nested interval of level lv + 1, where its residue error repeats every step.
             # Finer levels first: a level whose least error exceeds the best so far is skipped.
             best = np.int64(1) << 62
             for lv in range(lmax, lmin - 1, -1):
-                if lv < lmax and (least[lv] << _KEY_SHIFT) > best:
+                if (least[lv] << _KEY_SHIFT) > best:
                     continue
                 period = np.int64(1) << max(ncols - lv, 0)
-                q_row = q[offs[lv]:]
                 if lv == lmax:
-                    best = _scan_first_period(q_row, ilo[lv], ihi[lv] + 1, period, cmin, best)
+                    best = _scan_first_period(q[lv], ilo[lv], ihi[lv] + 1, period, cmin, best)
                 else:
-                    best = _scan_first_period(q_row, ilo[lv], ilo[lv + 1], period, cmin, best)
-                    best = _scan_first_period(q_row, ihi[lv + 1] + 1, ihi[lv] + 1, period, cmin, best)
+                    best = _scan_first_period(q[lv], ilo[lv], ilo[lv + 1], period, cmin, best)
+                    best = _scan_first_period(q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, period, cmin, best)
             best_ci = best & key_mask
             lv = _level_of(best_ci, ilo, ihi)
             if not (mn >= agree_lo[lv, best_ci] and mx <= agree_hi[lv, best_ci]):
@@ -492,12 +414,11 @@ def zero_point(vals, lengths, active, table, agree_lo, agree_hi, offs, rows,  # 
                 # candidate, with equality inside the agreement interval or once summed exactly
                 for lv in range(lmin, lmax + 1):
                     period = np.int64(1) << max(ncols - lv, 0)
-                    q_row = q[offs[lv]:]
                     if lv == lmax:
-                        _copy_periodic(bound, q_row, ilo[lv], ihi[lv] + 1, cmin, period)
+                        _copy_periodic(bound, q[lv], ilo[lv], ihi[lv] + 1, cmin, period)
                     else:
-                        _copy_periodic(bound, q_row, ilo[lv], ilo[lv + 1], cmin, period)
-                        _copy_periodic(bound, q_row, ihi[lv + 1] + 1, ihi[lv] + 1, cmin, period)
+                        _copy_periodic(bound, q[lv], ilo[lv], ilo[lv + 1], cmin, period)
+                        _copy_periodic(bound, q[lv], ihi[lv + 1] + 1, ihi[lv] + 1, cmin, period)
                 while True:
                     best = bound[0]
                     for ci in range(1, ncand):

@@ -251,13 +251,11 @@ def reference_group(w: np.ndarray, config: _Config) -> tuple[np.ndarray, int, in
 # ---------------------------------------------------------------------- the built-in methods
 @functools.lru_cache(maxsize=32)
 def _zero_point_tables(bits: int, n_cols: int, n_levels: int, cmin: int, cmax: int,
-                       sign_magnitude: bool) -> tuple[np.ndarray, ...]:
-    """The zero-point search's tables (read-only): the exact error table, the agreement
-    intervals of the residue search (:func:`bitvert.pruning._kernels.agreement_intervals`) and
-    its lane layout and per-weight rows (:func:`bitvert.pruning._kernels.residue_lanes`)."""
+                       sign_magnitude: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The zero-point search's tables (read-only): the exact error table and the agreement
+    intervals of the residue search (:func:`bitvert.pruning._kernels.agreement_intervals`)."""
     tables = (_kernels.error_table(bits, n_cols, n_levels, cmin, cmax, sign_magnitude),
-              *_kernels.agreement_intervals(bits, n_cols, n_levels, cmin, cmax, sign_magnitude),
-              *_kernels.residue_lanes(n_cols, n_levels))
+              *_kernels.agreement_intervals(bits, n_cols, n_levels, cmin, cmax, sign_magnitude))
     for t in tables:
         t.setflags(write=False)
     return tables
